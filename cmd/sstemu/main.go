@@ -1,0 +1,42 @@
+// Command sstemu runs the PyTorch → /dev/sst0 → virtqueue → virtio-sst → SST stack in one
+// process, or any single layer of it against the real neighbours.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "sstemu",
+		Usage: "the PyTorch-to-SST accelerator simulation stack in one binary",
+		Commands: []*cli.Command{
+			versionCommand(),
+		},
+		HideHelpCommand: true,
+	}
+}
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "sstemu:", err)
+		os.Exit(1)
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			_, err := fmt.Fprintf(c.App.Writer, "sstemu %s\n", version)
+			return err
+		},
+	}
+}

@@ -1,0 +1,94 @@
+// Package deviceserver is layer 2 of the stack: the device server that, in the reference
+// setup, runs inside the QEMU guest. For every operator it computes the real numeric result
+// and asks the accelerator, through a character-device handle (/dev/sst0), for its simulated
+// timing.
+package deviceserver
+
+import "context"
+
+// OpType is the operator code carried in byte 8 of a DeviceGEMM frame.
+type OpType uint8
+
+// Operator codes of the DeviceGEMM protocol (protocol.md, L1).
+const (
+	OpGEMM   OpType = 0x01
+	OpConv   OpType = 0x02
+	OpMatmul OpType = 0x03
+)
+
+// String names the operator for logs.
+func (t OpType) String() string {
+	switch t {
+	case OpGEMM:
+		return "GEMM"
+	case OpConv:
+		return "CONV"
+	case OpMatmul:
+		return "MATMUL"
+	default:
+		return "UNKNOWN"
+	}
+}
+
+// GEMM is C[M,N] = A[M,K] × B[K,N] on row-major float32 matrices.
+type GEMM struct {
+	M, N, K int
+	A       []float32 // M×K, row-major
+	B       []float32 // K×N, row-major
+}
+
+// Matmul is torch.matmul(A, B) with its shape rules: 1-D operands are promoted and the
+// promoted dimension removed again, leading (batch) dimensions broadcast.
+type Matmul struct {
+	AShape, BShape []int
+	A, B           []float32 // row-major, len = product of the shape
+}
+
+// Conv2D is a 2-D convolution of an NCHW input with an OIHW weight (PyTorch's conv2d
+// without bias): weight is [O, C/Groups, KH, KW].
+type Conv2D struct {
+	InputShape  [4]int // N, C, H, W
+	WeightShape [4]int // O, C/Groups, KH, KW
+	Stride      [2]int // H, W; each ≥ 1
+	Padding     [2]int // H, W; each ≥ 0
+	Dilation    [2]int // H, W; each ≥ 1
+	Groups      int    // ≥ 1, divides C and O
+	Input       []float32
+	Weight      []float32
+}
+
+// Op is one operator as decoded by the front end. Exactly one of GEMM, Matmul and Conv is
+// set, matching Type.
+type Op struct {
+	ID     int64 // op_id from the client's JSON, for logs
+	Type   OpType
+	GEMM   *GEMM
+	Matmul *Matmul
+	Conv   *Conv2D
+}
+
+// Timing is the simulated cost of one op as the device reported it. An op whose timing
+// could not be obtained (device absent, timeout) has Timed false and its result is still
+// returned to the client.
+type Timing struct {
+	Timed         bool
+	Requests      int    // GEMM requests sent to the device for this op
+	Cycles        uint64 // sum over the op's GEMM requests
+	ComputeCycles uint64
+	MemoryCycles  uint64
+	MemoryBytes   uint64
+	UntimedReason string // why Timed is false, for logs
+}
+
+// Result is an op's output: a row-major float32 tensor and its timing.
+type Result struct {
+	Shape  []int
+	Data   []float32
+	Timing Timing
+}
+
+// Executor is what layer 2 offers the front end: run one op, return its numeric result and
+// its simulated timing. It is safe for concurrent use.
+type Executor interface {
+	Execute(ctx context.Context, op *Op) (*Result, error)
+}

@@ -1,0 +1,75 @@
+package protocol
+
+import (
+	"bytes"
+	"testing"
+)
+
+// Each decoder must either reject its input with a *DecodeError or decode it into a value
+// that encodes back to the very same bytes.
+func FuzzRequestDecode(f *testing.F) {
+	f.Add(make([]byte, RequestSize))
+	f.Add(make([]byte, 4096))
+	g := &Request{RequestID: 3}
+	g.SetGEMM(GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
+	b, _ := g.MarshalBinary()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var r Request
+		if err := r.Decode(in); err != nil {
+			if len(in) == RequestSize {
+				t.Fatalf("rejected a %d-byte request: %v", len(in), err)
+			}
+			return
+		}
+		_ = r.String()
+		if r.Type == ReqWrite {
+			if d, err := r.WriteData(); err == nil && len(d) > MaxWriteData {
+				t.Fatalf("write data %d bytes", len(d))
+			}
+		}
+		out, err := r.MarshalBinary()
+		if err != nil || !bytes.Equal(out, in) {
+			t.Fatalf("round trip changed the bytes (err %v)", err)
+		}
+	})
+}
+
+func FuzzResponseDecode(f *testing.F) {
+	f.Add(make([]byte, ResponseSize))
+	f.Add(make([]byte, RequestSize))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var r Response
+		if err := r.Decode(in); err != nil {
+			return
+		}
+		_ = r.String()
+		_, _, _ = r.GEMM(), r.Info(), r.Compute()
+		out, err := r.MarshalBinary()
+		if err != nil || !bytes.Equal(out, in) {
+			t.Fatalf("round trip changed the bytes (err %v)", err)
+		}
+	})
+}
+
+func FuzzConfigEventDecode(f *testing.F) {
+	f.Add(make([]byte, ConfigSize))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var c Config
+		if c.Decode(in) == nil {
+			_ = c.String()
+			out := make([]byte, ConfigSize)
+			if c.Encode(out) != nil || !bytes.Equal(out, in) {
+				t.Fatal("config round trip changed the bytes")
+			}
+		}
+		var e Event
+		if e.Decode(in) == nil {
+			_ = e.String()
+			out := make([]byte, EventSize)
+			if e.Encode(out) != nil || !bytes.Equal(out, in) {
+				t.Fatal("event round trip changed the bytes")
+			}
+		}
+	})
+}

@@ -1,0 +1,322 @@
+package protocol
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fixture returns size zero bytes with the given bytes placed at their offsets; the byte
+// values in the tests below are written out by hand from protocol.md's tables.
+func fixture(size int, at map[int][]byte) []byte {
+	b := make([]byte, size)
+	for off, v := range at {
+		copy(b[off:], v)
+	}
+	return b
+}
+
+func TestSizes(t *testing.T) {
+	assert.Equal(t, 4080, MaxDataSize)
+	assert.Equal(t, 4104, RequestSize)
+	assert.Equal(t, 4112, ResponseSize)
+	assert.Equal(t, 24, ConfigSize)
+	assert.Equal(t, 24, EventSize)
+	assert.Equal(t, 4064, MaxWriteData)
+}
+
+func TestRequestLayouts(t *testing.T) {
+	tests := []struct {
+		name string
+		req  func() *Request
+		want []byte
+	}{
+		{
+			name: "header",
+			req: func() *Request {
+				return &Request{Type: ReqEcho, Flags: 0x0a0b0c0d, RequestID: 0x0102030405060708, UserData: 0x1112131415161718}
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x01, 0, 0, 0},
+				4:  {0x0d, 0x0c, 0x0b, 0x0a},
+				8:  {0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01},
+				16: {0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11},
+			}),
+		},
+		{
+			name: "compute",
+			req: func() *Request {
+				r := &Request{RequestID: 1}
+				r.SetCompute(Compute{ComputeUnits: 0x1234, LatencyModel: 2})
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x02, 0, 0, 0},
+				8:  {0x01},
+				24: {0x34, 0x12, 0, 0, 0, 0, 0, 0},
+				32: {0x02, 0, 0, 0},
+			}),
+		},
+		{
+			name: "write",
+			req: func() *Request {
+				r := &Request{}
+				require.NoError(t, r.SetWrite(0x1000, []byte{0xaa, 0xbb, 0xcc}))
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x04, 0, 0, 0},
+				24: {0x00, 0x10, 0, 0, 0, 0, 0, 0},
+				32: {0x03, 0, 0, 0},
+				40: {0xaa, 0xbb, 0xcc},
+			}),
+		},
+		{
+			name: "read",
+			req: func() *Request {
+				r := &Request{}
+				r.SetRead(0x0fffff00, 256)
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x03, 0, 0, 0},
+				24: {0x00, 0xff, 0xff, 0x0f, 0, 0, 0, 0},
+				32: {0x00, 0x01, 0, 0},
+			}),
+		},
+		{
+			name: "configure",
+			req: func() *Request {
+				r := &Request{}
+				r.SetConfigure(Configure{ParamID: 3, Value: 0x0100000000})
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x07, 0, 0, 0},
+				24: {0x03, 0, 0, 0},
+				32: {0, 0, 0, 0, 0x01, 0, 0, 0},
+			}),
+		},
+		{
+			name: "gemm",
+			req: func() *Request {
+				r := &Request{RequestID: 7}
+				r.SetGEMM(GEMM{M: 4, N: 16, K: 8, DtypeSize: 4, AOffset: 32, BOffset: 160})
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x08, 0, 0, 0},
+				8:  {0x07},
+				24: {0x04, 0, 0, 0},
+				28: {0x10, 0, 0, 0},
+				32: {0x08, 0, 0, 0},
+				36: {0x04, 0, 0, 0},
+				40: {0x20, 0, 0, 0, 0, 0, 0, 0},
+				48: {0xa0, 0, 0, 0, 0, 0, 0, 0},
+			}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := tt.req()
+			got, err := req.MarshalBinary()
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+
+			var back Request
+			require.NoError(t, back.Decode(tt.want))
+			assert.Equal(t, *req, back)
+		})
+	}
+}
+
+func TestRequestAccessors(t *testing.T) {
+	var r Request
+	require.NoError(t, r.Decode(fixture(RequestSize, map[int][]byte{
+		0:  {0x08, 0, 0, 0},
+		24: {0xff, 0xff, 0xff, 0xff}, // M = 2^32-1
+		28: {0x01, 0, 0, 0},
+		32: {0x02, 0, 0, 0},
+		36: {0x02, 0, 0, 0},
+		40: {0x20},
+		48: {0x30},
+	})))
+	assert.Equal(t, GEMM{M: 0xffffffff, N: 1, K: 2, DtypeSize: 2, AOffset: 32, BOffset: 48}, r.GEMM())
+	assert.Equal(t, "GEMM id=0 user=0x0 M=4294967295 N=1 K=2 dtype_size=2", r.String())
+
+	require.NoError(t, r.Decode(fixture(RequestSize, map[int][]byte{
+		0:  {0x04, 0, 0, 0},
+		32: {0xe1, 0x0f, 0, 0}, // size 4065: one byte more than a WRITE carries
+	})))
+	_, err := r.WriteData()
+	var de *DecodeError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, 32, de.Offset)
+
+	assert.Error(t, r.SetWrite(0, make([]byte, MaxWriteData+1)))
+	require.NoError(t, r.SetWrite(8, make([]byte, MaxWriteData)))
+	data, err := r.WriteData()
+	require.NoError(t, err)
+	assert.Len(t, data, MaxWriteData)
+}
+
+func TestResponseLayouts(t *testing.T) {
+	tests := []struct {
+		name string
+		resp func() *Response
+		want []byte
+	}{
+		{
+			name: "header",
+			resp: func() *Response {
+				return &Response{Status: StatusNoDevice, RequestID: 0x0102, UserData: 0xbeef, Result: 0x1122334455667788}
+			},
+			want: fixture(ResponseSize, map[int][]byte{
+				0:  {0x05, 0, 0, 0},
+				8:  {0x02, 0x01},
+				16: {0xef, 0xbe},
+				24: {0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11},
+			}),
+		},
+		{
+			name: "compute",
+			resp: func() *Response {
+				r := &Response{Result: 500}
+				r.SetCompute(ComputeResult{Cycles: 500, Timestamp: 0x0100})
+				return r
+			},
+			want: fixture(ResponseSize, map[int][]byte{
+				24: {0xf4, 0x01},
+				32: {0xf4, 0x01, 0, 0, 0, 0, 0, 0},
+				40: {0x00, 0x01, 0, 0, 0, 0, 0, 0},
+			}),
+		},
+		{
+			name: "get_info",
+			resp: func() *Response {
+				r := &Response{}
+				r.SetInfo(Info{Version: Version, Capabilities: 0x27, MaxComputeUnits: MaxComputeUnits, MemorySize: DeviceMemorySize})
+				return r
+			},
+			want: fixture(ResponseSize, map[int][]byte{
+				32: {0x00, 0x00, 0x01, 0x00},             // 0x00010000
+				36: {0x27, 0, 0, 0},                      // capabilities
+				40: {0x40, 0x42, 0x0f, 0, 0, 0, 0, 0},    // 1000000 = 0x0F4240
+				48: {0x00, 0x00, 0x00, 0x10, 0, 0, 0, 0}, // 0x10000000
+			}),
+		},
+		{
+			name: "gemm",
+			resp: func() *Response {
+				r := &Response{Result: 16}
+				r.SetGEMM(GEMMResult{Cycles: 16, ComputeCycles: 16, MemoryCycles: 1, MemoryBytes: 512, ResultOffset: 9})
+				return r
+			},
+			want: fixture(ResponseSize, map[int][]byte{
+				24: {0x10},
+				32: {0x10},
+				40: {0x10},
+				48: {0x01},
+				56: {0x00, 0x02},
+				64: {0x09},
+			}),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := tt.resp()
+			got, err := resp.MarshalBinary()
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+
+			var back Response
+			require.NoError(t, back.Decode(tt.want))
+			assert.Equal(t, *resp, back)
+		})
+	}
+}
+
+func TestResponseAccessorsAndReply(t *testing.T) {
+	req := &Request{Type: ReqCompute, RequestID: 42, UserData: 99}
+	var resp Response
+	resp.Result = 5
+	resp.ReplyTo(req)
+	assert.Equal(t, Response{RequestID: 42, UserData: 99}, resp)
+
+	resp.SetInfo(Info{Version: 1, Capabilities: 2, MaxComputeUnits: 3, MemorySize: 4})
+	assert.Equal(t, Info{Version: 1, Capabilities: 2, MaxComputeUnits: 3, MemorySize: 4}, resp.Info())
+	resp.SetCompute(ComputeResult{Cycles: 7, Timestamp: 8})
+	assert.Equal(t, ComputeResult{Cycles: 7, Timestamp: 8}, resp.Compute())
+}
+
+func TestConfigAndEvent(t *testing.T) {
+	c := Config{Version: Version, DeviceID: 3, Features: FeatureEcho | FeatureCompute | FeatureMemory | FeatureReset, MaxQueues: 1}
+	b := make([]byte, ConfigSize)
+	require.NoError(t, c.Encode(b))
+	assert.Equal(t, fixture(ConfigSize, map[int][]byte{
+		0:  {0x00, 0x00, 0x01, 0x00},
+		4:  {0x03},
+		8:  {0x27},
+		16: {0x01},
+	}), b)
+	var c2 Config
+	require.NoError(t, c2.Decode(b))
+	assert.Equal(t, c, c2)
+	assert.Equal(t, "version=0x10000 device_id=3 features=ECHO|COMPUTE|MEMORY|RESET max_queues=1", c.String())
+
+	e := Event{Type: EventLinkDown, Timestamp: 0x0102, Data: 0xff}
+	b = make([]byte, EventSize)
+	require.NoError(t, e.Encode(b))
+	assert.Equal(t, fixture(EventSize, map[int][]byte{0: {0x02}, 8: {0x02, 0x01}, 16: {0xff}}), b)
+	var e2 Event
+	require.NoError(t, e2.Decode(b))
+	assert.Equal(t, e, e2)
+}
+
+func TestDecodeRejectsWrongLengths(t *testing.T) {
+	tests := []struct {
+		name   string
+		decode func([]byte) error
+		size   int
+	}{
+		{"request", (&Request{}).Decode, RequestSize},
+		{"response", (&Response{}).Decode, ResponseSize},
+		{"config", (&Config{}).Decode, ConfigSize},
+		{"event", (&Event{}).Decode, EventSize},
+	}
+	for _, tt := range tests {
+		for _, n := range []int{0, 1, tt.size - 1, tt.size + 1, 4096} {
+			t.Run(tt.name, func(t *testing.T) {
+				err := tt.decode(make([]byte, n))
+				var de *DecodeError
+				require.ErrorAs(t, err, &de)
+				assert.Equal(t, -1, de.Offset)
+				assert.Contains(t, err.Error(), "length")
+			})
+		}
+	}
+	// The 4096-byte request with a 32-bit request_id seen in one reference example.
+	assert.Error(t, (&Request{}).Encode(make([]byte, 4096)))
+	assert.Error(t, (&Response{}).Encode(make([]byte, RequestSize)))
+}
+
+func TestStrings(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{ReqNoop.String(), "NOOP"},
+		{ReqGEMM.String(), "GEMM"},
+		{RequestType(9).String(), "UNKNOWN(9)"},
+		{StatusOK.String(), "OK"},
+		{StatusNoDevice.String(), "NO_DEVICE"},
+		{Status(77).String(), "UNKNOWN(77)"},
+		{Feature(0).String(), "0"},
+		{(FeatureEvents | 1<<10).String(), "EVENTS|0x400"},
+		{EventLinkUp.String(), "LINK_UP"},
+		{EventType(0).String(), "UNKNOWN(0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) { assert.Equal(t, tt.want, tt.got) })
+	}
+	assert.True(t, ReqGEMM.Known())
+	assert.False(t, RequestType(9).Known())
+}

@@ -1,0 +1,432 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+var le = binary.LittleEndian
+
+// Field offsets of SSTRequest, from the start of the structure.
+const (
+	reqOffType      = 0
+	reqOffFlags     = 4
+	reqOffRequestID = 8
+	reqOffUserData  = 16
+	reqOffPayload   = RequestHeaderSize
+)
+
+// Field offsets of SSTResponse, from the start of the structure.
+const (
+	respOffStatus    = 0
+	respOffReserved  = 4
+	respOffRequestID = 8
+	respOffUserData  = 16
+	respOffResult    = 24
+	respOffPayload   = ResponseHeaderSize
+)
+
+// RequestIDOffset is where request_id sits in an encoded SSTRequest; the driver overwrites
+// it in place.
+const RequestIDOffset = reqOffRequestID
+
+// DecodeError says which structure could not be decoded and why.
+type DecodeError struct {
+	Struct string // "SSTRequest", "SSTResponse", …
+	Offset int    // byte offset of the offending field, or -1 for the whole buffer
+	Reason string
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("protocol: %s: %s", e.Struct, e.Reason)
+	}
+	return fmt.Sprintf("protocol: %s at offset %d: %s", e.Struct, e.Offset, e.Reason)
+}
+
+func checkSize(name string, b []byte, want int) error {
+	if len(b) != want {
+		return &DecodeError{Struct: name, Offset: -1, Reason: fmt.Sprintf("length %d, want %d", len(b), want)}
+	}
+	return nil
+}
+
+// Request is struct SSTRequest. Payload holds the raw union; use the typed accessors
+// (Compute, Memory, Configure, GEMM) to read it and the Set methods to fill it.
+type Request struct {
+	Type      RequestType
+	Flags     uint32
+	RequestID uint64
+	UserData  uint64
+	Payload   [MaxDataSize]byte
+}
+
+// Encode writes the request's 4104 bytes into b, which must be exactly RequestSize long.
+func (r *Request) Encode(b []byte) error {
+	if err := checkSize("SSTRequest", b, RequestSize); err != nil {
+		return err
+	}
+	le.PutUint32(b[reqOffType:], uint32(r.Type))
+	le.PutUint32(b[reqOffFlags:], r.Flags)
+	le.PutUint64(b[reqOffRequestID:], r.RequestID)
+	le.PutUint64(b[reqOffUserData:], r.UserData)
+	copy(b[reqOffPayload:], r.Payload[:])
+	return nil
+}
+
+// MarshalBinary returns the request's 4104 bytes.
+func (r *Request) MarshalBinary() ([]byte, error) {
+	b := make([]byte, RequestSize)
+	return b, r.Encode(b)
+}
+
+// Decode fills r from b, which must be exactly RequestSize long. Unknown request types
+// decode without error (the device answers them INVALID); check Type.Known.
+func (r *Request) Decode(b []byte) error {
+	if err := checkSize("SSTRequest", b, RequestSize); err != nil {
+		return err
+	}
+	r.Type = RequestType(le.Uint32(b[reqOffType:]))
+	r.Flags = le.Uint32(b[reqOffFlags:])
+	r.RequestID = le.Uint64(b[reqOffRequestID:])
+	r.UserData = le.Uint64(b[reqOffUserData:])
+	copy(r.Payload[:], b[reqOffPayload:])
+	return nil
+}
+
+// UnmarshalBinary is Decode.
+func (r *Request) UnmarshalBinary(b []byte) error { return r.Decode(b) }
+
+// String summarises the request for logs.
+func (r *Request) String() string {
+	s := fmt.Sprintf("%s id=%d user=%#x", r.Type, r.RequestID, r.UserData)
+	switch r.Type {
+	case ReqCompute:
+		c := r.Compute()
+		s += fmt.Sprintf(" units=%d latency_model=%d", c.ComputeUnits, c.LatencyModel)
+	case ReqRead, ReqWrite:
+		m := r.Memory()
+		s += fmt.Sprintf(" addr=%#x size=%d", m.Addr, m.Size)
+	case ReqConfigure:
+		c := r.Configure()
+		s += fmt.Sprintf(" param=%d value=%d", c.ParamID, c.Value)
+	case ReqGEMM:
+		g := r.GEMM()
+		s += fmt.Sprintf(" M=%d N=%d K=%d dtype_size=%d", g.M, g.N, g.K, g.DtypeSize)
+	}
+	return s
+}
+
+// Compute is the COMPUTE request payload.
+type Compute struct {
+	ComputeUnits uint64 // @24
+	LatencyModel uint32 // @32
+}
+
+// Compute reads the payload as a COMPUTE request.
+func (r *Request) Compute() Compute {
+	return Compute{ComputeUnits: le.Uint64(r.Payload[0:]), LatencyModel: le.Uint32(r.Payload[8:])}
+}
+
+// SetCompute makes r a COMPUTE request with payload c.
+func (r *Request) SetCompute(c Compute) {
+	r.Type = ReqCompute
+	le.PutUint64(r.Payload[0:], c.ComputeUnits)
+	le.PutUint32(r.Payload[8:], c.LatencyModel)
+	le.PutUint32(r.Payload[12:], 0)
+}
+
+// Memory is the READ/WRITE request payload header.
+type Memory struct {
+	Addr uint64 // @24
+	Size uint32 // @32
+}
+
+// Memory reads the payload as a READ or WRITE request header.
+func (r *Request) Memory() Memory {
+	return Memory{Addr: le.Uint64(r.Payload[0:]), Size: le.Uint32(r.Payload[8:])}
+}
+
+// WriteData returns the data a WRITE carries: Size bytes after the memory header, or an
+// error when Size exceeds MaxWriteData. The slice aliases r.Payload.
+func (r *Request) WriteData() ([]byte, error) {
+	m := r.Memory()
+	if m.Size > MaxWriteData {
+		return nil, &DecodeError{Struct: "SSTRequest(WRITE)", Offset: reqOffPayload + 8,
+			Reason: fmt.Sprintf("size %d exceeds the %d bytes a WRITE carries", m.Size, MaxWriteData)}
+	}
+	return r.Payload[MemoryHeaderSize : MemoryHeaderSize+int(m.Size)], nil
+}
+
+// SetRead makes r a READ of size bytes at addr.
+func (r *Request) SetRead(addr uint64, size uint32) {
+	r.Type = ReqRead
+	le.PutUint64(r.Payload[0:], addr)
+	le.PutUint32(r.Payload[8:], size)
+	le.PutUint32(r.Payload[12:], 0)
+}
+
+// SetWrite makes r a WRITE of data at addr; data longer than MaxWriteData is an error.
+func (r *Request) SetWrite(addr uint64, data []byte) error {
+	if len(data) > MaxWriteData {
+		return fmt.Errorf("protocol: WRITE of %d bytes exceeds %d", len(data), MaxWriteData)
+	}
+	r.Type = ReqWrite
+	le.PutUint64(r.Payload[0:], addr)
+	le.PutUint32(r.Payload[8:], uint32(len(data)))
+	le.PutUint32(r.Payload[12:], 0)
+	copy(r.Payload[MemoryHeaderSize:], data)
+	return nil
+}
+
+// Configure is the CONFIGURE request payload.
+type Configure struct {
+	ParamID uint32 // @24
+	Value   uint64 // @32
+}
+
+// Configure reads the payload as a CONFIGURE request.
+func (r *Request) Configure() Configure {
+	return Configure{ParamID: le.Uint32(r.Payload[0:]), Value: le.Uint64(r.Payload[8:])}
+}
+
+// SetConfigure makes r a CONFIGURE request with payload c.
+func (r *Request) SetConfigure(c Configure) {
+	r.Type = ReqConfigure
+	le.PutUint32(r.Payload[0:], c.ParamID)
+	le.PutUint32(r.Payload[4:], 0)
+	le.PutUint64(r.Payload[8:], c.Value)
+}
+
+// GEMM is the GEMM request payload (the tutorial's addition): C[M,N] = A[M,K]·B[K,N].
+type GEMM struct {
+	M, N, K   uint32 // @24, @28, @32
+	DtypeSize uint32 // @36
+	AOffset   uint64 // @40, offset of A's data within the payload (0 when not sent)
+	BOffset   uint64 // @48
+}
+
+// GEMMHeaderSize is the size of the GEMM payload metadata; matrix data, if any, follows it.
+// (The tutorial's Python helper wrongly uses 24.)
+const GEMMHeaderSize = 32
+
+// GEMM reads the payload as a GEMM request.
+func (r *Request) GEMM() GEMM {
+	p := r.Payload[:]
+	return GEMM{M: le.Uint32(p[0:]), N: le.Uint32(p[4:]), K: le.Uint32(p[8:]), DtypeSize: le.Uint32(p[12:]),
+		AOffset: le.Uint64(p[16:]), BOffset: le.Uint64(p[24:])}
+}
+
+// SetGEMM makes r a GEMM request with payload g.
+func (r *Request) SetGEMM(g GEMM) {
+	r.Type = ReqGEMM
+	p := r.Payload[:]
+	le.PutUint32(p[0:], g.M)
+	le.PutUint32(p[4:], g.N)
+	le.PutUint32(p[8:], g.K)
+	le.PutUint32(p[12:], g.DtypeSize)
+	le.PutUint64(p[16:], g.AOffset)
+	le.PutUint64(p[24:], g.BOffset)
+}
+
+// Response is struct SSTResponse. Payload holds the raw union; use the typed accessors to
+// read it and the Set methods to fill it.
+type Response struct {
+	Status    Status
+	Reserved  uint32
+	RequestID uint64
+	UserData  uint64
+	Result    uint64
+	Payload   [MaxDataSize]byte
+}
+
+// Encode writes the response's 4112 bytes into b, which must be exactly ResponseSize long.
+func (r *Response) Encode(b []byte) error {
+	if err := checkSize("SSTResponse", b, ResponseSize); err != nil {
+		return err
+	}
+	le.PutUint32(b[respOffStatus:], uint32(r.Status))
+	le.PutUint32(b[respOffReserved:], r.Reserved)
+	le.PutUint64(b[respOffRequestID:], r.RequestID)
+	le.PutUint64(b[respOffUserData:], r.UserData)
+	le.PutUint64(b[respOffResult:], r.Result)
+	copy(b[respOffPayload:], r.Payload[:])
+	return nil
+}
+
+// MarshalBinary returns the response's 4112 bytes.
+func (r *Response) MarshalBinary() ([]byte, error) {
+	b := make([]byte, ResponseSize)
+	return b, r.Encode(b)
+}
+
+// Decode fills r from b, which must be exactly ResponseSize long.
+func (r *Response) Decode(b []byte) error {
+	if err := checkSize("SSTResponse", b, ResponseSize); err != nil {
+		return err
+	}
+	r.Status = Status(le.Uint32(b[respOffStatus:]))
+	r.Reserved = le.Uint32(b[respOffReserved:])
+	r.RequestID = le.Uint64(b[respOffRequestID:])
+	r.UserData = le.Uint64(b[respOffUserData:])
+	r.Result = le.Uint64(b[respOffResult:])
+	copy(r.Payload[:], b[respOffPayload:])
+	return nil
+}
+
+// UnmarshalBinary is Decode.
+func (r *Response) UnmarshalBinary(b []byte) error { return r.Decode(b) }
+
+// String summarises the response for logs.
+func (r *Response) String() string {
+	return fmt.Sprintf("%s id=%d user=%#x result=%d", r.Status, r.RequestID, r.UserData, r.Result)
+}
+
+// ReplyTo starts a response to req: status OK, request_id and user_data copied, all else
+// zero.
+func (r *Response) ReplyTo(req *Request) {
+	*r = Response{RequestID: req.RequestID, UserData: req.UserData}
+}
+
+// ComputeResult is the COMPUTE response payload.
+type ComputeResult struct {
+	Cycles    uint64 // @32
+	Timestamp uint64 // @40, simulated cycle at which the work started
+}
+
+// Compute reads the payload as a COMPUTE response.
+func (r *Response) Compute() ComputeResult {
+	return ComputeResult{Cycles: le.Uint64(r.Payload[0:]), Timestamp: le.Uint64(r.Payload[8:])}
+}
+
+// SetCompute fills the COMPUTE payload.
+func (r *Response) SetCompute(c ComputeResult) {
+	le.PutUint64(r.Payload[0:], c.Cycles)
+	le.PutUint64(r.Payload[8:], c.Timestamp)
+}
+
+// Info is the GET_INFO response payload.
+type Info struct {
+	Version         uint32 // @32
+	Capabilities    uint32 // @36
+	MaxComputeUnits uint64 // @40
+	MemorySize      uint64 // @48
+}
+
+// Info reads the payload as a GET_INFO response.
+func (r *Response) Info() Info {
+	p := r.Payload[:]
+	return Info{Version: le.Uint32(p[0:]), Capabilities: le.Uint32(p[4:]),
+		MaxComputeUnits: le.Uint64(p[8:]), MemorySize: le.Uint64(p[16:])}
+}
+
+// SetInfo fills the GET_INFO payload.
+func (r *Response) SetInfo(i Info) {
+	p := r.Payload[:]
+	le.PutUint32(p[0:], i.Version)
+	le.PutUint32(p[4:], i.Capabilities)
+	le.PutUint64(p[8:], i.MaxComputeUnits)
+	le.PutUint64(p[16:], i.MemorySize)
+}
+
+// GEMMResult is the GEMM response payload.
+type GEMMResult struct {
+	Cycles        uint64 // @32
+	ComputeCycles uint64 // @40
+	MemoryCycles  uint64 // @48
+	MemoryBytes   uint64 // @56
+	ResultOffset  uint32 // @64
+}
+
+// GEMM reads the payload as a GEMM response.
+func (r *Response) GEMM() GEMMResult {
+	p := r.Payload[:]
+	return GEMMResult{Cycles: le.Uint64(p[0:]), ComputeCycles: le.Uint64(p[8:]), MemoryCycles: le.Uint64(p[16:]),
+		MemoryBytes: le.Uint64(p[24:]), ResultOffset: le.Uint32(p[32:])}
+}
+
+// SetGEMM fills the GEMM payload.
+func (r *Response) SetGEMM(g GEMMResult) {
+	p := r.Payload[:]
+	le.PutUint64(p[0:], g.Cycles)
+	le.PutUint64(p[8:], g.ComputeCycles)
+	le.PutUint64(p[16:], g.MemoryCycles)
+	le.PutUint64(p[24:], g.MemoryBytes)
+	le.PutUint32(p[32:], g.ResultOffset)
+	le.PutUint32(p[36:], 0)
+}
+
+// Config is struct SSTConfig, the device's config space.
+type Config struct {
+	Version   uint32
+	DeviceID  uint32
+	Features  Feature
+	MaxQueues uint64
+}
+
+// Encode writes the 24-byte config space into b, which must be exactly ConfigSize long.
+func (c *Config) Encode(b []byte) error {
+	if err := checkSize("SSTConfig", b, ConfigSize); err != nil {
+		return err
+	}
+	le.PutUint32(b[0:], c.Version)
+	le.PutUint32(b[4:], c.DeviceID)
+	le.PutUint64(b[8:], uint64(c.Features))
+	le.PutUint64(b[16:], c.MaxQueues)
+	return nil
+}
+
+// Decode fills c from b, which must be exactly ConfigSize long.
+func (c *Config) Decode(b []byte) error {
+	if err := checkSize("SSTConfig", b, ConfigSize); err != nil {
+		return err
+	}
+	c.Version = le.Uint32(b[0:])
+	c.DeviceID = le.Uint32(b[4:])
+	c.Features = Feature(le.Uint64(b[8:]))
+	c.MaxQueues = le.Uint64(b[16:])
+	return nil
+}
+
+// String summarises the config for logs.
+func (c *Config) String() string {
+	return fmt.Sprintf("version=%#x device_id=%d features=%s max_queues=%d", c.Version, c.DeviceID, c.Features, c.MaxQueues)
+}
+
+// Event is struct SSTEvent, sent by the device on the event queue.
+type Event struct {
+	Type      EventType
+	Reserved  uint32
+	Timestamp uint64
+	Data      uint64
+}
+
+// Encode writes the 24-byte event into b, which must be exactly EventSize long.
+func (e *Event) Encode(b []byte) error {
+	if err := checkSize("SSTEvent", b, EventSize); err != nil {
+		return err
+	}
+	le.PutUint32(b[0:], uint32(e.Type))
+	le.PutUint32(b[4:], e.Reserved)
+	le.PutUint64(b[8:], e.Timestamp)
+	le.PutUint64(b[16:], e.Data)
+	return nil
+}
+
+// Decode fills e from b, which must be exactly EventSize long.
+func (e *Event) Decode(b []byte) error {
+	if err := checkSize("SSTEvent", b, EventSize); err != nil {
+		return err
+	}
+	e.Type = EventType(le.Uint32(b[0:]))
+	e.Reserved = le.Uint32(b[4:])
+	e.Timestamp = le.Uint64(b[8:])
+	e.Data = le.Uint64(b[16:])
+	return nil
+}
+
+// String summarises the event for logs.
+func (e *Event) String() string {
+	return fmt.Sprintf("%s timestamp=%d data=%d", e.Type, e.Timestamp, e.Data)
+}
