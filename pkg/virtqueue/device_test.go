@@ -1,0 +1,332 @@
+package virtqueue
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// rawDesc writes descriptor i of the table at table directly, as a (possibly hostile)
+// driver would.
+func rawDesc(t testing.TB, mem *GuestMemory, table uint64, i uint16, addr uint64, n uint32, flags, next uint16) {
+	t.Helper()
+	enc := desc{addr: addr, len: n, flags: flags, next: next}.encode()
+	require.NoError(t, mem.WriteAt(enc[:], table+DescSize*uint64(i)))
+}
+
+// rawOffer appends heads to the available ring and publishes them by hand.
+func rawOffer(t testing.TB, p *pair, heads ...uint16) {
+	t.Helper()
+	idx, err := p.mem.ReadU16(p.l.Avail + offIdx)
+	require.NoError(t, err)
+	for _, h := range heads {
+		require.NoError(t, p.mem.WriteU16(p.l.availRing(idx), h))
+		idx++
+	}
+	require.NoError(t, p.mem.WriteU16(p.l.Avail+offIdx, idx))
+}
+
+// bufArea is where the negative tests point their buffers.
+const (
+	negMemSize = 1 << 16
+	bufArea    = 0x8000
+	tableArea  = 0xC000 // indirect tables
+)
+
+func TestPopRejectsEveryRule(t *testing.T) {
+	const q = 8 // queue size
+	w := uint16(DescFWrite)
+	n := uint16(DescFNext)
+	ind := uint16(DescFIndirect)
+	cases := []struct {
+		name     string
+		f        Features
+		setup    func(t *testing.T, p *pair)
+		rule     Rule
+		index    uint16
+		indirect bool
+	}{
+		{"head out of range", Features{}, func(t *testing.T, p *pair) {
+			rawOffer(t, p, q)
+		}, RuleHeadRange, q, false},
+		{"head out of range 0xffff", Features{}, func(t *testing.T, p *pair) {
+			rawOffer(t, p, 0xffff)
+		}, RuleHeadRange, 0xffff, false},
+		{"next out of range", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, n, q)
+			rawOffer(t, p, 0)
+		}, RuleNextRange, q, false},
+		{"self loop", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 3, bufArea, 4, n, 3)
+			rawOffer(t, p, 3)
+		}, RuleChainLength, 3, false},
+		{"two-descriptor loop", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, n, 1)
+			rawDesc(t, p.mem, p.l.Desc, 1, bufArea, 4, n, 0)
+			rawOffer(t, p, 0)
+		}, RuleChainLength, 0, false}, // 9th descriptor read is index 0 again
+		{"buffer past end of memory", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, negMemSize-4, 8, 0, 0)
+			rawOffer(t, p, 0)
+		}, RuleBufferRange, 0, false},
+		{"buffer address overflows", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, n, 1)
+			rawDesc(t, p.mem, p.l.Desc, 1, ^uint64(0)-1, 4, w, 0)
+			rawOffer(t, p, 0)
+		}, RuleBufferRange, 1, false},
+		{"readable after writable", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, n, 1)
+			rawDesc(t, p.mem, p.l.Desc, 1, bufArea, 4, n|w, 2)
+			rawDesc(t, p.mem, p.l.Desc, 2, bufArea, 4, 0, 0)
+			rawOffer(t, p, 0)
+		}, RuleReadAfterWrite, 2, false},
+		{"indirect not negotiated", Features{}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 16, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectNotNegotiated, 0, false},
+		{"indirect with next", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 16, ind|n, 1)
+			rawOffer(t, p, 0)
+		}, RuleIndirectNext, 0, false},
+		{"indirect len zero", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 0, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectLen, 0, false},
+		{"indirect len not multiple of 16", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 24, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectLen, 0, false},
+		{"indirect table outside memory", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, negMemSize-16, 32, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectRange, 0, false},
+		{"nested indirect", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 32, ind, 0)
+			rawDesc(t, p.mem, tableArea, 0, bufArea, 4, n, 1)
+			rawDesc(t, p.mem, tableArea, 1, tableArea, 16, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectNested, 1, true},
+		{"next out of indirect table", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 32, ind, 0)
+			rawDesc(t, p.mem, tableArea, 0, bufArea, 4, n, 2)
+			rawOffer(t, p, 0)
+		}, RuleNextRange, 2, true},
+		{"loop in indirect table", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 32, ind, 0)
+			rawDesc(t, p.mem, tableArea, 0, bufArea, 4, n, 1)
+			rawDesc(t, p.mem, tableArea, 1, bufArea, 4, n, 0)
+			rawOffer(t, p, 0)
+		}, RuleChainLength, 0, true},
+		{"indirect chain longer than queue size", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, tableArea, 16*(q+1), ind, 0)
+			for i := uint16(0); i < q+1; i++ {
+				rawDesc(t, p.mem, tableArea, i, bufArea, 4, n, i+1)
+			}
+			rawOffer(t, p, 0)
+		}, RuleChainLength, q, true},
+		{"readable in indirect table after writable direct", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, w|n, 1)
+			rawDesc(t, p.mem, p.l.Desc, 1, tableArea, 16, ind, 0)
+			rawDesc(t, p.mem, tableArea, 0, bufArea, 4, 0, 0)
+			rawOffer(t, p, 0)
+		}, RuleReadAfterWrite, 0, true},
+		{"indirect table outside memory by overflow", Features{IndirectDesc: true}, func(t *testing.T, p *pair) {
+			rawDesc(t, p.mem, p.l.Desc, 0, ^uint64(0)-15, 32, ind, 0)
+			rawOffer(t, p, 0)
+		}, RuleIndirectRange, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, negMemSize, q, tc.f)
+			tc.setup(t, p)
+			_, ok, err := p.dev.Pop()
+			require.Error(t, err)
+			assert.False(t, ok)
+			var ce *ChainError
+			require.True(t, errors.As(err, &ce), "want *ChainError, got %T %v", err, err)
+			assert.Equal(t, tc.rule, ce.Rule, "%v", err)
+			assert.Equal(t, tc.index, ce.Index, "%v", err)
+			assert.Equal(t, tc.indirect, ce.Indirect, "%v", err)
+			assert.NotEmpty(t, ce.Rule.Section())
+			assert.Contains(t, err.Error(), "§"+ce.Rule.Section())
+			assert.LessOrEqual(t, p.dev.steps, uint64(q+2), "bounded walk")
+
+			// The entry is consumed: the ring is empty now, not stuck on the bad chain.
+			_, ok, err = p.dev.Pop()
+			require.NoError(t, err)
+			assert.False(t, ok)
+
+			// A returnable head goes back with len 0; any other cannot be pushed.
+			pushErr := p.dev.PushUsed(ce.Head, 0)
+			if ce.Returnable() {
+				require.NoError(t, pushErr)
+				used, err := p.mem.ReadU16(p.l.Used + offIdx)
+				require.NoError(t, err)
+				assert.EqualValues(t, 1, used)
+			} else {
+				require.Error(t, pushErr)
+			}
+		})
+	}
+}
+
+func TestPopRejectsHeadInFlight(t *testing.T) {
+	p := newPair(t, negMemSize, 8, Features{})
+	rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 4, 0, 0)
+	rawOffer(t, p, 0, 0)
+	c, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	_, ok, err = p.dev.Pop()
+	assert.False(t, ok)
+	var ce *ChainError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, RuleHeadInFlight, ce.Rule)
+	assert.False(t, ce.Returnable())
+	require.NoError(t, p.dev.PushUsed(c.Head, 0), "the first pop still owns the head")
+}
+
+func TestPopRejectsAvailIdxJump(t *testing.T) {
+	cases := []struct {
+		name string
+		idx  uint16
+	}{
+		{"forward by size+1", 9},
+		{"backwards by one", 0xffff},
+		{"forward by half the index space", 0x8000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, negMemSize, 8, Features{})
+			require.NoError(t, p.mem.WriteU16(p.l.Avail+offIdx, tc.idx))
+			_, ok, err := p.dev.Pop()
+			assert.False(t, ok)
+			var re *RingError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, RuleAvailIdxJump, re.Rule)
+			assert.Equal(t, tc.idx, re.Idx)
+			// Sticky: putting idx back does not revive the queue.
+			require.NoError(t, p.mem.WriteU16(p.l.Avail+offIdx, 0))
+			_, _, err2 := p.dev.Pop()
+			assert.Same(t, err, err2)
+		})
+	}
+	t.Run("exactly size ahead is fine", func(t *testing.T) {
+		p := newPair(t, negMemSize, 8, Features{})
+		for i := uint16(0); i < 8; i++ {
+			rawDesc(t, p.mem, p.l.Desc, i, bufArea, 4, 0, 0)
+			rawOffer(t, p, i)
+		}
+		for i := uint16(0); i < 8; i++ {
+			c, ok, err := p.dev.Pop()
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, i, c.Head)
+		}
+	})
+}
+
+// TestPopRejectsTotalLen needs a chain of more than 2^32 bytes whose buffers all lie in
+// guest memory: three overlapping 2 GiB buffers in a 2 GiB arena (the pages are never
+// touched, so the arena costs address space, not memory).
+func TestPopRejectsTotalLen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2 GiB arena")
+	}
+	const half = 1 << 31
+	p := newPair(t, half, 8, Features{})
+	rawDesc(t, p.mem, p.l.Desc, 0, 0, half, DescFNext, 1)
+	rawDesc(t, p.mem, p.l.Desc, 1, 0, half, DescFNext|DescFWrite, 2) // total = 2^32 exactly: allowed
+	rawDesc(t, p.mem, p.l.Desc, 2, 0, 1, DescFWrite, 0)              // 2^32 + 1
+	rawOffer(t, p, 0)
+	_, _, err := p.dev.Pop()
+	var ce *ChainError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, RuleTotalLen, ce.Rule)
+	assert.EqualValues(t, 2, ce.Index)
+
+	// Exactly 2^32 bytes is legal.
+	rawDesc(t, p.mem, p.l.Desc, 4, 0, half, DescFNext, 5)
+	rawDesc(t, p.mem, p.l.Desc, 5, 0, half, DescFWrite, 0)
+	rawOffer(t, p, 4)
+	c, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.EqualValues(t, uint64(1)<<32, c.ReadableLen()+c.WritableLen())
+}
+
+func TestPopIndirect(t *testing.T) {
+	p := newPair(t, negMemSize, 8, Features{IndirectDesc: true})
+	// Direct readable, then an indirect descriptor (its WRITE flag must be ignored,
+	// §2.7.5.3.2) to a table: readable, writable, writable, chained out of order.
+	rawDesc(t, p.mem, p.l.Desc, 5, bufArea, 3, DescFNext, 2)
+	rawDesc(t, p.mem, p.l.Desc, 2, tableArea, 4*DescSize, DescFIndirect|DescFWrite, 7)
+	rawDesc(t, p.mem, tableArea, 0, bufArea+0x10, 5, DescFNext, 3)
+	rawDesc(t, p.mem, tableArea, 3, bufArea+0x20, 6, DescFNext|DescFWrite, 1)
+	rawDesc(t, p.mem, tableArea, 1, bufArea+0x30, 7, DescFWrite, 0)
+	rawOffer(t, p, 5)
+	c, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.EqualValues(t, 5, c.Head)
+	assert.Equal(t, []Segment{{bufArea, 3}, {bufArea + 0x10, 5}}, c.Readable)
+	assert.Equal(t, []Segment{{bufArea + 0x20, 6}, {bufArea + 0x30, 7}}, c.Writable)
+	require.NoError(t, p.dev.PushUsed(5, 13))
+	assert.Error(t, p.dev.PushUsed(5, 0), "already returned")
+}
+
+func TestPushUsedRejects(t *testing.T) {
+	p := newPair(t, negMemSize, 8, Features{})
+	rawDesc(t, p.mem, p.l.Desc, 1, bufArea, 4, DescFNext, 2)
+	rawDesc(t, p.mem, p.l.Desc, 2, bufArea, 10, DescFWrite, 0)
+	rawOffer(t, p, 1)
+	_, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	cases := []struct {
+		name    string
+		head    uint16
+		written uint32
+		rule    Rule
+	}{
+		{"head out of range", 8, 0, RuleHeadRange},
+		{"head not popped", 0, 0, RuleUsedNotInFlight},
+		{"not the head of the chain", 2, 0, RuleUsedNotInFlight},
+		{"more than the writable bytes", 1, 11, RuleUsedLen},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.dev.PushUsed(tc.head, tc.written)
+			var pe *PushError
+			require.ErrorAs(t, err, &pe)
+			assert.Equal(t, tc.rule, pe.Rule)
+		})
+	}
+	require.NoError(t, p.dev.PushUsed(1, 10), "exactly the writable bytes")
+	var raw [8]byte
+	require.NoError(t, p.mem.ReadAt(raw[:], p.l.Used+offRing))
+	assert.Equal(t, [8]byte{1, 0, 0, 0, 10, 0, 0, 0}, raw, "used elem {id 1, len 10} little-endian")
+}
+
+func TestChainScatterBounded(t *testing.T) {
+	p := newPair(t, negMemSize, 8, Features{})
+	rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 2, DescFNext|DescFWrite, 1)
+	rawDesc(t, p.mem, p.l.Desc, 1, bufArea+4, 3, DescFWrite, 0)
+	rawOffer(t, p, 0)
+	c, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	n, err := c.Scatter([]byte("ABCDEFG"))
+	assert.Equal(t, 5, n)
+	assert.ErrorIs(t, err, io.ErrShortWrite)
+	got := make([]byte, 8)
+	require.NoError(t, p.mem.ReadAt(got, bufArea))
+	assert.Equal(t, []byte("AB\x00\x00CDE\x00"), got)
+	// Gather of a chain without readable part copies nothing.
+	k, err := c.Gather(make([]byte, 4))
+	require.NoError(t, err)
+	assert.Zero(t, k)
+}
