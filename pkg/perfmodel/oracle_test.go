@@ -1,0 +1,102 @@
+package perfmodel
+
+import (
+	"math/big"
+)
+
+// oracle re-derives an estimate with arbitrary-precision integers straight from the
+// formulas in docs/models.md, with no overflow handling at all, so the fixed-width
+// implementation can be compared with it, overflow decisions included.
+type oracle struct {
+	flops, compute, memory, bytes *big.Int
+	peak                          float64
+}
+
+var maxU64 = new(big.Int).SetUint64(^uint64(0))
+
+func bi(v uint64) *big.Int { return new(big.Int).SetUint64(v) }
+
+func bmul(xs ...*big.Int) *big.Int {
+	r := big.NewInt(1)
+	for _, x := range xs {
+		r.Mul(r, x)
+	}
+	return r
+}
+
+func badd(xs ...*big.Int) *big.Int {
+	r := new(big.Int)
+	for _, x := range xs {
+		r.Add(r, x)
+	}
+	return r
+}
+
+func bceil(a, b uint64) *big.Int {
+	q, m := new(big.Int).QuoRem(bi(a), bi(b), new(big.Int))
+	if m.Sign() != 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	return q
+}
+
+func bmin(a, b uint64) *big.Int { return bi(min(a, b)) }
+
+// memCycles is floor(bytes · clockMHz / bandwidthMBps).
+func memCycles(bytes *big.Int, clockMHz, bwMBps uint64) *big.Int {
+	return new(big.Int).Quo(bmul(bytes, bi(clockMHz)), bi(bwMBps))
+}
+
+func oracleEstimate(kind string, p Params, op Op) oracle {
+	bw, _ := toMilli("", "", p.BandwidthGBps)
+	clk, _ := toMilli("", "", p.ClockGHz)
+	M, N, K, D := bi(op.M), bi(op.N), bi(op.K), bi(op.DtypeSize)
+	o := oracle{flops: bmul(big.NewInt(2), M, N, K)}
+	switch kind {
+	case KindRoofline:
+		o.bytes = bmul(badd(bmul(M, K), bmul(K, N), bmul(M, N)), D)
+		o.compute = new(big.Int).Quo(o.flops, bi(p.FLOPsPerCycle))
+		o.peak = float64(p.FLOPsPerCycle)
+	case KindTiled:
+		tM, tN, tK := bceil(op.M, p.TileM), bceil(op.N, p.TileN), bceil(op.K, p.TileK)
+		o.compute = bmul(tM, tN, tK, bi(p.CyclesPerTile))
+		o.bytes = bmul(badd(bmul(M, K, tN), bmul(K, N, tM), bmul(M, N)), D)
+		o.peak = 2 * float64(p.TileM) * float64(p.TileN) * float64(p.TileK) / float64(p.CyclesPerTile)
+	case KindSystolic:
+		var sr, sc, t uint64
+		switch p.Dataflow {
+		case OutputStationary:
+			sr, sc, t = op.M, op.N, op.K
+		case WeightStationary:
+			sr, sc, t = op.K, op.N, op.M
+		case InputStationary:
+			sr, sc, t = op.K, op.M, op.N
+		}
+		rf, cf := bceil(sr, p.ArrayRows), bceil(sc, p.ArrayCols)
+		perFold := badd(bmul(big.NewInt(2), bmin(sr, p.ArrayRows)), bmin(sc, p.ArrayCols), bi(t), big.NewInt(-2))
+		o.compute = bmul(rf, cf, perFold)
+		a, b, c := bmul(M, K), bmul(K, N), bmul(M, N)
+		switch p.Dataflow {
+		case OutputStationary:
+			a, b = bmul(a, cf), bmul(b, rf)
+		case WeightStationary:
+			a, c = bmul(a, cf), bmul(c, rf)
+		case InputStationary:
+			b, c = bmul(b, cf), bmul(c, rf)
+		}
+		o.bytes = bmul(badd(a, b, c), D)
+		o.peak = 2 * float64(p.ArrayRows) * float64(p.ArrayCols)
+	}
+	o.memory = memCycles(o.bytes, clk, bw)
+	return o
+}
+
+// overflows reports whether any quantity of the estimate exceeds 64 bits.
+func (o oracle) overflows() bool {
+	for _, x := range []*big.Int{o.flops, o.compute, o.memory, o.bytes} {
+		if x.Cmp(maxU64) > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,138 @@
+package perfmodel
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Preset is a named, documented set of parameters with the model kind it is meant for.
+// Every preset fills every field of Params, so New(kind, preset.Params) works for any kind;
+// fields the preset's device does not define take the tutorial's sketches (256-wide tiles,
+// a 128×128 array), as docs/models.md lists.
+type Preset struct {
+	Name        string
+	Description string
+	Source      string // where the numbers come from
+	Model       string // the default model kind for this preset
+	Params      Params
+}
+
+// DefaultPreset is the preset the emulator uses unless told otherwise: the tutorial's
+// A100-like roofline.
+const DefaultPreset = "a100-tutorial"
+
+// Tutorial constants (custom-sst-operators.md, step 2.1 and Advanced Topics).
+const (
+	tutorialFLOPsPerCycle = 64
+	tutorialBandwidthGBps = 900
+	tutorialClockGHz      = 1.41
+	tutorialTile          = 256
+	tutorialArray         = 128
+	// A full 256³ tile is 2·256³ = 33,554,432 FLOPs; at 64 FLOP/cycle it takes 524,288 cycles.
+	tutorialCyclesPerTile = 2 * tutorialTile * tutorialTile * tutorialTile / tutorialFLOPsPerCycle
+)
+
+// H100 SXM5 FP32 (non-tensor) figures, NVIDIA H100 datasheet and Hopper whitepaper.
+const (
+	h100SMs            = 132
+	h100FP32LanesPerSM = 128
+	h100FLOPsPerCycle  = h100SMs * h100FP32LanesPerSM * 2 // 33,792: one FMA = 2 FLOPs per lane
+	h100BandwidthGBps  = 3350
+	h100ClockGHz       = 1.98
+	// ceil(2·256³ / 33,792) = ceil(992.97) = 993 cycles for a full 256³ tile.
+	h100CyclesPerTile = (2*tutorialTile*tutorialTile*tutorialTile + h100FLOPsPerCycle - 1) / h100FLOPsPerCycle
+)
+
+// TPU-like 128×128 weight-stationary array clocked and fed like one TPUv2 TensorCore.
+const (
+	tpuArray         = 128
+	tpuFLOPsPerCycle = 2 * tpuArray * tpuArray // 32,768
+	tpuClockGHz      = 0.7
+	tpuBandwidthGBps = 350
+	// A 128³ tile is 2·128³ = 4,194,304 FLOPs; at 32,768 FLOP/cycle it takes 128 cycles.
+	tpuCyclesPerTile = 2 * tpuArray * tpuArray * tpuArray / tpuFLOPsPerCycle
+)
+
+// presets returns a fresh copy of the preset table.
+func presets() []Preset {
+	tutorial := Params{
+		FLOPsPerCycle: tutorialFLOPsPerCycle,
+		BandwidthGBps: tutorialBandwidthGBps,
+		ClockGHz:      tutorialClockGHz,
+		TileM:         tutorialTile, TileN: tutorialTile, TileK: tutorialTile,
+		CyclesPerTile: tutorialCyclesPerTile,
+		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
+		Dataflow: OutputStationary,
+	}
+	h100 := tutorial
+	h100.FLOPsPerCycle = h100FLOPsPerCycle
+	h100.BandwidthGBps = h100BandwidthGBps
+	h100.ClockGHz = h100ClockGHz
+	h100.CyclesPerTile = h100CyclesPerTile
+
+	tpu := Params{
+		FLOPsPerCycle: tpuFLOPsPerCycle,
+		BandwidthGBps: tpuBandwidthGBps,
+		ClockGHz:      tpuClockGHz,
+		TileM:         tpuArray, TileN: tpuArray, TileK: tpuArray,
+		CyclesPerTile: tpuCyclesPerTile,
+		ArrayRows:     tpuArray, ArrayCols: tpuArray,
+		Dataflow: WeightStationary,
+	}
+	return []Preset{
+		{
+			Name:        DefaultPreset,
+			Description: "the tutorial's A100-like roofline: 64 FP32 FLOP/cycle, 900 GB/s, 1.41 GHz",
+			Source:      "ACALSim tutorial custom-sst-operators.md, step 2.1 (PEAK_FLOPS_PER_CYCLE, MEMORY_BW_GB_S, FREQ_GHZ)",
+			Model:       KindRoofline,
+			Params:      tutorial,
+		},
+		{
+			Name:        "h100-sxm",
+			Description: "H100 SXM5 FP32 (non-tensor) roofline: 132 SMs × 128 lanes × 2 = 33,792 FLOP/cycle, 3,350 GB/s HBM3, 1.98 GHz boost (66.9 TFLOPS)",
+			Source:      "NVIDIA H100 Tensor Core GPU datasheet (FP32 67 TFLOPS, 3.35 TB/s) and Hopper architecture whitepaper (132 SMs, 128 FP32 cores/SM)",
+			Model:       KindRoofline,
+			Params:      h100,
+		},
+		{
+			Name:        "tpu-128",
+			Description: "TPU-like 128×128 weight-stationary systolic array (the tutorial's 128×128 sketch; TPUv1 is 256×256) at 700 MHz with 350 GB/s, i.e. one TPUv2 TensorCore's MXU and half its chip's HBM",
+			Source:      "tutorial Advanced Topics (SYSTOLIC_DIM 128); Jouppi et al., \"A Domain-Specific Supercomputer for Training Deep Neural Networks\", CACM 63(7), 2020 (TPUv2: 2 cores × one 128×128 MXU, 700 MHz, 700 GB/s HBM per chip)",
+			Model:       KindSystolic,
+			Params:      tpu,
+		},
+		{
+			Name:        "tiled-256",
+			Description: "the tutorial's tiled model: 256×256×256 tiles, each costing 524,288 cycles (2·256³ FLOPs at 64 FLOP/cycle), 900 GB/s, 1.41 GHz",
+			Source:      "ACALSim tutorial custom-sst-operators.md, Advanced Topics option 1 (TILE_SIZE 256), with step 2.1's rates",
+			Model:       KindTiled,
+			Params:      tutorial,
+		},
+	}
+}
+
+// Presets returns every preset, the default first. The slice and its Params are copies:
+// changing them does not change later results.
+func Presets() []Preset { return presets() }
+
+// LookupPreset returns a copy of the named preset, or an error wrapping ErrUnknownPreset.
+func LookupPreset(name string) (Preset, error) {
+	all := presets()
+	if i := slices.IndexFunc(all, func(p Preset) bool { return p.Name == name }); i >= 0 {
+		return all[i], nil
+	}
+	names := make([]string, len(all))
+	for i, p := range all {
+		names[i] = p.Name
+	}
+	return Preset{}, fmt.Errorf("%w %q (want one of %v)", ErrUnknownPreset, name, names)
+}
+
+// FromPreset builds the named preset's default model.
+func FromPreset(name string) (Model, error) {
+	p, err := LookupPreset(name)
+	if err != nil {
+		return nil, err
+	}
+	return New(p.Model, p.Params)
+}
