@@ -1,0 +1,243 @@
+package tcpfront
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+)
+
+// connState is where a connection's goroutine is; Shutdown closes only idle ones.
+type connState uint8
+
+const (
+	stateIdle   connState = iota // waiting for the first byte of a frame
+	stateActive                  // reading a frame, executing it or writing its answer
+	stateClosed                  // closed by Shutdown
+)
+
+// conn is one client connection and the buffers it reuses from op to op.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	id   uint64
+	rd   *connReader
+	br   *bufio.Reader
+	dec  *Decoder
+	wbuf []byte
+	log  zerolog.Logger
+
+	frame int64            // index of the current frame on this connection, for logs
+	op    *deviceserver.Op // the op being executed, for logs
+
+	mu    sync.Mutex
+	state connState
+}
+
+func newConn(s *Server, nc net.Conn, id uint64) *conn {
+	rd := &connReader{nc: nc, readTimeout: orDefault(s.ReadTimeout, DefaultReadTimeout)}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		if !s.DisableQuickAck {
+			if rc, err := tc.SyscallConn(); err == nil {
+				rd.raw = rc
+				quickAck(rc)
+			}
+		}
+	}
+	br := bufio.NewReaderSize(rd, readBufferSize)
+	return &conn{
+		s: s, nc: nc, id: id, rd: rd, br: br,
+		dec: NewDecoder(br, s.maxOpBytes()),
+		log: s.Logger.With().Uint64("conn", id).Str("remote", nc.RemoteAddr().String()).Logger(),
+	}
+}
+
+// connReader is the connection as the bufio.Reader sees it: inside a frame every read
+// must make progress within the read timeout, and after every read the quick-ACK option
+// is re-armed (see quickAck).
+type connReader struct {
+	nc          net.Conn
+	raw         syscall.RawConn // nil: no quick ACKs
+	readTimeout time.Duration
+	inFrame     bool
+}
+
+// Read reads from the connection.
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.inFrame && r.readTimeout > 0 {
+		_ = r.nc.SetReadDeadline(time.Now().Add(r.readTimeout))
+	}
+	n, err := r.nc.Read(p)
+	if n > 0 && r.raw != nil {
+		quickAck(r.raw)
+	}
+	return n, err
+}
+
+// setState moves the connection to idle or active unless Shutdown has begun, in which case
+// it reports false and the goroutine must end. The check and the move are atomic with
+// respect to closeIfIdle, so an op is either drained or never started.
+func (c *conn) setState(st connState) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed || c.s.inShutdown.Load() {
+		return false
+	}
+	c.state = st
+	return true
+}
+
+// closeIfIdle closes the connection if it is waiting for a frame.
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateIdle {
+		c.state = stateClosed
+		_ = c.nc.Close()
+	}
+}
+
+// serve runs the connection's op loop until the client leaves, a request is bad, or the
+// server shuts down.
+func (c *conn) serve() {
+	defer func() {
+		if p := recover(); p != nil {
+			fe := &FrameError{Kind: KindExecutor, Field: "execute", Reason: fmt.Sprintf("panic: %v", p)}
+			if c.op != nil {
+				fe.OpID, fe.HasOpID = c.op.ID, true
+			}
+			c.fail(fe, zerolog.ErrorLevel)
+		}
+		_ = c.nc.Close()
+		c.s.removeConn(c)
+		c.log.Debug().Msg("connection closed")
+	}()
+	c.log.Debug().Msg("connection opened")
+	idle := c.s.IdleTimeout
+	for frame := int64(0); ; frame++ {
+		if !c.setState(stateIdle) {
+			return
+		}
+		c.rd.inFrame = false
+		var deadline time.Time
+		if idle > 0 {
+			deadline = time.Now().Add(idle)
+		}
+		_ = c.nc.SetReadDeadline(deadline)
+		if _, err := c.br.Peek(1); err != nil {
+			c.log.Debug().Err(err).Int64("frames", frame).Msg("connection idle end")
+			return
+		}
+		if !c.setState(stateActive) {
+			return
+		}
+		c.rd.inFrame = true
+		c.frame = frame
+		if !c.serveOne() {
+			return
+		}
+	}
+}
+
+// serveOne decodes, executes and answers one frame; false means the connection must close.
+func (c *conn) serveOne() bool {
+	s := c.s
+	req, err := c.dec.Decode()
+	if err != nil {
+		var fe *FrameError
+		if !errors.As(err, &fe) {
+			fe = &FrameError{Kind: KindRead, Field: "frame", Reason: "read failed", Err: err}
+		}
+		c.fail(fe, zerolog.WarnLevel)
+		return false
+	}
+	s.counters.bytesIn.Add(uint64(req.Size))
+	s.counters.inFlight.Add(1)
+	defer s.counters.inFlight.Add(-1)
+	op := req.Op
+	c.op = op // not cleared by a defer: serve's recover needs it during a panic
+	start := time.Now()
+	res, err := s.Executor.Execute(s.baseCtx, op)
+	if err == nil {
+		err = checkResult(res, req)
+	}
+	if err != nil {
+		c.fail(&FrameError{Kind: KindExecutor, Field: "execute", Offset: req.Size, Reason: "executor failed",
+			OpID: op.ID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.ErrorLevel)
+		return false
+	}
+	c.op = nil
+	// Counted before the write so that a client holding its answer sees it in Stats.
+	s.counters.opsByType[op.Type].Add(1)
+	s.counters.bytesOut.Add(uint64(LengthPrefixSize + float32Size*len(res.Data)))
+	if err := c.writeResponse(res.Data); err != nil {
+		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
+			OpID: op.ID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
+		return false
+	}
+	if e := c.log.Debug(); e.Enabled() {
+		t := res.Timing
+		e.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", req.OutShape).
+			Bool("timed", t.Timed).Uint64("cycles", t.Cycles).Dur("took", time.Since(start)).Msg("op done")
+	}
+	return true
+}
+
+// checkResult verifies that the executor's result has as many elements as the op's
+// output shape (which also keeps it within the response's u32 length).
+func checkResult(res *deviceserver.Result, req *Request) error {
+	if res == nil {
+		return errors.New("no result")
+	}
+	if int64(len(res.Data)) != req.OutElems {
+		return fmt.Errorf("result has %d elements, the output shape %v has %d", len(res.Data), req.OutShape, req.OutElems)
+	}
+	return nil
+}
+
+// writeResponse sends the u32 big-endian byte length and the little-endian float32 data
+// in one write (one writev for results above writeCopyMax), so that with TCP_NODELAY the
+// answer leaves in as few segments as possible.
+func (c *conn) writeResponse(data []float32) error {
+	if wt := orDefault(c.s.WriteTimeout, DefaultWriteTimeout); wt > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+	}
+	size := len(data) * float32Size
+	if size <= writeCopyMax || !hostLittleEndian {
+		buf := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(size))
+		buf = appendFloat32s(buf, data)
+		if cap(buf) <= writeCopyMax+LengthPrefixSize {
+			c.wbuf = buf
+		}
+		_, err := c.nc.Write(buf)
+		return err
+	}
+	var hdr [LengthPrefixSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(size))
+	bufs := net.Buffers{hdr[:], float32Bytes(data)}
+	_, err := bufs.WriteTo(c.nc)
+	return err
+}
+
+// fail counts and logs the one line that explains why the connection closes.
+func (c *conn) fail(fe *FrameError, level zerolog.Level) {
+	c.s.counters.errors[fe.Kind].Add(1)
+	if c.s.hardClosed.Load() {
+		return
+	}
+	e := c.log.WithLevel(level).Str("kind", fe.Kind.String()).Str("field", fe.Field).Int64("offset", fe.Offset)
+	if fe.HasOpID {
+		e = e.Int64("op_id", fe.OpID)
+	}
+	e = e.Int64("frame", c.frame)
+	e.Str("reason", fe.Reason).AnErr("error", fe.Err).Msg("closing connection")
+}

@@ -1,0 +1,134 @@
+package tcpfront
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+)
+
+// fuzzMaxOpBytes keeps fuzzed frames from asking for much memory.
+const fuzzMaxOpBytes = 1 << 20
+
+func fuzzSeeds() [][]byte {
+	gemm := frame(1, gemmJSONFor(1, 2, 3, 4), ramp(8, 1), ramp(12, 2))
+	matmul := frame(3, `{"op_id": 2, "A_shape": [2, 1, 3], "B_shape": [4, 3, 2], "dtype": "float32"}`, ramp(6, 1), ramp(24, 2))
+	conv := frame(2, `{"op_id": 3, "input_shape": [1, 2, 4, 4], "weight_shape": [2, 1, 3, 3], "stride": [1, 2], "padding": 1, "dilation": 1, "groups": 2, "dtype": "float32"}`,
+		ramp(32, 1), ramp(18, 2))
+	seeds := [][]byte{handGEMMFrame, gemm, matmul, conv, append(append([]byte{}, gemm...), matmul...)}
+	for _, f := range [][]byte{gemm, matmul, conv} {
+		for _, cut := range []int{0, 3, 4, 8, 9, 20, len(f) - 5, len(f) - 1} {
+			seeds = append(seeds, f[:cut])
+		}
+	}
+	return seeds
+}
+
+// FuzzDecode feeds arbitrary streams to the decoder: it must never panic, must return
+// io.EOF or a *FrameError on failure, and whatever it accepts must be self-consistent.
+func FuzzDecode(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := NewDecoder(bytes.NewReader(data), fuzzMaxOpBytes)
+		var consumed int64
+		for {
+			req, err := d.Decode()
+			if err != nil {
+				var fe *FrameError
+				if err != io.EOF && !errors.As(err, &fe) {
+					t.Fatalf("error of type %T: %v", err, err)
+				}
+				return
+			}
+			consumed += req.Size
+			if consumed > int64(len(data)) {
+				t.Fatalf("decoded %d bytes from %d", consumed, len(data))
+			}
+			checkRequest(t, req)
+		}
+	})
+}
+
+// checkRequest checks that a decoded request's tensors and output agree with its shapes
+// and its budget.
+func checkRequest(t *testing.T, req *Request) {
+	na, nb := checkPlan(t, req.Op, req.OutShape, req.OutElems)
+	a, b := tensors(req.Op)
+	if len(a) != na || len(b) != nb {
+		t.Fatalf("tensors of %d and %d elements, shapes imply %d and %d", len(a), len(b), na, nb)
+	}
+}
+
+// checkPlan checks the output count and the op's size and returns the element counts its
+// shapes imply for the two input tensors.
+func checkPlan(t *testing.T, op *deviceserver.Op, outShape []int, outElems int64) (int, int) {
+	n := int64(1)
+	for _, dim := range outShape {
+		if dim <= 0 {
+			t.Fatalf("output shape %v", outShape)
+		}
+		n *= int64(dim)
+	}
+	if n != outElems {
+		t.Fatalf("output shape %v but OutElems %d", outShape, outElems)
+	}
+	var na, nb int
+	switch op.Type {
+	case deviceserver.OpGEMM:
+		g := op.GEMM
+		na, nb = g.M*g.K, g.K*g.N
+	case deviceserver.OpMatmul:
+		na, nb = prod(op.Matmul.AShape), prod(op.Matmul.BShape)
+	case deviceserver.OpConv:
+		na, nb = prod(op.Conv.InputShape[:]), prod(op.Conv.WeightShape[:])
+	default:
+		t.Fatalf("op type %v", op.Type)
+	}
+	if 4*(int64(na)+int64(nb)+n) > fuzzMaxOpBytes {
+		t.Fatalf("op of %d bytes accepted", 4*(int64(na)+int64(nb)+n))
+	}
+	return na, nb
+}
+
+func tensors(op *deviceserver.Op) ([]float32, []float32) {
+	switch op.Type {
+	case deviceserver.OpGEMM:
+		return op.GEMM.A, op.GEMM.B
+	case deviceserver.OpMatmul:
+		return op.Matmul.A, op.Matmul.B
+	case deviceserver.OpConv:
+		return op.Conv.Input, op.Conv.Weight
+	}
+	return nil, nil
+}
+
+// FuzzParseJSON feeds arbitrary JSON for each op type to the JSON decoder and validator.
+func FuzzParseJSON(f *testing.F) {
+	f.Add(byte(1), []byte(gemmJSONFor(1, 4, 16, 8)))
+	f.Add(byte(3), []byte(`{"op_id": 2, "A_shape": [2, 1, 3, 4], "B_shape": [5, 4, 6], "dtype": "float32"}`))
+	f.Add(byte(3), []byte(`{"op_id": 2, "A_shape": [4], "B_shape": [4], "dtype": "float32"}`))
+	f.Add(byte(2), []byte(`{"op_id": 3, "input_shape": [1, 3, 8, 8], "weight_shape": [4, 3, 3, 3], "stride": [2, 1], "padding": 1, "dilation": [1, 2], "groups": 1, "dtype": "float32"}`))
+	f.Add(byte(2), []byte(`{"op_id": 3, "input_shape": [1, 3, 8, 8], "weight_shape": [4, 3, 3, 3], "padding": 2147483647, "dtype": "float32"}`))
+	f.Add(byte(1), []byte("{\"op_id\": 1, \"dtype\": \"\xff\"}"))
+	f.Add(byte(4), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, op byte, js []byte) {
+		p, fe := parseJSON(deviceserver.OpType(op), js, fuzzMaxOpBytes)
+		if fe != nil {
+			if p != nil {
+				t.Fatal("plan and error both returned")
+			}
+			if fe.Offset < 0 || fe.Offset > int64(len(js)) {
+				t.Fatalf("offset %d outside the JSON of %d bytes", fe.Offset, len(js))
+			}
+			return
+		}
+		na, nb := checkPlan(t, &p.op, p.outShape, p.outElems)
+		if int64(na) != p.inputs[0] || int64(nb) != p.inputs[1] {
+			t.Fatalf("plan expects tensors of %v elements, shapes imply %d and %d", p.inputs, na, nb)
+		}
+	})
+}

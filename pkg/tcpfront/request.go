@@ -1,0 +1,357 @@
+package tcpfront
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+)
+
+// DTypeFloat32 is the only dtype the protocol carries.
+const DTypeFloat32 = "float32"
+
+// plan is a validated op before its tensors are read: the op with shapes filled in, the
+// element counts and names of the tensors that follow the JSON, and the output shape.
+type plan struct {
+	op       deviceserver.Op
+	inputs   [2]int64  // element counts of the two tensors, in wire order
+	names    [2]string // their names for errors
+	outShape []int
+	outElems int64
+}
+
+// gemmJSON is the JSON of a GEMM op (the reference client's). Pointers tell missing fields
+// from zeros.
+type gemmJSON struct {
+	OpID   *int64  `json:"op_id"`
+	M      *int64  `json:"M"`
+	N      *int64  `json:"N"`
+	K      *int64  `json:"K"`
+	AShape []int64 `json:"A_shape"`
+	BShape []int64 `json:"B_shape"`
+	DType  *string `json:"dtype"`
+}
+
+// matmulJSON is the JSON of a MATMUL op.
+type matmulJSON struct {
+	OpID   *int64  `json:"op_id"`
+	AShape []int64 `json:"A_shape"`
+	BShape []int64 `json:"B_shape"`
+	DType  *string `json:"dtype"`
+}
+
+// convJSON is the JSON of a CONV op.
+type convJSON struct {
+	OpID        *int64  `json:"op_id"`
+	InputShape  []int64 `json:"input_shape"`
+	WeightShape []int64 `json:"weight_shape"`
+	Stride      *pair   `json:"stride"`
+	Padding     *pair   `json:"padding"`
+	Dilation    *pair   `json:"dilation"`
+	Groups      *int64  `json:"groups"`
+	DType       *string `json:"dtype"`
+}
+
+// pair is a CONV hyper-parameter: an integer for both axes or an [h, w] array.
+type pair [2]int64
+
+// UnmarshalJSON accepts n or [h, w] with integer elements.
+func (p *pair) UnmarshalJSON(b []byte) error {
+	var n int64
+	if err := json.Unmarshal(b, &n); err == nil {
+		*p = pair{n, n}
+		return nil
+	}
+	var hw []int64
+	if err := json.Unmarshal(b, &hw); err != nil || len(hw) != 2 {
+		return errors.New("want an integer or an array of two integers")
+	}
+	*p = pair{hw[0], hw[1]}
+	return nil
+}
+
+// parseJSON decodes the JSON of an op of type t and validates it against maxOpBytes.
+// Offsets in returned errors are relative to the start of the JSON.
+func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64) (*plan, *FrameError) {
+	if !utf8.Valid(js) {
+		return nil, &FrameError{Kind: KindJSON, Field: "json", Offset: int64(invalidUTF8At(js)), Reason: "JSON is not valid UTF-8"}
+	}
+	switch t {
+	case deviceserver.OpGEMM:
+		var v gemmJSON
+		if fe := unmarshal(js, &v, false); fe != nil {
+			return nil, fe
+		}
+		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planGEMM(&v, maxOpBytes) })
+	case deviceserver.OpMatmul:
+		var v matmulJSON
+		if fe := unmarshal(js, &v, true); fe != nil {
+			return nil, fe
+		}
+		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planMatmul(&v, maxOpBytes) })
+	case deviceserver.OpConv:
+		var v convJSON
+		if fe := unmarshal(js, &v, true); fe != nil {
+			return nil, fe
+		}
+		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planConv(&v, maxOpBytes) })
+	default:
+		return nil, &FrameError{Kind: KindOpType, Field: "op_type", Reason: "unknown op type " + strconv.Itoa(int(t))}
+	}
+}
+
+// invalidUTF8At returns the index of the first byte of js that is not valid UTF-8.
+func invalidUTF8At(js []byte) int {
+	for i := 0; i < len(js); {
+		r, n := utf8.DecodeRune(js[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(js)
+}
+
+// unmarshal decodes one JSON object into v; strict rejects unknown keys. Trailing
+// non-space data is an error.
+func unmarshal(js []byte, v any, strict bool) *FrameError {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return jsonErr(err, dec.InputOffset())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &FrameError{Kind: KindJSON, Field: "json", Offset: dec.InputOffset(), Reason: "data after the JSON object"}
+	}
+	return nil
+}
+
+// jsonErr turns an encoding/json error into a FrameError with the best offset known.
+func jsonErr(err error, at int64) *FrameError {
+	fe := &FrameError{Kind: KindJSON, Field: "json", Offset: at, Reason: "malformed JSON", Err: err}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		fe.Offset = max(syn.Offset-1, 0) // syn.Offset counts the offending byte; point at it
+	case errors.As(err, &typ):
+		fe.Offset, fe.Field, fe.Reason = typ.Offset, typ.Field, "field has the wrong type (want "+typ.Type.String()+")"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		fe.Reason = "JSON ends early"
+	}
+	return fe
+}
+
+// withOpID checks op_id and dtype, common to all ops, then runs the op's own planner and
+// stamps the op_id on its result or error.
+func withOpID(opID *int64, dtype *string, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
+	if opID == nil {
+		return nil, fieldErr(KindField, "op_id", "missing")
+	}
+	var p *plan
+	fe := checkDType(dtype)
+	if fe == nil {
+		p, fe = planFn()
+	}
+	if fe != nil {
+		fe.OpID, fe.HasOpID = *opID, true
+		return nil, fe
+	}
+	p.op.ID = *opID
+	return p, nil
+}
+
+// checkDType checks that dtype is present and "float32".
+func checkDType(dtype *string) *FrameError {
+	switch {
+	case dtype == nil:
+		return fieldErr(KindField, "dtype", "missing")
+	case *dtype != DTypeFloat32:
+		return fieldErr(KindDType, "dtype", "unsupported dtype %q (only %q)", *dtype, DTypeFloat32)
+	}
+	return nil
+}
+
+// shape checks a shape field: present, rank within [minRank, maxRank], every dim valid.
+func shape(field string, v []int64, minRank, maxRank int) ([]int, *FrameError) {
+	if v == nil {
+		return nil, fieldErr(KindField, field, "missing")
+	}
+	if len(v) < minRank || len(v) > maxRank {
+		if minRank == maxRank {
+			return nil, fieldErr(KindField, field, "want %d dimensions, got %d", minRank, len(v))
+		}
+		return nil, fieldErr(KindField, field, "want %d to %d dimensions, got %d", minRank, maxRank, len(v))
+	}
+	out := make([]int, len(v))
+	for i, d := range v {
+		if fe := checkDim(field+"["+strconv.Itoa(i)+"]", d); fe != nil {
+			return nil, fe
+		}
+		out[i] = int(d)
+	}
+	return out, nil
+}
+
+// dim checks a required scalar dimension.
+func dim(field string, v *int64) (int, *FrameError) {
+	if v == nil {
+		return 0, fieldErr(KindField, field, "missing")
+	}
+	if fe := checkDim(field, *v); fe != nil {
+		return 0, fe
+	}
+	return int(*v), nil
+}
+
+// size charges the inputs and the output of p to a fresh budget of maxOpBytes.
+func (p *plan) size(maxOpBytes int64, names [2]string, in [2][]int) *FrameError {
+	s := newSizer(maxOpBytes)
+	p.names = names
+	for i := range in {
+		n, fe := s.take(names[i], in[i])
+		if fe != nil {
+			return fe
+		}
+		p.inputs[i] = n
+	}
+	n, fe := s.take("output", p.outShape)
+	p.outElems = n
+	return fe
+}
+
+func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
+	m, fe := dim("M", v.M)
+	if fe != nil {
+		return nil, fe
+	}
+	n, fe := dim("N", v.N)
+	if fe != nil {
+		return nil, fe
+	}
+	k, fe := dim("K", v.K)
+	if fe != nil {
+		return nil, fe
+	}
+	a, fe := shape("A_shape", v.AShape, 2, 2)
+	if fe != nil {
+		return nil, fe
+	}
+	b, fe := shape("B_shape", v.BShape, 2, 2)
+	if fe != nil {
+		return nil, fe
+	}
+	if a[0] != m || a[1] != k {
+		return nil, fieldErr(KindField, "A_shape", "A_shape %v disagrees with [M, K] = [%d, %d]", a, m, k)
+	}
+	if b[0] != k || b[1] != n {
+		return nil, fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
+	}
+	p := &plan{outShape: []int{m, n}}
+	p.op.Type = deviceserver.OpGEMM
+	p.op.GEMM = &deviceserver.GEMM{M: m, N: n, K: k}
+	if fe := p.size(maxOpBytes, [2]string{"A", "B"}, [2][]int{a, b}); fe != nil {
+		return nil, fe
+	}
+	return p, nil
+}
+
+func planMatmul(v *matmulJSON, maxOpBytes int64) (*plan, *FrameError) {
+	a, fe := shape("A_shape", v.AShape, 1, MaxRank)
+	if fe != nil {
+		return nil, fe
+	}
+	b, fe := shape("B_shape", v.BShape, 1, MaxRank)
+	if fe != nil {
+		return nil, fe
+	}
+	out, fe := matmulShape(a, b)
+	if fe != nil {
+		return nil, fe
+	}
+	p := &plan{outShape: out}
+	p.op.Type = deviceserver.OpMatmul
+	p.op.Matmul = &deviceserver.Matmul{AShape: a, BShape: b}
+	if fe := p.size(maxOpBytes, [2]string{"A", "B"}, [2][]int{a, b}); fe != nil {
+		return nil, fe
+	}
+	return p, nil
+}
+
+// Defaults of the optional CONV fields, as in torch.nn.functional.conv2d.
+const (
+	defaultStride   = 1
+	defaultPadding  = 0
+	defaultDilation = 1
+	defaultGroups   = 1
+)
+
+// hyper checks an optional CONV pair: absent means def; each element in [lo, MaxDim].
+func hyper(field string, v *pair, def, lo int64) ([2]int, *FrameError) {
+	hw := pair{def, def}
+	if v != nil {
+		hw = *v
+	}
+	var out [2]int
+	for i, x := range hw {
+		if x < lo {
+			return out, fieldErr(KindField, field, "must be at least %d, got %d", lo, x)
+		}
+		if x > MaxDim {
+			return out, fieldErr(KindLimit, field, "%d exceeds %d", x, MaxDim)
+		}
+		out[i] = int(x)
+	}
+	return out, nil
+}
+
+func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
+	var c convParams
+	in, fe := shape("input_shape", v.InputShape, 4, 4)
+	if fe != nil {
+		return nil, fe
+	}
+	w, fe := shape("weight_shape", v.WeightShape, 4, 4)
+	if fe != nil {
+		return nil, fe
+	}
+	copy(c.input[:], in)
+	copy(c.weight[:], w)
+	if c.stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
+		return nil, fe
+	}
+	if c.padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
+		return nil, fe
+	}
+	if c.dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
+		return nil, fe
+	}
+	g := int64(defaultGroups)
+	if v.Groups != nil {
+		g = *v.Groups
+	}
+	if fe := checkDim("groups", g); fe != nil {
+		return nil, fe
+	}
+	c.groups = int(g)
+	out, fe := conv2dShape(c)
+	if fe != nil {
+		return nil, fe
+	}
+	p := &plan{outShape: out[:]}
+	p.op.Type = deviceserver.OpConv
+	p.op.Conv = &deviceserver.Conv2D{
+		InputShape: c.input, WeightShape: c.weight,
+		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups,
+	}
+	if fe := p.size(maxOpBytes, [2]string{"input", "weight"}, [2][]int{in, w}); fe != nil {
+		return nil, fe
+	}
+	return p, nil
+}

@@ -1,0 +1,164 @@
+package tcpfront
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The expected shapes follow the torch.matmul documentation's examples and rules.
+func TestMatmulShape(t *testing.T) {
+	tests := []struct {
+		name    string
+		a, b    []int
+		want    []int
+		wantErr string
+	}{
+		{"dot", []int{3}, []int{3}, []int{}, ""},
+		{"matrix-vector", []int{3, 4}, []int{4}, []int{3}, ""},
+		{"vector-matrix", []int{4}, []int{4, 5}, []int{5}, ""},
+		{"matrix-matrix", []int{2, 3}, []int{3, 4}, []int{2, 4}, ""},
+		{"batched-vector", []int{10, 3, 4}, []int{4}, []int{10, 3}, ""},
+		{"batched-batched", []int{10, 3, 4}, []int{10, 4, 5}, []int{10, 3, 5}, ""},
+		{"batched-matrix", []int{10, 3, 4}, []int{4, 5}, []int{10, 3, 5}, ""},
+		{"vector-batched", []int{4}, []int{10, 4, 5}, []int{10, 5}, ""},
+		{"broadcast", []int{2, 1, 3, 4}, []int{5, 4, 6}, []int{2, 5, 3, 6}, ""},
+		{"broadcast-ones", []int{1, 7, 1, 2, 3}, []int{1, 4, 3, 2}, []int{1, 7, 4, 2, 2}, ""},
+		{"dot-mismatch", []int{3}, []int{4}, nil, "inner dimensions"},
+		{"inner-mismatch", []int{2, 3}, []int{2, 3}, nil, "inner dimensions"},
+		{"batch-mismatch", []int{2, 3, 4}, []int{5, 4, 6}, nil, "broadcast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, fe := matmulShape(tt.a, tt.b)
+			if tt.wantErr != "" {
+				require.NotNil(t, fe)
+				assert.Equal(t, KindField, fe.Kind)
+				assert.Contains(t, fe.Reason, tt.wantErr)
+				return
+			}
+			require.Nil(t, fe)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// Output sizes worked out by hand with floor((H + 2p - d(k-1) - 1)/s) + 1.
+func TestConv2DShape(t *testing.T) {
+	base := func(in, w [4]int) convParams {
+		return convParams{input: in, weight: w, stride: [2]int{1, 1}, dilation: [2]int{1, 1}, groups: 1}
+	}
+	tests := []struct {
+		name      string
+		p         convParams
+		want      [4]int
+		wantField string
+	}{
+		{"valid", base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3}), [4]int{1, 16, 30, 30}, ""},
+		{"same", func() convParams {
+			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
+			p.padding = [2]int{1, 1}
+			return p
+		}(), [4]int{1, 16, 32, 32}, ""},
+		{"stride2", func() convParams {
+			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
+			p.padding, p.stride = [2]int{1, 1}, [2]int{2, 2}
+			return p
+		}(), [4]int{1, 16, 16, 16}, ""},
+		{"dilation2", func() convParams {
+			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
+			p.dilation = [2]int{2, 2}
+			return p
+		}(), [4]int{1, 16, 28, 28}, ""},
+		{"groups", func() convParams { p := base([4]int{2, 3, 8, 8}, [4]int{6, 1, 3, 3}); p.groups = 3; return p }(), [4]int{2, 6, 6, 6}, ""},
+		{"asymmetric", func() convParams {
+			p := base([4]int{1, 1, 5, 7}, [4]int{1, 1, 3, 3})
+			p.stride, p.padding = [2]int{1, 2}, [2]int{0, 1}
+			return p
+		}(), [4]int{1, 1, 3, 4}, ""},
+		{"kernel-fills-padded", func() convParams {
+			p := base([4]int{1, 1, 3, 3}, [4]int{1, 1, 5, 5})
+			p.padding = [2]int{1, 1}
+			return p
+		}(), [4]int{1, 1, 1, 1}, ""},
+		{"kernel-too-big", base([4]int{1, 1, 3, 3}, [4]int{1, 1, 4, 3}), [4]int{}, "weight_shape[2]"},
+		{"groups-not-dividing-C", func() convParams { p := base([4]int{1, 3, 8, 8}, [4]int{4, 1, 3, 3}); p.groups = 2; return p }(), [4]int{}, "groups"},
+		{"groups-not-dividing-O", func() convParams { p := base([4]int{1, 4, 8, 8}, [4]int{3, 2, 3, 3}); p.groups = 2; return p }(), [4]int{}, "groups"},
+		{"channels-mismatch", base([4]int{1, 3, 8, 8}, [4]int{4, 2, 3, 3}), [4]int{}, "weight_shape[1]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, fe := conv2dShape(tt.p)
+			if tt.wantField != "" {
+				require.NotNil(t, fe)
+				assert.Equal(t, tt.wantField, fe.Field)
+				return
+			}
+			require.Nil(t, fe)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseJSON(t *testing.T) {
+	const gib = 1 << 30
+	tests := []struct {
+		name      string
+		op        byte
+		js        string
+		max       int64
+		wantKind  ErrorKind
+		wantField string
+		wantOut   []int
+	}{
+		{"gemm", 1, gemmJSONFor(1, 4, 16, 8), gib, 0, "", []int{4, 16}},
+		{"gemm-extra-field-ignored", 1, `{"op_id":1,"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float32","device":"sst0"}`, gib, 0, "", []int{1, 1}},
+		{"gemm-missing-K", 1, `{"op_id":1,"M":1,"N":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float32"}`, gib, KindField, "K", nil},
+		{"gemm-missing-op_id", 1, `{"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float32"}`, gib, KindField, "op_id", nil},
+		{"gemm-missing-dtype", 1, `{"op_id":1,"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1]}`, gib, KindField, "dtype", nil},
+		{"gemm-null", 1, `null`, gib, KindField, "op_id", nil},
+		{"gemm-zero", 1, gemmJSONFor(1, 0, 16, 8), gib, KindField, "M", nil},
+		{"gemm-negative", 1, gemmJSONFor(1, 4, -16, 8), gib, KindField, "N", nil},
+		{"gemm-over-maxdim", 1, `{"op_id":1,"M":4294967296,"N":1,"K":1,"A_shape":[4294967296,1],"B_shape":[1,1],"dtype":"float32"}`, gib, KindLimit, "M", nil},
+		{"gemm-overflow", 1, gemmJSONFor(1, 2147483647, 2147483647, 2147483647), gib, KindLimit, "A", nil},
+		{"gemm-over-budget", 1, gemmJSONFor(1, 256, 256, 256), 3*256*256*4 - 4, KindLimit, "output", nil},
+		{"gemm-at-budget", 1, gemmJSONFor(1, 256, 256, 256), 3 * 256 * 256 * 4, 0, "", []int{256, 256}},
+		{"gemm-A_shape-disagrees", 1, `{"op_id":1,"M":2,"N":3,"K":4,"A_shape":[4,2],"B_shape":[4,3],"dtype":"float32"}`, gib, KindField, "A_shape", nil},
+		{"gemm-B_shape-rank", 1, `{"op_id":1,"M":2,"N":3,"K":4,"A_shape":[2,4],"B_shape":[4,3,1],"dtype":"float32"}`, gib, KindField, "B_shape", nil},
+		{"gemm-float-dim", 1, `{"op_id":1,"M":2.0,"N":3,"K":4,"A_shape":[2,4],"B_shape":[4,3],"dtype":"float32"}`, gib, KindJSON, "M", nil},
+		{"gemm-string-dim", 1, `{"op_id":1,"M":"2","N":3,"K":4,"A_shape":[2,4],"B_shape":[4,3],"dtype":"float32"}`, gib, KindJSON, "M", nil},
+		{"gemm-dtype", 1, `{"op_id":1,"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float16"}`, gib, KindDType, "dtype", nil},
+		{"gemm-trailing", 1, gemmJSONFor(1, 1, 1, 1) + ` {}`, gib, KindJSON, "json", nil},
+		{"gemm-empty", 1, ``, gib, KindJSON, "json", nil},
+		{"matmul", 3, `{"op_id":2,"A_shape":[2,1,3,4],"B_shape":[5,4,6],"dtype":"float32"}`, gib, 0, "", []int{2, 5, 3, 6}},
+		{"matmul-dot", 3, `{"op_id":2,"A_shape":[3],"B_shape":[3],"dtype":"float32"}`, gib, 0, "", []int{}},
+		{"matmul-unknown-field", 3, `{"op_id":2,"A_shape":[3],"B_shape":[3],"dtype":"float32","alpha":2}`, gib, KindJSON, "json", nil},
+		{"matmul-rank0", 3, `{"op_id":2,"A_shape":[],"B_shape":[3],"dtype":"float32"}`, gib, KindField, "A_shape", nil},
+		{"matmul-rank9", 3, `{"op_id":2,"A_shape":[1,1,1,1,1,1,1,2,3],"B_shape":[3],"dtype":"float32"}`, gib, KindField, "A_shape", nil},
+		{"matmul-zero-dim", 3, `{"op_id":2,"A_shape":[2,0],"B_shape":[0],"dtype":"float32"}`, gib, KindField, "A_shape[1]", nil},
+		{"matmul-no-broadcast", 3, `{"op_id":2,"A_shape":[2,3,4],"B_shape":[5,4,6],"dtype":"float32"}`, gib, KindField, "B_shape", nil},
+		{"conv-defaults", 2, `{"op_id":3,"input_shape":[1,3,32,32],"weight_shape":[16,3,3,3],"dtype":"float32"}`, gib, 0, "", []int{1, 16, 30, 30}},
+		{"conv-pairs", 2, `{"op_id":3,"input_shape":[1,1,5,7],"weight_shape":[1,1,3,3],"stride":[1,2],"padding":[0,1],"dilation":1,"groups":1,"dtype":"float32"}`, gib, 0, "", []int{1, 1, 3, 4}},
+		{"conv-stride-zero", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"stride":0,"dtype":"float32"}`, gib, KindField, "stride", nil},
+		{"conv-padding-negative", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"padding":[0,-1],"dtype":"float32"}`, gib, KindField, "padding", nil},
+		{"conv-stride-three", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"stride":[1,2,3],"dtype":"float32"}`, gib, KindJSON, "json", nil},
+		{"conv-padding-string", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"padding":"same","dtype":"float32"}`, gib, KindJSON, "json", nil},
+		{"conv-groups-zero", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"groups":0,"dtype":"float32"}`, gib, KindField, "groups", nil},
+		{"conv-rank", 2, `{"op_id":3,"input_shape":[3,8,8],"weight_shape":[4,3,3,3],"dtype":"float32"}`, gib, KindField, "input_shape", nil},
+		{"conv-huge-padding", 2, `{"op_id":3,"input_shape":[1,1,1,1],"weight_shape":[1,1,1,1],"padding":2147483647,"dtype":"float32"}`, gib, KindLimit, "padding", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, fe := parseJSON(opTypeOf(tt.op), []byte(tt.js), tt.max)
+			if tt.wantOut != nil {
+				require.Nil(t, fe, "%v", fe)
+				assert.Equal(t, tt.wantOut, p.outShape)
+				return
+			}
+			require.NotNil(t, fe)
+			assert.Equal(t, tt.wantKind, fe.Kind, fe.Error())
+			assert.Equal(t, tt.wantField, fe.Field, fe.Error())
+		})
+	}
+}

@@ -1,0 +1,51 @@
+package tcpfront
+
+import (
+	"sync/atomic"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+)
+
+// Stats is a snapshot of a Server's counters since it started.
+type Stats struct {
+	Ops         uint64               // ops executed and answered (counted as the answer's write starts)
+	OpsGEMM     uint64               // of which GEMM
+	OpsConv     uint64               // of which CONV
+	OpsMatmul   uint64               // of which MATMUL
+	BytesIn     uint64               // bytes of fully decoded request frames
+	BytesOut    uint64               // bytes of responses (counted as each write starts)
+	Errors      map[ErrorKind]uint64 // connections closed or refused, by reason; every kind present
+	ActiveConns int64                // connections open now
+	TotalConns  uint64               // connections accepted (including refused ones)
+	OpsInFlight int64                // ops being executed or written now
+}
+
+// counters are the live atomics behind Stats.
+type counters struct {
+	opsByType   [4]atomic.Uint64 // indexed by OpType
+	bytesIn     atomic.Uint64
+	bytesOut    atomic.Uint64
+	errors      [numKinds]atomic.Uint64
+	activeConns atomic.Int64
+	totalConns  atomic.Uint64
+	inFlight    atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		OpsGEMM:     c.opsByType[deviceserver.OpGEMM].Load(),
+		OpsConv:     c.opsByType[deviceserver.OpConv].Load(),
+		OpsMatmul:   c.opsByType[deviceserver.OpMatmul].Load(),
+		BytesIn:     c.bytesIn.Load(),
+		BytesOut:    c.bytesOut.Load(),
+		Errors:      make(map[ErrorKind]uint64, numKinds),
+		ActiveConns: c.activeConns.Load(),
+		TotalConns:  c.totalConns.Load(),
+		OpsInFlight: c.inFlight.Load(),
+	}
+	s.Ops = s.OpsGEMM + s.OpsConv + s.OpsMatmul
+	for k := range c.errors {
+		s.Errors[ErrorKind(k)] = c.errors[k].Load()
+	}
+	return s
+}
