@@ -1,0 +1,53 @@
+//go:build cgo && !noopenblas
+
+package linalg
+
+// OpenBLAS is linked statically from Debian's libopenblas-dev (pthread flavour,
+// /usr/lib/x86_64-linux-gnu/libopenblas.a): the binary then runs without the shared
+// library installed. The CBLAS entry points used here need only libm and libpthread
+// besides the archive itself (no gfortran: that is only for the LAPACK part).
+
+/*
+#cgo LDFLAGS: -l:libopenblas.a -lm -lpthread
+#include <cblas.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// sgemm computes c = a·b with OpenBLAS. The slices hold exactly m·k, k·n and m·n
+// elements and all dimensions are ≥ 1. Dimensions beyond OpenBLAS's 32-bit blasint go to
+// the pure-Go kernel.
+func sgemm(m, n, k int, a, b, c []float32) {
+	if m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 {
+		sgemmGo(m, n, k, a, b, c)
+		return
+	}
+	pa := (*C.float)(unsafe.Pointer(&a[0]))
+	pb := (*C.float)(unsafe.Pointer(&b[0]))
+	pc := (*C.float)(unsafe.Pointer(&c[0]))
+	switch {
+	case m == 1:
+		// c[1,n] = a[1,k]·b[k,n] is y = Bᵀx with B the k×n row-major matrix.
+		C.cblas_sgemv(C.CblasRowMajor, C.CblasTrans, C.blasint(k), C.blasint(n),
+			1, pb, C.blasint(n), pa, 1, 0, pc, 1)
+	case n == 1:
+		// c[m,1] = a[m,k]·b[k,1] is y = Ax.
+		C.cblas_sgemv(C.CblasRowMajor, C.CblasNoTrans, C.blasint(m), C.blasint(k),
+			1, pa, C.blasint(k), pb, 1, 0, pc, 1)
+	default:
+		C.cblas_sgemm(C.CblasRowMajor, C.CblasNoTrans, C.CblasNoTrans,
+			C.blasint(m), C.blasint(n), C.blasint(k),
+			1, pa, C.blasint(k), pb, C.blasint(n), 0, pc, C.blasint(n))
+	}
+}
+
+func backendName() string {
+	return fmt.Sprintf("openblas (cgo, static): %s; core=%s; threads=%d",
+		C.GoString(C.openblas_get_config()), C.GoString(C.openblas_get_corename()),
+		int(C.openblas_get_num_threads()))
+}
