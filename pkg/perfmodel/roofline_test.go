@@ -189,22 +189,41 @@ func TestRooflineMatchesDoubleReference(t *testing.T) {
 	r := rates{bandwidthMBps: 900000, clockMHz: 1410}
 
 	t.Run("memory cycles sweep", func(t *testing.T) {
-		// Every byte count below 3·10^6, which crosses 100 exact-integer quotients
+		// Every byte count below 1.2·10^6, which crosses 40 exact-integer quotients
 		// (multiples of 30000 bytes, where the double quotient is most at risk).
-		for b := range uint64(3_000_000) {
+		for b := range uint64(1_200_000) {
 			c := checked{}
 			require.Equal(t, uint64(float64(b)/bytesPerCycle), r.memoryCycles(&c, b), "bytes=%d", b)
 		}
 	})
 	t.Run("memory cycles boundaries below 2^48", func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
-		for range 200_000 {
+		for range 100_000 {
 			k := rng.Uint64N((1 << 48) / 30000)
 			for _, b := range []uint64{k * 30000, k*30000 + 1, max(k*30000, 1) - 1, rng.Uint64N(1 << 48)} {
 				c := checked{}
 				require.Equal(t, uint64(float64(b)/bytesPerCycle), r.memoryCycles(&c, b), "bytes=%d", b)
 			}
 		}
+	})
+	t.Run("worst-case residues below 2^48", func(t *testing.T) {
+		// bytes·47 ≡ 29999 (mod 30000) puts the exact quotient bytes·1410/900000 = bytes·47/30000
+		// just 1/30000 below an integer: the case where double rounding would round up.
+		// 23617·47 = 1109999 ≡ 29999 (mod 30000). Below 2^48 the gap exceeds half an ulp.
+		const residue = 23617
+		for k := uint64(0); k*30000+residue < 1<<48; k += 9973 {
+			b := k*30000 + residue
+			c := checked{}
+			require.Equal(t, uint64(float64(b)/bytesPerCycle), r.memoryCycles(&c, b), "bytes=%d", b)
+		}
+	})
+	t.Run("exact beyond 2^48 where double is not", func(t *testing.T) {
+		// b = 350908135103617 (≈ 2^48.3): b·47 = 16492682349869999, /30000 = 549756078328.99997,
+		// so the exact floor is 549756078328; the double quotient rounds up to ...329.
+		const b = 350908135103617
+		c := checked{}
+		assert.Equal(t, uint64(549756078328), r.memoryCycles(&c, b))
+		assert.Equal(t, uint64(549756078329), uint64(float64(b)/bytesPerCycle), "the reference's double result")
 	})
 	t.Run("whole estimates", func(t *testing.T) {
 		m := mustNew(t, KindRoofline, presetParams(t, DefaultPreset))
