@@ -1,0 +1,310 @@
+package deviceserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sstemu/sstemu/pkg/linalg"
+	"github.com/sstemu/sstemu/pkg/protocol"
+)
+
+// DeviceFile is a handle on the accelerator's character device, used exactly as the guest's
+// device server uses /dev/sst0: write a 4104-byte SSTRequest, which blocks until the device
+// has answered, then read the 4112-byte SSTResponse. *os.File implements it, and so does the
+// emulated device's handle, so the same code runs in-process and inside a guest.
+type DeviceFile interface {
+	io.Reader
+	io.Writer
+	io.Closer
+}
+
+// Opener opens a new handle on one device. Each handle stores at most one response, so
+// every concurrent caller needs a handle of its own; the server keeps a pool per device.
+type Opener func() (DeviceFile, error)
+
+// FileOpener opens the device file at path (for instance a real /dev/sst0 inside a guest).
+func FileOpener(path string) Opener {
+	return func() (DeviceFile, error) {
+		return os.OpenFile(path, os.O_RDWR, 0)
+	}
+}
+
+// DefaultMaxHandles bounds the open handles per device, and so the GEMM timing requests a
+// server has in flight on one device.
+const DefaultMaxHandles = 64
+
+// Config configures a Server.
+type Config struct {
+	// Devices are the devices ops are timed on, spread round-robin. None: every op is
+	// computed and reported untimed.
+	Devices []Opener
+	// MaxHandles bounds the open handles per device (default DefaultMaxHandles).
+	MaxHandles int
+	// Logger receives one debug line per op with its cycles, and warnings for untimed ops.
+	Logger zerolog.Logger
+}
+
+// Server is layer 2: it computes every op on the host and times it on the device. It
+// implements Executor and is safe for concurrent use.
+type Server struct {
+	log     zerolog.Logger
+	devices []*handlePool
+	next    atomic.Uint64 // round-robin cursor over devices
+	tag     atomic.Uint64 // user_data of the next timing request, to match its response
+	stats   counters
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	max := cfg.MaxHandles
+	if max <= 0 {
+		max = DefaultMaxHandles
+	}
+	s := &Server{log: cfg.Logger}
+	for _, open := range cfg.Devices {
+		s.devices = append(s.devices, newHandlePool(open, max))
+	}
+	return s
+}
+
+// Close closes every pooled device handle. Ops still running finish with their handles
+// closed behind them.
+func (s *Server) Close() error {
+	var errs []error
+	for _, d := range s.devices {
+		errs = append(errs, d.close())
+	}
+	return errors.Join(errs...)
+}
+
+// Execute computes op and times it on the next device. Invalid ops are errors; a device
+// that cannot time the op is not: the result comes back with Timing.Timed false.
+func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
+	res, gemms, err := compute(op)
+	if err != nil {
+		s.stats.failed.Add(1)
+		return nil, err
+	}
+	res.Timing = s.time(ctx, gemms)
+	s.stats.record(op.Type, res.Timing)
+	ev := s.log.Debug()
+	if !res.Timing.Timed {
+		ev = s.log.Warn().Str("untimed", res.Timing.UntimedReason)
+	}
+	ev.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", res.Shape).
+		Int("gemm_requests", res.Timing.Requests).Uint64("cycles", res.Timing.Cycles).
+		Uint64("compute_cycles", res.Timing.ComputeCycles).Uint64("memory_cycles", res.Timing.MemoryCycles).
+		Uint64("memory_bytes", res.Timing.MemoryBytes).Msg("op")
+	return res, nil
+}
+
+// compute runs op on the host and returns its result and the GEMMs it lowered to.
+func compute(op *Op) (*Result, []linalg.GEMMShape, error) {
+	switch {
+	case op.Type == OpGEMM && op.GEMM != nil:
+		g := op.GEMM
+		shape := linalg.GEMMShape{M: g.M, N: g.N, K: g.K}
+		c, err := linalg.GEMM(shape, g.A, g.B)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &Result{Shape: []int{g.M, g.N}, Data: c}, []linalg.GEMMShape{shape}, nil
+	case op.Type == OpMatmul && op.Matmul != nil:
+		m := op.Matmul
+		_, gemms, err := linalg.MatmulShape(m.AShape, m.BShape)
+		if err != nil {
+			return nil, nil, err
+		}
+		shape, out, err := linalg.Matmul(m.AShape, m.BShape, m.A, m.B)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &Result{Shape: shape, Data: out}, gemms, nil
+	case op.Type == OpConv && op.Conv != nil:
+		p := convParams(op.Conv)
+		_, gemms, err := linalg.Conv2DShape(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		shape, out, err := linalg.Conv2D(p, op.Conv.Input, op.Conv.Weight)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &Result{Shape: shape[:], Data: out}, gemms, nil
+	default:
+		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s without its %s operands", op.ID, op.Type, op.Type)
+	}
+}
+
+func convParams(c *Conv2D) linalg.ConvParams {
+	return linalg.ConvParams{
+		InputShape: c.InputShape, WeightShape: c.WeightShape,
+		Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
+	}
+}
+
+// time sends one GEMM timing request per GEMM to the next device and sums the answers.
+func (s *Server) time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
+	if len(s.devices) == 0 {
+		return Timing{UntimedReason: "no device"}
+	}
+	pool := s.devices[(s.next.Add(1)-1)%uint64(len(s.devices))]
+	h, err := pool.get(ctx)
+	if err != nil {
+		return Timing{UntimedReason: err.Error()}
+	}
+	var t Timing
+	for _, run := range coalesce(gemms) {
+		r, err := s.timeOne(h, run.shape)
+		if err != nil {
+			pool.discard(h)
+			return Timing{Requests: t.Requests, UntimedReason: err.Error()}
+		}
+		t.Requests++
+		t.Cycles += r.Cycles * run.count
+		t.ComputeCycles += r.ComputeCycles * run.count
+		t.MemoryCycles += r.MemoryCycles * run.count
+		t.MemoryBytes += r.MemoryBytes * run.count
+	}
+	pool.put(h)
+	t.Timed = true
+	return t
+}
+
+// gemmRun is count consecutive GEMMs of one shape.
+type gemmRun struct {
+	shape linalg.GEMMShape
+	count uint64
+}
+
+// coalesce groups consecutive GEMMs of equal shape: the device's models are deterministic
+// functions of the shape, so a batched matmul or grouped convolution of thousands of equal
+// GEMMs is timed with one request and scaled, instead of thousands of round trips.
+func coalesce(gemms []linalg.GEMMShape) []gemmRun {
+	var runs []gemmRun
+	for _, g := range gemms {
+		if n := len(runs); n > 0 && runs[n-1].shape == g {
+			runs[n-1].count++
+			continue
+		}
+		runs = append(runs, gemmRun{shape: g, count: 1})
+	}
+	return runs
+}
+
+// float32Size is the dtype size of every tensor the front end accepts.
+const float32Size = 4
+
+func (s *Server) timeOne(h *handle, g linalg.GEMMShape) (protocol.GEMMResult, error) {
+	if g.M <= 0 || g.N <= 0 || g.K <= 0 || g.M > math.MaxUint32 || g.N > math.MaxUint32 || g.K > math.MaxUint32 {
+		return protocol.GEMMResult{}, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
+	}
+	tag := s.tag.Add(1)
+	h.req.Type = protocol.ReqGEMM
+	h.req.UserData = tag
+	h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
+	if err := h.req.Encode(h.wbuf[:]); err != nil {
+		return protocol.GEMMResult{}, err
+	}
+	if _, err := h.file.Write(h.wbuf[:]); err != nil {
+		return protocol.GEMMResult{}, fmt.Errorf("device write: %w", err)
+	}
+	n, err := h.file.Read(h.rbuf[:])
+	if err != nil {
+		return protocol.GEMMResult{}, fmt.Errorf("device read: %w", err)
+	}
+	if err := h.resp.Decode(h.rbuf[:n]); err != nil {
+		return protocol.GEMMResult{}, fmt.Errorf("device read: %w", err)
+	}
+	if h.resp.UserData != tag {
+		return protocol.GEMMResult{}, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
+	}
+	if h.resp.Status != protocol.StatusOK {
+		return protocol.GEMMResult{}, fmt.Errorf("device status %s", h.resp.Status)
+	}
+	return h.resp.GEMM(), nil
+}
+
+// handle is one open device file with its request and response buffers.
+type handle struct {
+	file DeviceFile
+	req  protocol.Request
+	resp protocol.Response
+	wbuf [protocol.RequestSize]byte
+	rbuf [protocol.ResponseSize]byte
+}
+
+// handlePool keeps up to max open handles on one device; callers beyond that wait.
+type handlePool struct {
+	open  Opener
+	idle  chan *handle
+	slots chan struct{} // one token per handle that may exist
+	mu    sync.Mutex
+	shut  bool
+}
+
+func newHandlePool(open Opener, max int) *handlePool {
+	return &handlePool{open: open, idle: make(chan *handle, max), slots: make(chan struct{}, max)}
+}
+
+func (p *handlePool) get(ctx context.Context) (*handle, error) {
+	select {
+	case h := <-p.idle:
+		return h, nil
+	default:
+	}
+	select {
+	case h := <-p.idle:
+		return h, nil
+	case p.slots <- struct{}{}:
+		f, err := p.open()
+		if err != nil {
+			<-p.slots
+			return nil, fmt.Errorf("device open: %w", err)
+		}
+		return &handle{file: f}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *handlePool) put(h *handle) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shut {
+		h.file.Close()
+		<-p.slots
+		return
+	}
+	p.idle <- h // never blocks: at most cap(slots) handles exist
+}
+
+// discard closes a handle after an error, so a later op opens a fresh one.
+func (p *handlePool) discard(h *handle) {
+	h.file.Close()
+	<-p.slots
+}
+
+func (p *handlePool) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.shut = true
+	var errs []error
+	for {
+		select {
+		case h := <-p.idle:
+			errs = append(errs, h.file.Close())
+			<-p.slots
+		default:
+			return errors.Join(errs...)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+package deviceserver
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/linalg"
+	"github.com/sstemu/sstemu/pkg/protocol"
+)
+
+// fakeDevice stands in for layer 3: it answers a GEMM request with cycles = M·N·K and
+// compute/memory parts derived from it, and can be told to fail.
+type fakeDevice struct {
+	opened, closed atomic.Int64
+	requests       atomic.Int64
+	writeErr       error // returned by every Write when set
+	status         protocol.Status
+	corruptTag     bool // answer with the wrong user_data
+}
+
+func (d *fakeDevice) open() (DeviceFile, error) {
+	d.opened.Add(1)
+	return &fakeFile{dev: d}, nil
+}
+
+type fakeFile struct {
+	dev    *fakeDevice
+	stored []byte
+}
+
+func (f *fakeFile) Write(p []byte) (int, error) {
+	if f.dev.writeErr != nil {
+		return 0, f.dev.writeErr
+	}
+	if len(p) < protocol.RequestSize {
+		return 0, syscall.EINVAL
+	}
+	var req protocol.Request
+	if err := req.Decode(p[:protocol.RequestSize]); err != nil {
+		return 0, err
+	}
+	f.dev.requests.Add(1)
+	var resp protocol.Response
+	resp.ReplyTo(&req)
+	resp.Status = f.dev.status
+	if f.dev.corruptTag {
+		resp.UserData++
+	}
+	g := req.GEMM()
+	cycles := uint64(g.M) * uint64(g.N) * uint64(g.K)
+	resp.Result = cycles
+	resp.SetGEMM(protocol.GEMMResult{Cycles: cycles, ComputeCycles: cycles, MemoryCycles: 1, MemoryBytes: uint64(g.DtypeSize)})
+	f.stored, _ = resp.MarshalBinary()
+	return protocol.RequestSize, nil
+}
+
+func (f *fakeFile) Read(p []byte) (int, error) {
+	if f.stored == nil {
+		return 0, syscall.EAGAIN
+	}
+	n := copy(p, f.stored)
+	f.stored = nil
+	return n, nil
+}
+
+func (f *fakeFile) Close() error {
+	f.dev.closed.Add(1)
+	return nil
+}
+
+func randomMatrix(r *rand.Rand, n int) []float32 {
+	m := make([]float32, n)
+	for i := range m {
+		m[i] = float32(r.NormFloat64())
+	}
+	return m
+}
+
+// checkAgainstFloat64 compares C to a float64 GEMM: each element may differ by at most
+// 1e-5 · Σ_k |a_ik·b_kj| (float32 accumulation of K terms, generous for K ≤ 4096).
+func checkAgainstFloat64(t *testing.T, m, n, k int, a, b, c []float32) {
+	t.Helper()
+	require.Len(t, c, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var ref, mag float64
+			for p := 0; p < k; p++ {
+				x := float64(a[i*k+p]) * float64(b[p*n+j])
+				ref += x
+				mag += math.Abs(x)
+			}
+			if d := math.Abs(float64(c[i*n+j]) - ref); d > 1e-5*mag+1e-30 {
+				t.Fatalf("C[%d,%d] = %g, float64 reference %g (|diff| %g > tolerance %g)", i, j, c[i*n+j], ref, d, 1e-5*mag)
+			}
+		}
+	}
+}
+
+func TestGEMMComputedAndTimed(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+	for _, sh := range []struct{ m, n, k int }{{1, 1, 1}, {4, 16, 8}, {7, 3, 5}, {1, 64, 33}, {65, 1, 17}} {
+		a, b := randomMatrix(r, sh.m*sh.k), randomMatrix(r, sh.k*sh.n)
+		res, err := s.Execute(context.Background(), &Op{ID: 1, Type: OpGEMM, GEMM: &GEMM{M: sh.m, N: sh.n, K: sh.k, A: a, B: b}})
+		require.NoError(t, err)
+		assert.Equal(t, []int{sh.m, sh.n}, res.Shape)
+		checkAgainstFloat64(t, sh.m, sh.n, sh.k, a, b, res.Data)
+		assert.True(t, res.Timing.Timed)
+		assert.Equal(t, 1, res.Timing.Requests)
+		assert.Equal(t, uint64(sh.m*sh.n*sh.k), res.Timing.Cycles)
+	}
+	st := s.Stats()
+	assert.Equal(t, uint64(5), st.GEMM)
+	assert.Equal(t, uint64(5), st.Timed)
+	assert.Equal(t, uint64(5), st.TimingRequest)
+	assert.Equal(t, int64(1), dev.opened.Load(), "one caller reuses one handle")
+}
+
+func TestUntimedWhenTheDeviceFails(t *testing.T) {
+	tests := []struct {
+		name string
+		dev  *fakeDevice
+		want string
+	}{
+		{"write error", &fakeDevice{writeErr: syscall.ETIMEDOUT}, "timed out"},
+		{"status", &fakeDevice{status: protocol.StatusNoDevice}, "NO_DEVICE"},
+		{"mismatched response", &fakeDevice{corruptTag: true}, "user_data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(Config{Devices: []Opener{tt.dev.open}, Logger: zerolog.Nop()})
+			defer s.Close()
+			a := []float32{1, 2, 3, 4}
+			b := []float32{5, 6, 7, 8}
+			res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 2, N: 2, K: 2, A: a, B: b}})
+			require.NoError(t, err, "the client still gets its result")
+			assert.Equal(t, []float32{19, 22, 43, 50}, res.Data)
+			assert.False(t, res.Timing.Timed)
+			assert.Contains(t, res.Timing.UntimedReason, tt.want)
+			assert.Equal(t, uint64(1), s.Stats().Untimed)
+			assert.Equal(t, tt.dev.opened.Load(), tt.dev.closed.Load(), "a failed handle is closed, not reused")
+		})
+	}
+}
+
+func TestNoDeviceAndBadOps(t *testing.T) {
+	s := New(Config{Logger: zerolog.Nop()})
+	res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{3}, B: []float32{4}}})
+	require.NoError(t, err)
+	assert.Equal(t, []float32{12}, res.Data)
+	assert.Equal(t, "no device", res.Timing.UntimedReason)
+
+	_, err = s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 2, N: 1, K: 1, A: []float32{3}, B: []float32{4}}})
+	assert.Error(t, err, "A shorter than M·K")
+	_, err = s.Execute(context.Background(), &Op{Type: OpConv})
+	assert.Error(t, err, "CONV without operands")
+	assert.Equal(t, uint64(2), s.Stats().Failed)
+}
+
+func TestOpenErrorIsUntimed(t *testing.T) {
+	s := New(Config{Devices: []Opener{func() (DeviceFile, error) { return nil, syscall.ENODEV }}, Logger: zerolog.Nop()})
+	res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{1}, B: []float32{1}}})
+	require.NoError(t, err)
+	assert.False(t, res.Timing.Timed)
+	assert.Contains(t, res.Timing.UntimedReason, "no such device")
+}
+
+func TestConcurrentOpsSpreadOverDevicesWithBoundedHandles(t *testing.T) {
+	devs := []*fakeDevice{{}, {}, {}}
+	var openers []Opener
+	for _, d := range devs {
+		openers = append(openers, d.open)
+	}
+	const maxHandles, callers, perCaller = 4, 32, 30
+	s := New(Config{Devices: openers, MaxHandles: maxHandles, Logger: zerolog.Nop()})
+	var wg sync.WaitGroup
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perCaller; i++ {
+				m := 1 + (g+i)%5
+				a := make([]float32, m)
+				for j := range a {
+					a[j] = float32(g)
+				}
+				res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: m, N: 1, K: 1, A: a, B: []float32{2}}})
+				if !assert.NoError(t, err) || !assert.True(t, res.Timing.Timed) {
+					return
+				}
+				assert.Equal(t, uint64(m), res.Timing.Cycles)
+				assert.Equal(t, float32(2*g), res.Data[m-1])
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, s.Close())
+	var total int64
+	for _, d := range devs {
+		assert.LessOrEqual(t, d.opened.Load(), int64(maxHandles))
+		assert.Equal(t, d.opened.Load(), d.closed.Load(), "Close closes every pooled handle")
+		assert.Positive(t, d.requests.Load(), "round-robin reaches every device")
+		total += d.requests.Load()
+	}
+	assert.Equal(t, int64(callers*perCaller), total)
+}
+
+func TestMatmulAndConvAreTimedPerGEMMShape(t *testing.T) {
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+
+	// torch.matmul of [3,2,4]·[4,5]: three batches of one 2×5×4 GEMM, timed with one request.
+	a := make([]float32, 3*2*4)
+	for i := range a {
+		a[i] = float32(i % 7)
+	}
+	b := make([]float32, 4*5)
+	for i := range b {
+		b[i] = float32(i%3) - 1
+	}
+	res, err := s.Execute(context.Background(), &Op{Type: OpMatmul, Matmul: &Matmul{AShape: []int{3, 2, 4}, BShape: []int{4, 5}, A: a, B: b}})
+	require.NoError(t, err)
+	assert.Equal(t, []int{3, 2, 5}, res.Shape)
+	for batch := 0; batch < 3; batch++ {
+		checkAgainstFloat64(t, 2, 5, 4, a[batch*8:batch*8+8], b, res.Data[batch*10:batch*10+10])
+	}
+	assert.Equal(t, 1, res.Timing.Requests)
+	assert.Equal(t, uint64(3*2*5*4), res.Timing.Cycles, "three GEMMs of 40 fake cycles")
+
+	// A 3×3 convolution of a [1,2,4,4] input with 4 filters in 2 groups: per group a GEMM of
+	// M = 2 filters, N = 2·2 output pixels, K = 1·3·3.
+	in := make([]float32, 2*4*4)
+	for i := range in {
+		in[i] = 1
+	}
+	w := make([]float32, 4*1*3*3)
+	for i := range w {
+		w[i] = float32(i / 9) // filter o has every weight equal to o
+	}
+	res, err = s.Execute(context.Background(), &Op{Type: OpConv, Conv: &Conv2D{
+		InputShape: [4]int{1, 2, 4, 4}, WeightShape: [4]int{4, 1, 3, 3},
+		Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: 2, Input: in, Weight: w,
+	}})
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 4, 2, 2}, res.Shape)
+	for o := 0; o < 4; o++ {
+		for px := 0; px < 4; px++ {
+			assert.Equal(t, float32(9*o), res.Data[o*4+px], "filter %d sums nine ones times %d", o, o)
+		}
+	}
+	assert.Equal(t, 1, res.Timing.Requests)
+	assert.Equal(t, uint64(2*(2*4*9)), res.Timing.Cycles)
+	st := s.Stats()
+	assert.Equal(t, uint64(1), st.Matmul)
+	assert.Equal(t, uint64(1), st.Conv)
+}
+
+func TestCoalesce(t *testing.T) {
+	g1, g2 := linalg.GEMMShape{M: 1, N: 2, K: 3}, linalg.GEMMShape{M: 4, N: 5, K: 6}
+	assert.Equal(t, []gemmRun{{g1, 2}, {g2, 1}, {g1, 1}}, coalesce([]linalg.GEMMShape{g1, g1, g2, g1}))
+	assert.Empty(t, coalesce(nil))
+}
