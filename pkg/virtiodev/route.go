@@ -1,0 +1,106 @@
+package virtiodev
+
+import (
+	"encoding/binary"
+
+	"github.com/sstemu/sstemu/pkg/protocol"
+)
+
+// Byte ranges shared by SSTRequest and SSTResponse: request_id (u64) and user_data (u64)
+// sit at offsets 8 and 16 in both, so the device copies them as one 16-byte block.
+const (
+	idsOffset = protocol.RequestIDOffset
+	idsSize   = 16
+	typeSize  = 4 // SSTRequest.type, u32 at offset 0
+)
+
+// Route says who answers a request type.
+type Route uint8
+
+// Routes of the routing table.
+const (
+	// RouteDevice: the device answers by itself (NOOP, ECHO, GET_INFO, RESET).
+	RouteDevice Route = iota
+	// RouteForward: the request goes to the SST component (COMPUTE, READ, WRITE,
+	// CONFIGURE, GEMM).
+	RouteForward
+	// RouteInvalid: unknown type, answered INVALID by the device.
+	RouteInvalid
+)
+
+// String names the route.
+func (r Route) String() string {
+	switch r {
+	case RouteDevice:
+		return "device"
+	case RouteForward:
+		return "forward"
+	default:
+		return "invalid"
+	}
+}
+
+// RouteOf returns the route of a request type. Unlike the reference device, which answers
+// GEMM INVALID, sstemu forwards GEMM to the SST component like COMPUTE.
+func RouteOf(t protocol.RequestType) Route {
+	switch t {
+	case protocol.ReqNoop, protocol.ReqEcho, protocol.ReqGetInfo, protocol.ReqReset:
+		return RouteDevice
+	case protocol.ReqCompute, protocol.ReqRead, protocol.ReqWrite, protocol.ReqConfigure, protocol.ReqGEMM:
+		return RouteForward
+	default:
+		return RouteInvalid
+	}
+}
+
+// requestType reads SSTRequest.type from an encoded request of at least typeSize bytes.
+func requestType(req []byte) protocol.RequestType {
+	return protocol.RequestType(binary.LittleEndian.Uint32(req[:typeSize]))
+}
+
+// answerer builds the responses the device gives by itself. It owns scratch structures,
+// so each goroutine that answers needs its own.
+type answerer struct {
+	req  protocol.Request
+	resp protocol.Response
+}
+
+// answer writes into out (ResponseSize bytes) the device's own answer to the complete
+// encoded request in, for RouteDevice and RouteInvalid types; caps is the negotiated
+// feature word.
+func (a *answerer) answer(in, out []byte, caps protocol.Feature) {
+	// Decoding cannot fail: in is exactly RequestSize bytes.
+	_ = a.req.Decode(in)
+	a.resp.ReplyTo(&a.req)
+	switch a.req.Type {
+	case protocol.ReqNoop, protocol.ReqReset:
+		a.resp.Status = protocol.StatusOK
+	case protocol.ReqEcho:
+		a.resp.Status = protocol.StatusOK
+		a.resp.Payload = a.req.Payload
+	case protocol.ReqGetInfo:
+		a.resp.Status = protocol.StatusOK
+		a.resp.SetInfo(protocol.Info{
+			Version:         protocol.Version,
+			Capabilities:    uint32(caps & DeviceFeatureMask),
+			MaxComputeUnits: protocol.MaxComputeUnits,
+			MemorySize:      protocol.DeviceMemorySize,
+		})
+	default:
+		a.resp.Status = protocol.StatusInvalid
+	}
+	_ = a.resp.Encode(out)
+}
+
+// statusResponse writes into out (ResponseSize bytes) a response carrying only status st
+// and the request_id and user_data of the encoded request prefix in; a field that in is
+// too short to hold whole stays zero.
+func statusResponse(out []byte, st protocol.Status, in []byte) {
+	clear(out)
+	binary.LittleEndian.PutUint32(out, uint32(st))
+	for off := idsOffset; off < idsOffset+idsSize; off += 8 {
+		if len(in) >= off+8 {
+			copy(out[off:off+8], in[off:off+8])
+		}
+	}
+}
