@@ -1,0 +1,73 @@
+// Package sstcomponent is layer L5 of sstemu: a drop-in for the reference SST component
+// acalsim.VirtIODevice. It serves the raw SSTRequest/SSTResponse stream that the QEMU
+// virtio-sst device (or sstemu's own L4, in-process over a net.Pipe) sends, answers every
+// request from a deterministic simulated clock and a performance model (pkg/perfmodel),
+// and keeps the statistics SST prints at the end of a simulation.
+//
+// It is shaped like net/http: New builds a Component, Serve accepts connections on a
+// listener (Listen creates a Unix socket the way the component does), ServeConn serves one
+// stream, Shutdown stops gracefully. One Component is one device: every connection shares
+// its clock, memory, model and statistics.
+//
+// # Stream
+//
+// Each request is exactly protocol.RequestSize (4104) bytes, however the stream splits it;
+// each answer exactly protocol.ResponseSize (4112) bytes, in request order. Requests that
+// arrive pipelined are answered in batches: a response is flushed only when no further
+// whole request is already buffered. A request the component cannot honour is answered
+// with a status (INVALID), never with a dropped connection; a connection that ends in the
+// middle of a request is closed after the answers to all whole requests before it.
+//
+// # Answers
+//
+//	NOOP       OK, result 0
+//	ECHO       OK, the 4080 payload bytes copied back, result 4080
+//	COMPUTE    OK, cycles = cost[latency_model] × compute_units (cost table below),
+//	           timestamp = simulated cycle at which the op starts, result = cycles;
+//	           an unknown latency_model or a product above 2^64-1 is INVALID
+//	GEMM       OK, through the performance model: payload cycles, compute cycles,
+//	           memory cycles, memory bytes (result_offset 0), result = cycles;
+//	           a zero dimension, zero dtype_size or 64-bit overflow is INVALID
+//	READ       OK, size bytes of device memory at addr returned at response offset 32,
+//	           result = size; size > 4080 or addr+size beyond 256 MiB is INVALID
+//	WRITE      OK, size bytes from request offset 40 stored at addr, result = size;
+//	           size > 4064 or addr+size beyond 256 MiB is INVALID
+//	CONFIGURE  OK, model parameter param_id set to value (perfmodel.ParamID encoding) and
+//	           the model rebuilt, result = value; an undefined id or a value the model
+//	           rejects is INVALID and leaves the model unchanged
+//	RESET      OK, result 0: device memory is zeroed and the model returns to the
+//	           configuration the component started with; the simulated clock keeps its
+//	           value (SST time never runs backwards, so timestamps stay monotonic) and the
+//	           statistics keep counting
+//	GET_INFO   OK, version 0x00010000, capabilities ECHO|COMPUTE|MEMORY|RESET,
+//	           max_compute_units 1000000, memory_size 0x10000000 (as the QEMU device
+//	           answers it itself)
+//	other      INVALID, result 0
+//
+// request_id and user_data are always copied into the answer; the rest of an INVALID
+// answer is zero.
+//
+// COMPUTE cost per compute unit, by latency_model (DefaultComputeCosts):
+//
+//	0  100 cycles  the reference component's only cost (the llama example's "attention")
+//	1   50 cycles  the llama example's "FFN"       (its fallback table 1000:500:100 ns,
+//	2   10 cycles  the llama example's "embedding"  scaled so that model 0 stays 100)
+//	3    1 cycle   unit cost: cycles = compute_units
+//
+// The reference component charges 100 cycles for every latency_model; only model 0 is
+// therefore bit-compatible with it.
+//
+// # Simulated clock
+//
+// The clock counts cycles of the simulated device, not wall time: each COMPUTE and GEMM
+// occupies the device for its cycles, starting at the current cycle, and advances the
+// clock by them; all connections share it, so concurrent ops are serialised in the order
+// they reach it. Other requests take no simulated time. The clock saturates at 2^64-1
+// rather than wrapping. Config.ClockHz (the SST component's "clock" parameter) converts
+// cycles to simulated time for the report and the CSV statistics.
+//
+// # Device memory
+//
+// READ and WRITE address protocol.DeviceMemorySize (256 MiB) bytes of device memory,
+// allocated in MemoryPageSize pages on first write; untouched memory reads as zeros.
+package sstcomponent

@@ -1,0 +1,181 @@
+package sstcomponent
+
+import (
+	"fmt"
+	"math/bits"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sstemu/sstemu/pkg/perfmodel"
+	"github.com/sstemu/sstemu/pkg/protocol"
+)
+
+// Capabilities is what GET_INFO reports, as the QEMU device does without an event link.
+const Capabilities = protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | protocol.FeatureReset
+
+// RequestError says why a request was answered INVALID. It is logged at debug level, never
+// returned to the client beyond the status.
+type RequestError struct {
+	Type      protocol.RequestType
+	RequestID uint64
+	Reason    string
+	Err       error // the model's or the decoder's error, if any
+}
+
+// Error implements error.
+func (e *RequestError) Error() string {
+	s := fmt.Sprintf("sstcomponent: %s request %d: %s", e.Type, e.RequestID, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying error.
+func (e *RequestError) Unwrap() error { return e.Err }
+
+func invalid(req *protocol.Request, reason string, err error) error {
+	return &RequestError{Type: req.Type, RequestID: req.RequestID, Reason: reason, Err: err}
+}
+
+// handle answers one request into resp and counts it in st.
+func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *Stats, log *zerolog.Logger) {
+	resp.ReplyTo(req)
+	st.Total++
+	if req.Type.Known() {
+		st.Requests[req.Type]++
+	} else {
+		st.Unknown++
+	}
+	var err error
+	switch req.Type {
+	case protocol.ReqNoop:
+	case protocol.ReqEcho:
+		resp.Payload = req.Payload
+		resp.Result = protocol.MaxDataSize
+	case protocol.ReqCompute:
+		err = c.compute(req, resp, st)
+	case protocol.ReqGEMM:
+		err = c.gemm(req, resp, st)
+	case protocol.ReqRead:
+		err = c.read(req, resp, st)
+	case protocol.ReqWrite:
+		err = c.write(req, resp, st)
+	case protocol.ReqConfigure:
+		err = c.configure(req, resp)
+	case protocol.ReqReset:
+		c.reset()
+	case protocol.ReqGetInfo:
+		resp.SetInfo(protocol.Info{
+			Version:         protocol.Version,
+			Capabilities:    uint32(Capabilities),
+			MaxComputeUnits: protocol.MaxComputeUnits,
+			MemorySize:      protocol.DeviceMemorySize,
+		})
+	default:
+		err = invalid(req, "unknown request type", nil)
+	}
+	if err != nil {
+		st.Invalid++
+		resp.ReplyTo(req)
+		resp.Status = protocol.StatusInvalid
+		if e := log.Debug(); e.Enabled() {
+			e.Err(err).Msg("request answered INVALID")
+		}
+		return
+	}
+	if e := log.Debug(); e.Enabled() {
+		e.Stringer("type", req.Type).Uint64("id", req.RequestID).Uint64("result", resp.Result).Msg("request")
+	}
+}
+
+// compute charges cost[latency_model] cycles per compute unit.
+func (c *Component) compute(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+	p := req.Compute()
+	if uint64(p.LatencyModel) >= uint64(len(c.costs)) {
+		return invalid(req, fmt.Sprintf("unknown latency_model %d (want 0 to %d)", p.LatencyModel, len(c.costs)-1), nil)
+	}
+	hi, cycles := bits.Mul64(p.ComputeUnits, c.costs[p.LatencyModel])
+	if hi != 0 {
+		return invalid(req, fmt.Sprintf("%d compute units × %d cycles overflows 64 bits", p.ComputeUnits, c.costs[p.LatencyModel]), nil)
+	}
+	start := c.clock.advance(cycles)
+	resp.SetCompute(protocol.ComputeResult{Cycles: cycles, Timestamp: start})
+	resp.Result = cycles
+	st.Compute.Add(cycles)
+	return nil
+}
+
+// gemm asks the model for the GEMM's cost.
+func (c *Component) gemm(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+	g := req.GEMM()
+	op := perfmodel.Op{M: uint64(g.M), N: uint64(g.N), K: uint64(g.K), DtypeSize: uint64(g.DtypeSize)}
+	e, err := c.model.Load().model.Estimate(op)
+	if err != nil {
+		return invalid(req, "model", err)
+	}
+	c.clock.advance(e.Cycles)
+	resp.SetGEMM(protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
+		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
+	resp.Result = e.Cycles
+	st.GEMM.add(&e)
+	return nil
+}
+
+// read returns device memory at response offset 32.
+func (c *Component) read(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+	m := req.Memory()
+	if m.Size > protocol.MaxReadData {
+		return invalid(req, fmt.Sprintf("size %d exceeds the %d bytes a READ returns", m.Size, protocol.MaxReadData), nil)
+	}
+	if !inRange(m.Addr, uint64(m.Size)) {
+		return invalid(req, fmt.Sprintf("[%#x, +%d) outside the %#x bytes of device memory", m.Addr, m.Size, protocol.DeviceMemorySize), nil)
+	}
+	c.mem.read(m.Addr, resp.Payload[:m.Size])
+	resp.Result = uint64(m.Size)
+	st.Read.Add(uint64(m.Size))
+	return nil
+}
+
+// write stores the data that follows the memory header.
+func (c *Component) write(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+	m := req.Memory()
+	data, err := req.WriteData()
+	if err != nil {
+		return invalid(req, "size", err)
+	}
+	if !inRange(m.Addr, uint64(m.Size)) {
+		return invalid(req, fmt.Sprintf("[%#x, +%d) outside the %#x bytes of device memory", m.Addr, m.Size, protocol.DeviceMemorySize), nil)
+	}
+	c.mem.write(m.Addr, data)
+	resp.Result = uint64(m.Size)
+	st.Write.Add(uint64(m.Size))
+	return nil
+}
+
+// configure sets one model parameter and rebuilds the model; on error the model stays.
+func (c *Component) configure(req *protocol.Request, resp *protocol.Response) error {
+	p := req.Configure()
+	c.modelMu.Lock()
+	defer c.modelMu.Unlock()
+	cur := c.model.Load()
+	params := cur.params
+	if err := params.Set(perfmodel.ParamID(p.ParamID), p.Value); err != nil {
+		return invalid(req, "parameter", err)
+	}
+	m, err := perfmodel.New(cur.kind, params)
+	if err != nil {
+		return invalid(req, "model", err)
+	}
+	c.model.Store(&modelState{model: m, kind: cur.kind, params: params})
+	resp.Result = p.Value
+	return nil
+}
+
+// reset zeroes device memory and restores the start-up model; the clock keeps running.
+func (c *Component) reset() {
+	c.modelMu.Lock()
+	c.model.Store(c.initial)
+	c.modelMu.Unlock()
+	c.mem.reset()
+}
