@@ -56,6 +56,9 @@ type attachment struct {
 	gen       uint64
 	req, evt  *virtqueue.Device
 	interrupt func(queue int)
+	// broken marks a queue whose ring the driver corrupted (a sticky *RingError); the
+	// device ignores it until the next reset. Only the device goroutine touches it.
+	broken [NumQueues]bool
 }
 
 // New creates a device, starts its goroutines and begins connecting to the SST component
@@ -274,7 +277,7 @@ func (d *Device) loop() {
 func (d *Device) serviceRequests() {
 	d.attMu.RLock()
 	a := d.att
-	if a == nil {
+	if a == nil || a.broken[QueueRequest] {
 		d.attMu.RUnlock()
 		return
 	}
@@ -283,6 +286,7 @@ func (d *Device) serviceRequests() {
 		c, ok, err := a.req.Pop()
 		if err != nil {
 			if d.popFailed(a.req, QueueRequest, err) {
+				a.broken[QueueRequest] = true
 				break
 			}
 			continue
@@ -455,7 +459,7 @@ func (d *Device) emit(t protocol.EventType, data uint64) {
 func (d *Device) serviceEvents() {
 	d.attMu.RLock()
 	a := d.att
-	if a == nil || a.evt == nil {
+	if a == nil || a.broken[QueueEvent] {
 		d.attMu.RUnlock()
 		return
 	}
@@ -465,6 +469,7 @@ func (d *Device) serviceEvents() {
 		c, ok, err := a.evt.Pop()
 		if err != nil {
 			if d.popFailed(a.evt, QueueEvent, err) {
+				a.broken[QueueEvent] = true
 				break
 			}
 			continue

@@ -2,6 +2,7 @@ package virtiodev
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -301,13 +302,13 @@ func TestSizeChecks(t *testing.T) {
 				assert.Equal(t, before.Errors, after.Errors)
 			}
 			if u.Len >= 4 {
-				assert.Equal(t, tt.wantSt, protocol.Status(le32(got)))
+				assert.Equal(t, tt.wantSt, protocol.Status(binary.LittleEndian.Uint32(got)))
 			}
 			if u.Len >= 16 {
-				assert.Equal(t, tt.wantID, le64(got[8:]))
+				assert.Equal(t, tt.wantID, binary.LittleEndian.Uint64(got[8:]))
 			}
 			if u.Len >= 24 {
-				assert.Equal(t, tt.wantUser, le64(got[16:]))
+				assert.Equal(t, tt.wantUser, binary.LittleEndian.Uint64(got[16:]))
 			}
 		})
 	}
@@ -315,9 +316,6 @@ func TestSizeChecks(t *testing.T) {
 
 // fakeStatus is the status the fake SST answers with.
 const fakeStatus = protocol.StatusOK
-
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
-func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
 
 // TestMalformedChain corrupts a descriptor so that it points outside guest memory; the
 // device must return the chain with used length 0 and count an error.
@@ -760,4 +758,26 @@ func TestDialerGetsLifetimeContext(t *testing.T) {
 		t.Fatal("dialer context not cancelled on Close")
 	}
 	assert.True(t, errors.Is(ctx.Err(), context.Canceled))
+}
+
+// TestBrokenRing: a driver that moves the available idx by more than the queue size
+// breaks the queue; the device counts it once, ignores the queue until reset, and works
+// again after one.
+func TestBrokenRing(t *testing.T) {
+	h := upHarness(t, newFakeSST(), harnessOpts{})
+	const availIdxOffset = 2 // flags u16, then idx u16
+	require.NoError(t, h.mem.WriteU16(h.layouts[QueueRequest].Avail+availIdxOffset, 3*QueueSize))
+	h.dev.Notify(QueueRequest)
+	eventually(t, "ring error counted", func() bool { return h.dev.Stats().Errors == 1 })
+	for range 5 {
+		h.dev.Notify(QueueRequest)
+	}
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, uint64(1), h.dev.Stats().Errors)
+
+	h.dev.Reset()
+	require.NoError(t, h.dev.AckFeatures(BaseFeatures))
+	h.attach()
+	resp, _ := h.do(newRequest(protocol.ReqNoop, 1, 2))
+	assert.Equal(t, protocol.StatusOK, resp.Status)
 }
