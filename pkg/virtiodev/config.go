@@ -56,8 +56,9 @@ const (
 type Config struct {
 	// DeviceID is SSTConfig.device_id (the QEMU property device-id).
 	DeviceID uint32
-	// Dialer opens the byte stream to the SST component (layer 5). Required: use
-	// PipeDialer for an in-process component or UnixDialer for an external one.
+	// Dialer opens the byte stream to the SST component (layer 5): PipeDialer for an
+	// in-process component, UnixDialer for an external one (--sst-socket). Nil means an
+	// in-process sstcomponent with its default configuration, owned by the device.
 	Dialer Dialer
 	// ReconnectMin and ReconnectMax bound the exponential back-off between connection
 	// attempts (defaults 50 ms and 1 s).
@@ -75,9 +76,6 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Dialer == nil {
-		return &ConfigError{Field: "Dialer", Reason: "nil (use PipeDialer or UnixDialer)"}
-	}
 	if c.ReconnectMin <= 0 {
 		c.ReconnectMin = DefaultReconnectMin
 	}

@@ -3,6 +3,7 @@ package virtiodev
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/protocol"
+	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
 
@@ -19,6 +21,7 @@ type Device struct {
 	cfg  Config
 	log  zerolog.Logger
 	link *link
+	own  *sstcomponent.Component // the default in-process layer 5, if Config.Dialer was nil
 
 	negotiated atomic.Uint64 // protocol.Feature acknowledged by the driver
 	linkUp     atomic.Bool
@@ -67,7 +70,16 @@ func New(cfg Config) (*Device, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	var own *sstcomponent.Component
+	if cfg.Dialer == nil {
+		c, err := sstcomponent.New(sstcomponent.Config{DeviceID: cfg.DeviceID, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("virtiodev: default in-process SST component: %w", err)
+		}
+		own, cfg.Dialer = c, PipeDialer(c.ServeConn)
+	}
 	d := &Device{
+		own:      own,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		backlog:  newEventBacklog(cfg.EventBacklog),
@@ -244,6 +256,10 @@ func (d *Device) Shutdown(ctx context.Context) error {
 		<-d.linkDone
 		close(d.stop)
 		<-d.loopDone
+		if d.own != nil {
+			// Its only connection is already closed, so this returns at once.
+			_ = d.own.Shutdown(context.Background())
+		}
 	})
 	return d.closeErr
 }

@@ -85,7 +85,6 @@ func TestNewConfigErrors(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{"no dialer", Config{}, "Dialer"},
 		{"max below min", Config{Dialer: d, ReconnectMin: time.Second, ReconnectMax: time.Millisecond}, "ReconnectMax"},
 		{"negative timeout", Config{Dialer: d, ResponseTimeout: -1}, "ResponseTimeout"},
 		{"negative backlog", Config{Dialer: d, EventBacklog: -1}, "EventBacklog"},

@@ -34,8 +34,9 @@
 //
 // # The link to layer 5
 //
-// The link is any byte stream a Dialer opens: a net.Pipe to an in-process component
-// (PipeDialer) or a Unix socket to an external one (UnixDialer). A writer goroutine sends
+// The link is any byte stream a Dialer opens: an in-memory pipe to an in-process
+// component (PipeDialer; with a nil Config.Dialer the device runs its own default
+// sstcomponent) or a Unix socket to an external one (UnixDialer). A writer goroutine sends
 // queued requests in batches and a reader goroutine matches each whole response (never a
 // short read) to the oldest request outstanding, so many requests are in flight at once
 // and the device goroutine never waits on the link. While the link is down a forwarded
