@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 // BenchmarkRoundTrip measures one small op (4×8 · 8×16, as protocol.md's example) over
@@ -25,7 +27,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
-			ts := startServer(b, &naiveExecutor{}, func(s *Server) { s.DisableQuickAck = bc.noQuickAck })
+			ts := startServer(b, &naiveExecutor{}, func(s *Server) {
+				s.DisableQuickAck = bc.noQuickAck
+				s.Logger = s.Logger.Level(zerolog.InfoLevel)
+			})
 			c := ts.dial(b)
 			if bc.nagle {
 				if err := c.SetNoDelay(false); err != nil {

@@ -250,13 +250,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-// lines returns the decoded JSON log lines.
-func (b *syncBuffer) lines(t testing.TB) []map[string]any {
+// lines returns the decoded JSON log lines that contain substr.
+func (b *syncBuffer) lines(t testing.TB, substr string) []map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
-		if l == "" {
+		if l == "" || !strings.Contains(l, substr) {
 			continue
 		}
 		var m map[string]any
@@ -269,7 +269,7 @@ func (b *syncBuffer) lines(t testing.TB) []map[string]any {
 // problems returns the warn/error lines about the connection whose client end is local.
 func (b *syncBuffer) problems(t testing.TB, local string) []map[string]any {
 	var out []map[string]any
-	for _, m := range b.lines(t) {
+	for _, m := range b.lines(t, `"`+local+`"`) {
 		if m["remote"] == local && (m["level"] == "warn" || m["level"] == "error") {
 			out = append(out, m)
 		}

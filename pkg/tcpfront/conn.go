@@ -239,5 +239,14 @@ func (c *conn) fail(fe *FrameError, level zerolog.Level) {
 		e = e.Int64("op_id", fe.OpID)
 	}
 	e = e.Int64("frame", c.frame)
-	e.Str("reason", fe.Reason).AnErr("error", fe.Err).Msg("closing connection")
+	msg := "bad request, closing connection"
+	switch fe.Kind {
+	case KindExecutor:
+		msg = "op failed, closing connection"
+	case KindWrite:
+		msg = "answer not delivered, closing connection"
+	case KindTimeout:
+		msg = "client stalled inside a frame, closing connection"
+	}
+	e.Str("reason", fe.Reason).AnErr("error", fe.Err).Msg(msg)
 }

@@ -177,19 +177,19 @@ func (d *Decoder) readFull(b []byte, field string) error {
 
 // readTensor reads the length prefix and data of tensor i of p.
 func (d *Decoder) readTensor(i int, p *plan) ([]float32, error) {
-	name := p.names[i]
+	name := &p.names[i]
 	var pre [LengthPrefixSize]byte
 	start := d.pos
-	if err := d.readFull(pre[:], "tensor "+name+" length"); err != nil {
+	if err := d.readFull(pre[:], name.length); err != nil {
 		return nil, err
 	}
 	n := p.inputs[i]
 	if got := int64(binary.BigEndian.Uint32(pre[:])); got != n*float32Size {
-		return nil, d.errAt(start, &FrameError{Kind: KindLength, Field: "tensor " + name + " length",
+		return nil, d.errAt(start, &FrameError{Kind: KindLength, Field: name.length,
 			Reason: "length prefix " + strconv.FormatInt(got, 10) + " disagrees with the " +
 				strconv.FormatInt(n*float32Size, 10) + " bytes its shape implies"})
 	}
-	field := "tensor " + name
+	field := name.data
 	buf := d.bufs[i]
 	if int64(cap(buf)) >= n {
 		buf = buf[:n]

@@ -18,11 +18,26 @@ const DTypeFloat32 = "float32"
 // element counts and names of the tensors that follow the JSON, and the output shape.
 type plan struct {
 	op       deviceserver.Op
-	inputs   [2]int64  // element counts of the two tensors, in wire order
-	names    [2]string // their names for errors
+	inputs   [2]int64 // element counts of the two tensors, in wire order
+	names    *[2]tensorName
 	outShape []int
 	outElems int64
 }
+
+// tensorName names a tensor and its length prefix in errors; fixed strings, so that the
+// success path builds none.
+type tensorName struct{ name, data, length string }
+
+var (
+	namesAB = [2]tensorName{
+		{"A", "tensor A", "tensor A length"},
+		{"B", "tensor B", "tensor B length"},
+	}
+	namesConv = [2]tensorName{
+		{"input", "tensor input", "tensor input length"},
+		{"weight", "tensor weight", "tensor weight length"},
+	}
+)
 
 // gemmJSON is the JSON of a GEMM op (the reference client's). Pointers tell missing fields
 // from zeros.
@@ -191,7 +206,7 @@ func shape(field string, v []int64, minRank, maxRank int) ([]int, *FrameError) {
 	}
 	out := make([]int, len(v))
 	for i, d := range v {
-		if fe := checkDim(field+"["+strconv.Itoa(i)+"]", d); fe != nil {
+		if fe := checkDim(field, i, d); fe != nil {
 			return nil, fe
 		}
 		out[i] = int(d)
@@ -204,18 +219,18 @@ func dim(field string, v *int64) (int, *FrameError) {
 	if v == nil {
 		return 0, fieldErr(KindField, field, "missing")
 	}
-	if fe := checkDim(field, *v); fe != nil {
+	if fe := checkDim(field, -1, *v); fe != nil {
 		return 0, fe
 	}
 	return int(*v), nil
 }
 
 // size charges the inputs and the output of p to a fresh budget of maxOpBytes.
-func (p *plan) size(maxOpBytes int64, names [2]string, in [2][]int) *FrameError {
+func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int) *FrameError {
 	s := newSizer(maxOpBytes)
 	p.names = names
 	for i := range in {
-		n, fe := s.take(names[i], in[i])
+		n, fe := s.take(names[i].name, in[i])
 		if fe != nil {
 			return fe
 		}
@@ -256,7 +271,7 @@ func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
 	p := &plan{outShape: []int{m, n}}
 	p.op.Type = deviceserver.OpGEMM
 	p.op.GEMM = &deviceserver.GEMM{M: m, N: n, K: k}
-	if fe := p.size(maxOpBytes, [2]string{"A", "B"}, [2][]int{a, b}); fe != nil {
+	if fe := p.size(maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
 		return nil, fe
 	}
 	return p, nil
@@ -278,7 +293,7 @@ func planMatmul(v *matmulJSON, maxOpBytes int64) (*plan, *FrameError) {
 	p := &plan{outShape: out}
 	p.op.Type = deviceserver.OpMatmul
 	p.op.Matmul = &deviceserver.Matmul{AShape: a, BShape: b}
-	if fe := p.size(maxOpBytes, [2]string{"A", "B"}, [2][]int{a, b}); fe != nil {
+	if fe := p.size(maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
 		return nil, fe
 	}
 	return p, nil
@@ -336,7 +351,7 @@ func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if v.Groups != nil {
 		g = *v.Groups
 	}
-	if fe := checkDim("groups", g); fe != nil {
+	if fe := checkDim("groups", -1, g); fe != nil {
 		return nil, fe
 	}
 	c.groups = int(g)
@@ -350,7 +365,7 @@ func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
 		InputShape: c.input, WeightShape: c.weight,
 		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups,
 	}
-	if fe := p.size(maxOpBytes, [2]string{"input", "weight"}, [2][]int{in, w}); fe != nil {
+	if fe := p.size(maxOpBytes, &namesConv, [2][]int{in, w}); fe != nil {
 		return nil, fe
 	}
 	return p, nil

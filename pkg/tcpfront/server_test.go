@@ -492,3 +492,17 @@ func TestServerFivePieceLatency(t *testing.T) {
 	t.Logf("five-piece op: median %v, max %v", median, took[len(took)-1])
 	assert.Less(t, median, 20*time.Millisecond)
 }
+
+func TestListenAndServe(t *testing.T) {
+	s := &Server{Addr: "127.0.0.1:0", Executor: &naiveExecutor{}}
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe() }()
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.listeners) == 1
+	}, time.Second, time.Millisecond)
+	require.NoError(t, s.Shutdown(context.Background()))
+	assert.ErrorIs(t, <-done, ErrServerClosed)
+	assert.ErrorIs(t, s.ListenAndServe(), ErrServerClosed)
+}

@@ -29,15 +29,19 @@ func fieldErr(kind ErrorKind, field, format string, args ...any) *FrameError {
 	return &FrameError{Kind: kind, Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// checkDim checks one dimension: positive and at most MaxDim.
-func checkDim(field string, v int64) *FrameError {
+// checkDim checks one dimension: positive and at most MaxDim. The error names field, or
+// field[index] if index ≥ 0 (built only on error).
+func checkDim(field string, index int, v int64) *FrameError {
+	if v > 0 && v <= MaxDim {
+		return nil
+	}
+	if index >= 0 {
+		field += "[" + strconv.Itoa(index) + "]"
+	}
 	if v <= 0 {
 		return fieldErr(KindField, field, "dimension must be positive, got %d", v)
 	}
-	if v > MaxDim {
-		return fieldErr(KindLimit, field, "dimension %d exceeds %d", v, MaxDim)
-	}
-	return nil
+	return fieldErr(KindLimit, field, "dimension %d exceeds %d", v, MaxDim)
 }
 
 // sizer counts elements of an op's tensors against the op's byte budget, so that no

@@ -22,9 +22,9 @@ const portableChunk = 32 << 10
 //
 // Why unsafe: reading a tensor straight into its []float32 avoids both a second buffer of
 // the tensor's size and a decode loop. BenchmarkReadFloat32s (1 MiB tensor from memory,
-// this machine, go test -bench ReadFloat32s -count 5) measured the view at ≈ 40 µs
-// (≈ 26 GB/s, a memmove) against ≈ 330 µs (≈ 3.2 GB/s) for binary.LittleEndian plus
-// math.Float32frombits in 32 KiB chunks, i.e. 8× less CPU per byte. The portable path
+// 2 shared cores, go test -bench ReadFloat32s -count 3) measured the view at 50-86 µs
+// (12-21 GB/s, a memmove) against 470-580 µs (1.8-2.2 GB/s) for binary.LittleEndian plus
+// math.Float32frombits in 32 KiB chunks, i.e. 7-9× less CPU per byte. The portable path
 // below stays for big-endian hosts and is tested on every host.
 func float32Bytes(f []float32) []byte {
 	if len(f) == 0 {
