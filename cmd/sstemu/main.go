@@ -18,6 +18,7 @@ func newApp() *cli.App {
 		Usage: "the PyTorch-to-SST accelerator simulation stack in one binary",
 		Commands: []*cli.Command{
 			versionCommand(),
+			sstCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -78,6 +78,8 @@ type Component struct {
 	conns     map[*conn]struct{}
 	retired   Stats // statistics of the connections that have ended
 	nextConn  uint64
+
+	flushEach bool // flush after every answer (benchmarks compare it with batching)
 }
 
 // New validates cfg and builds the component's model.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -632,4 +633,18 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	require.NoError(t, err, "the zero Config is the reference component with the default preset")
 	assert.Equal(t, DefaultName, c.Name())
 	assert.Equal(t, "roofline", c.Stats().Model)
+}
+
+func TestDebugLog(t *testing.T) {
+	var buf bytes.Buffer
+	h := start(t, Config{Logger: zerolog.New(&buf).Level(zerolog.DebugLevel)})
+	c := h.dial()
+	roundTrip(t, c, gemmReq(5, 4, 16, 8, 4))
+	roundTrip(t, c, newReq(99, 6))
+	require.NoError(t, c.Close())
+	require.NoError(t, h.comp.Shutdown(context.Background()))
+	out := buf.String()
+	assert.Contains(t, out, `"type":"GEMM","id":5,"result":16,"M":4,"N":16,"K":8,"dtype_size":4,"compute_cycles":16,"memory_cycles":1,"memory_bytes":896`)
+	assert.Contains(t, out, `UNKNOWN(99) request 6: unknown request type`)
+	assert.Contains(t, out, `"message":"client connected"`)
 }

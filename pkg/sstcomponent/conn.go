@@ -87,8 +87,10 @@ func (cn *conn) interrupt() {
 // request is buffered.
 func (cn *conn) serve() (err error) {
 	log := cn.comp.log.With().Uint64("conn", cn.id).Logger()
-	if nc, ok := cn.rwc.(net.Conn); ok {
-		log = log.With().Str("remote", nc.RemoteAddr().String()).Logger()
+	if nc, ok := cn.rwc.(net.Conn); ok && nc.RemoteAddr() != nil {
+		if remote := nc.RemoteAddr().String(); remote != "" && remote != "@" { // unnamed Unix peers say "@"
+			log = log.With().Str("remote", remote).Logger()
+		}
 	}
 	log.Info().Msg("client connected")
 	defer func() {
@@ -113,7 +115,7 @@ func (cn *conn) serve() (err error) {
 		if err := cn.writeResponse(); err != nil {
 			return err
 		}
-		if cn.br.Buffered() < protocol.RequestSize {
+		if cn.br.Buffered() < protocol.RequestSize || cn.comp.flushEach {
 			if err := cn.bw.Flush(); err != nil {
 				return &ConnError{Op: "flush", Err: err}
 			}

@@ -25,6 +25,7 @@ func FuzzServeConn(f *testing.F) {
 	f.Fuzz(fuzzBody)
 }
 
+// fuzzBody is one run of FuzzServeConn.
 func fuzzBody(t *testing.T, in []byte) {
 	whole := (len(in) + reqSize - 1) / reqSize
 	stream := make([]byte, whole*reqSize, whole*reqSize+reqSize)

@@ -85,7 +85,13 @@ func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *S
 		return
 	}
 	if e := log.Debug(); e.Enabled() {
-		e.Stringer("type", req.Type).Uint64("id", req.RequestID).Uint64("result", resp.Result).Msg("request")
+		e.Stringer("type", req.Type).Uint64("id", req.RequestID).Uint64("result", resp.Result)
+		if req.Type == protocol.ReqGEMM {
+			g, r := req.GEMM(), resp.GEMM()
+			e.Uint32("M", g.M).Uint32("N", g.N).Uint32("K", g.K).Uint32("dtype_size", g.DtypeSize).
+				Uint64("compute_cycles", r.ComputeCycles).Uint64("memory_cycles", r.MemoryCycles).Uint64("memory_bytes", r.MemoryBytes)
+		}
+		e.Msg("request")
 	}
 }
 

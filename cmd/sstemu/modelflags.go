@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sstemu/sstemu/pkg/perfmodel"
+	"github.com/sstemu/sstemu/pkg/sstcomponent"
+)
+
+// modelFlags select the GEMM performance model; `sstemu sst` and `sstemu serve` share them.
+// A preset gives every parameter and its usual kind; --model picks another kind, and the
+// remaining flags override single parameters.
+func modelFlags() []cli.Flag {
+	presets := perfmodel.Presets()
+	names := make([]string, len(presets))
+	for i, p := range presets {
+		names[i] = p.Name
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "model", EnvVars: []string{"SSTEMU_MODEL"},
+			Usage: "performance model: " + strings.Join(perfmodel.Kinds(), ", ") + " (default: the preset's)"},
+		&cli.StringFlag{Name: "preset", Value: perfmodel.DefaultPreset, EnvVars: []string{"SSTEMU_PRESET"},
+			Usage: "hardware preset: " + strings.Join(names, ", ")},
+		&cli.StringFlag{Name: "array", EnvVars: []string{"SSTEMU_ARRAY"},
+			Usage: "systolic array size `RxC`, e.g. 128x128"},
+		&cli.StringFlag{Name: "dataflow", EnvVars: []string{"SSTEMU_DATAFLOW"},
+			Usage: "systolic dataflow: os (output-), ws (weight-) or is (input-stationary)"},
+		&cli.StringFlag{Name: "tile", EnvVars: []string{"SSTEMU_TILE"},
+			Usage: "tiled model's tile shape `MxNxK`, e.g. 256x256x256"},
+		&cli.Uint64Flag{Name: "cycles-per-tile", EnvVars: []string{"SSTEMU_CYCLES_PER_TILE"},
+			Usage: "tiled model's cycles per tile", DefaultText: "the preset's"},
+		&cli.Uint64Flag{Name: "flops-per-cycle", EnvVars: []string{"SSTEMU_FLOPS_PER_CYCLE"},
+			Usage: "peak FLOP per cycle (roofline)", DefaultText: "the preset's"},
+		&cli.Float64Flag{Name: "bandwidth-gbps", EnvVars: []string{"SSTEMU_BANDWIDTH_GBPS"},
+			Usage: "memory bandwidth in GB/s (every model's memory bound)", DefaultText: "the preset's"},
+		&cli.StringFlag{Name: "model-clock", EnvVars: []string{"SSTEMU_MODEL_CLOCK"},
+			Usage: "the modelled device's clock, e.g. 1.41GHz: bytes per cycle = bandwidth / model clock"},
+	}
+}
+
+// modelSpec is the model the flags select.
+type modelSpec struct {
+	Preset string
+	Kind   string
+	Params perfmodel.Params
+}
+
+// String summarises the spec for logs.
+func (s modelSpec) String() string {
+	return fmt.Sprintf("%s (preset %s)", s.Kind, s.Preset)
+}
+
+// build returns the model, checking the parameters.
+func (s modelSpec) build() (perfmodel.Model, error) {
+	return perfmodel.New(s.Kind, s.Params)
+}
+
+// modelSpecFromFlags reads the model flags and checks that they build a model.
+func modelSpecFromFlags(c *cli.Context) (modelSpec, error) {
+	preset, err := perfmodel.LookupPreset(c.String("preset"))
+	if err != nil {
+		return modelSpec{}, fmt.Errorf("--preset: %w", err)
+	}
+	s := modelSpec{Preset: preset.Name, Kind: preset.Model, Params: preset.Params}
+	if c.IsSet("model") {
+		s.Kind = c.String("model")
+		if !slices.Contains(perfmodel.Kinds(), s.Kind) {
+			return modelSpec{}, fmt.Errorf("--model %q: want one of %s", s.Kind, strings.Join(perfmodel.Kinds(), ", "))
+		}
+	}
+	p := &s.Params
+	if c.IsSet("array") {
+		dims, err := parseDims(c.String("array"), 2)
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--array: %w", err)
+		}
+		p.ArrayRows, p.ArrayCols = dims[0], dims[1]
+	}
+	if c.IsSet("dataflow") {
+		if p.Dataflow, err = perfmodel.ParseDataflow(c.String("dataflow")); err != nil {
+			return modelSpec{}, fmt.Errorf("--dataflow: %w", err)
+		}
+	}
+	if c.IsSet("tile") {
+		dims, err := parseDims(c.String("tile"), 3)
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--tile: %w", err)
+		}
+		p.TileM, p.TileN, p.TileK = dims[0], dims[1], dims[2]
+	}
+	if c.IsSet("cycles-per-tile") {
+		p.CyclesPerTile = c.Uint64("cycles-per-tile")
+	}
+	if c.IsSet("flops-per-cycle") {
+		p.FLOPsPerCycle = c.Uint64("flops-per-cycle")
+	}
+	if c.IsSet("bandwidth-gbps") {
+		p.BandwidthGBps = c.Float64("bandwidth-gbps")
+	}
+	if c.IsSet("model-clock") {
+		hz, err := sstcomponent.ParseFrequency(c.String("model-clock"))
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--model-clock: %w", err)
+		}
+		p.ClockGHz = hz / 1e9
+	}
+	if _, err := s.build(); err != nil {
+		return modelSpec{}, fmt.Errorf("model %s: %w", s, err)
+	}
+	return s, nil
+}
+
+// parseDims parses n positive integers joined by 'x' (or 'X' or '×'), e.g. "128x128".
+func parseDims(s string, n int) ([]uint64, error) {
+	norm := strings.NewReplacer("X", "x", "×", "x").Replace(strings.TrimSpace(s))
+	parts := strings.Split(norm, "x")
+	want := strings.Repeat("Nx", n)[:2*n-1]
+	if len(parts) != n {
+		return nil, fmt.Errorf("%q: want %d sizes like %s", s, n, want)
+	}
+	dims := make([]uint64, n)
+	for i, part := range parts {
+		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
+		if err != nil || v == 0 {
+			return nil, fmt.Errorf("%q: size %q is not a positive integer", s, part)
+		}
+		dims[i] = v
+	}
+	return dims, nil
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
+
+	"github.com/sstemu/sstemu/pkg/perfmodel"
+)
+
+// specFromArgs runs the model flags through a CLI app and returns what they select.
+func specFromArgs(t *testing.T, args ...string) (modelSpec, error) {
+	t.Helper()
+	var (
+		spec    modelSpec
+		specErr error
+	)
+	app := &cli.App{
+		Name:  "test",
+		Flags: modelFlags(),
+		Action: func(c *cli.Context) error {
+			spec, specErr = modelSpecFromFlags(c)
+			return nil
+		},
+	}
+	require.NoError(t, app.Run(append([]string{"test"}, args...)))
+	return spec, specErr
+}
+
+func TestModelFlags(t *testing.T) {
+	tutorial := perfmodel.Params{FLOPsPerCycle: 64, BandwidthGBps: 900, ClockGHz: 1.41}
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(t *testing.T, s modelSpec)
+	}{
+		{name: "defaults: the tutorial roofline", check: func(t *testing.T, s modelSpec) {
+			assert.Equal(t, "a100-tutorial", s.Preset)
+			assert.Equal(t, "roofline", s.Kind)
+			assert.Equal(t, tutorial.FLOPsPerCycle, s.Params.FLOPsPerCycle)
+			assert.Equal(t, tutorial.BandwidthGBps, s.Params.BandwidthGBps)
+			assert.Equal(t, tutorial.ClockGHz, s.Params.ClockGHz)
+		}},
+		{name: "systolic with array and dataflow", args: []string{"--model", "systolic", "--array", "64x32", "--dataflow", "ws"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, "systolic", s.Kind)
+				assert.Equal(t, uint64(64), s.Params.ArrayRows)
+				assert.Equal(t, uint64(32), s.Params.ArrayCols)
+				assert.Equal(t, perfmodel.WeightStationary, s.Params.Dataflow)
+			}},
+		{name: "preset picks its kind", args: []string{"--preset", "tpu-128"}, check: func(t *testing.T, s modelSpec) {
+			assert.Equal(t, "systolic", s.Kind)
+		}},
+		{name: "numeric overrides", args: []string{"--flops-per-cycle", "128", "--bandwidth-gbps", "1000", "--model-clock", "2GHz"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, uint64(128), s.Params.FLOPsPerCycle)
+				assert.Equal(t, 1000.0, s.Params.BandwidthGBps)
+				assert.Equal(t, 2.0, s.Params.ClockGHz)
+			}},
+		{name: "tiled overrides", args: []string{"--model", "tiled", "--tile", "128x64X32", "--cycles-per-tile", "99"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, "tiled", s.Kind)
+				assert.Equal(t, []uint64{128, 64, 32, 99}, []uint64{s.Params.TileM, s.Params.TileN, s.Params.TileK, s.Params.CyclesPerTile})
+			}},
+		{name: "environment", env: map[string]string{"SSTEMU_MODEL": "tiled", "SSTEMU_ARRAY": "8x8"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, "tiled", s.Kind)
+				assert.Equal(t, uint64(8), s.Params.ArrayRows)
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			s, err := specFromArgs(t, tt.args...)
+			require.NoError(t, err)
+			tt.check(t, s)
+		})
+	}
+	for _, tt := range []struct {
+		args []string
+		want string // in the error message
+	}{
+		{[]string{"--preset", "nope"}, "--preset"}, {[]string{"--model", "quantum"}, "--model"},
+		{[]string{"--array", "12"}, "--array"}, {[]string{"--array", "0x4"}, "--array"}, {[]string{"--array", "4x-4"}, "--array"},
+		{[]string{"--dataflow", "diagonal"}, "--dataflow"}, {[]string{"--model-clock", "1"}, "--model-clock"},
+		{[]string{"--flops-per-cycle", "0"}, "FLOPsPerCycle"}, {[]string{"--tile", "1x2"}, "--tile"},
+	} {
+		t.Run("reject "+strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := specFromArgs(t, tt.args...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// TestSSTCommand runs the built binary: it answers a GEMM on its socket, refuses a second
+// instance on the same socket, and on SIGTERM prints the statistics, writes the CSV,
+// removes the socket and exits 0.
+func TestSSTCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sstemu")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	require.NoError(t, build.Run())
+
+	sock, csvPath := filepath.Join(dir, "sst.sock"), filepath.Join(dir, "stats.csv")
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "sst", "--stats-csv", csvPath, "--name", "virtio_llama", "--clock", "2GHz")
+	cmd.Env = append(os.Environ(), "SSTEMU_SOCKET="+sock)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill() }()
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+
+	c, err := net.Dial("unix", sock)
+	require.NoError(t, err)
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	req := make([]byte, 4104)
+	binary.LittleEndian.PutUint32(req[0:], 8) // GEMM 4×16×8, float32
+	binary.LittleEndian.PutUint64(req[8:], 77)
+	for off, v := range map[int]uint32{24: 4, 28: 16, 32: 8, 36: 4} {
+		binary.LittleEndian.PutUint32(req[off:], v)
+	}
+	_, err = c.Write(req)
+	require.NoError(t, err)
+	resp := make([]byte, 4112)
+	_, err = io.ReadFull(c, resp)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(77), binary.LittleEndian.Uint64(resp[8:]))
+	assert.Equal(t, uint64(16), binary.LittleEndian.Uint64(resp[24:]), "16 cycles")
+
+	second := exec.Command(bin, "sst", "--socket", sock)
+	out, err := second.CombinedOutput()
+	assert.Error(t, err, "a second instance on a live socket fails")
+	assert.Contains(t, string(out), "live process")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "exit 0 on SIGTERM; stderr: %s", stderr.String())
+	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   Total requests: 1\n")
+	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   GEMM requests: 1\n")
+	assert.Contains(t, stdout.String(), "Simulation is complete, simulated time: 8 ns\n", "16 cycles at 2 GHz")
+	assert.NoFileExists(t, sock)
+	data, err := os.ReadFile(csvPath)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(data), "ComponentName, StatisticName, StatisticSubId, StatisticType, SimTime, Rank, Sum.u64, SumSQ.u64, Count.u64, Min.u64, Max.u64\n"))
+	assert.Contains(t, string(data), "virtio_llama, gemm_cycles, , Accumulator, 8000, 0, 16, 256, 1, 16, 16\n")
+	_ = c.Close()
+}
