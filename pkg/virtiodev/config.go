@@ -71,7 +71,8 @@ type Config struct {
 	// EventBacklog is how many events the device keeps while the driver has no event
 	// buffer posted (default 64); beyond it the oldest event is dropped and counted.
 	EventBacklog int
-	// Logger receives debug and warning logs; the zero value logs nothing.
+	// Logger receives link changes (info, warn) and faulty chains (debug, warn); the zero
+	// value logs nothing.
 	Logger zerolog.Logger
 }
 
