@@ -577,12 +577,16 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	go func() { _, _ = c.Write(stream) }() // fails once the component closes the connection
 	// Wait until the component is stuck writing answers nobody reads.
-	last := uint64(0)
+	last, same := uint64(0), 0
 	require.Eventually(t, func() bool {
 		n := comp.Stats().Total
-		stuck := n > 0 && n == last
+		if n > 0 && n == last {
+			same++
+		} else {
+			same = 0
+		}
 		last = n
-		return stuck
+		return same == 3
 	}, testTimeout, 50*time.Millisecond)
 	require.Less(t, last, uint64(400))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
