@@ -33,6 +33,9 @@ const (
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or Close.
 var ErrServerClosed = errors.New("tcpfront: server closed")
 
+// ErrNoExecutor is returned by Serve when Server.Executor is nil.
+var ErrNoExecutor = errors.New("tcpfront: Server.Executor is nil")
+
 // Server serves the DeviceGEMM protocol: one goroutine per connection, one op at a time
 // per connection, any number of ops per connection. The zero value of every field but
 // Executor is usable. Fields must not change once serving has started.
@@ -125,6 +128,9 @@ func (s *Server) ListenAndServe() error {
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
 	defer l.Close()
+	if s.Executor == nil {
+		return ErrNoExecutor
+	}
 	if !s.trackListener(l, true) {
 		return ErrServerClosed
 	}
@@ -249,7 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close closes the listeners and every connection at once, cancelling ops in flight
-// through their context.
+// through their context. Serve then returns ErrServerClosed.
 func (s *Server) Close() error {
 	s.init()
 	s.inShutdown.Store(true)

@@ -505,4 +505,5 @@ func TestListenAndServe(t *testing.T) {
 	require.NoError(t, s.Shutdown(context.Background()))
 	assert.ErrorIs(t, <-done, ErrServerClosed)
 	assert.ErrorIs(t, s.ListenAndServe(), ErrServerClosed)
+	assert.ErrorIs(t, (&Server{}).Serve(mustListen(t)), ErrNoExecutor)
 }
