@@ -25,6 +25,18 @@ func BenchmarkSgemmGo(b *testing.B) {
 	benchGEMM(b, sgemmGo)
 }
 
+// BenchmarkSgemmGonum measures gonum's Sgemm (SSE assembly on amd64, plain Go with
+// -tags noasm) for every shape, M = 1 included: one candidate for the pure-Go fallback.
+func BenchmarkSgemmGonum(b *testing.B) {
+	benchGEMM(b, gemmGonum)
+}
+
+// BenchmarkSgemmBlocked measures the cache-blocked Go kernel for every shape, M = 1
+// included: the other candidate.
+func BenchmarkSgemmBlocked(b *testing.B) {
+	benchGEMM(b, gemmBlocked)
+}
+
 func benchGEMM(b *testing.B, fn func(m, n, k int, a, b, c []float32)) {
 	for _, s := range benchShapes {
 		b.Run(fmt.Sprintf("%dx%dx%d", s.M, s.N, s.K), func(b *testing.B) {

@@ -27,6 +27,7 @@ var gemmCases = []GEMMShape{
 	{M: 300, N: 7, K: 65},
 	{M: 97, N: 101, K: 103},
 	{M: 256, N: 200, K: 300},
+	{M: 5, N: 2051, K: 7},
 }
 
 // gemmImpls are the implementations under test: Sgemm (the build's backend) and the
@@ -36,9 +37,17 @@ var gemmImpls = []struct {
 	fn   func(m, n, k int, a, b, c []float32)
 }{
 	{"Sgemm", Sgemm},
-	{"sgemmGo", func(m, n, k int, a, b, c []float32) {
-		sgemmGo(m, n, k, a[:m*k], b[:k*n], c[:m*n]) // its contract: exact lengths
-	}},
+	{"sgemmGo", exact(sgemmGo)},
+	{"gemmGonum", exact(gemmGonum)},
+	{"gemmBlocked", exact(gemmBlocked)},
+}
+
+// exact adapts an internal kernel, whose contract is exact slice lengths, to the test's
+// slices with a guard tail.
+func exact(fn func(m, n, k int, a, b, c []float32)) func(m, n, k int, a, b, c []float32) {
+	return func(m, n, k int, a, b, c []float32) {
+		fn(m, n, k, a[:m*k], b[:k*n], c[:m*n])
+	}
 }
 
 func TestSgemmAgainstFloat64Reference(t *testing.T) {
