@@ -17,6 +17,7 @@ func newApp() *cli.App {
 		Name:  "sstemu",
 		Usage: "the PyTorch-to-SST accelerator simulation stack in one binary",
 		Commands: []*cli.Command{
+			serveCommand(),
 			versionCommand(),
 			sstCommand(),
 		},

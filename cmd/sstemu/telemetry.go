@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/sstcomponent"
+	"github.com/sstemu/sstemu/pkg/sstdev"
+	"github.com/sstemu/sstemu/pkg/tcpfront"
+	"github.com/sstemu/sstemu/pkg/virtiodev"
+)
+
+// snapshot is every layer's statistics at one moment, as /stats serves it.
+type snapshot struct {
+	Front        tcpfront.Stats      `json:"front"`
+	DeviceServer deviceserver.Stats  `json:"device_server"`
+	CharDevices  []sstdev.Stats      `json:"char_devices,omitempty"`
+	Virtio       []virtiodev.Stats   `json:"virtio,omitempty"`
+	SST          *sstcomponent.Stats `json:"sst,omitempty"`
+}
+
+func (st *stack) snapshot() snapshot {
+	s := snapshot{Front: st.front.Stats(), DeviceServer: st.server.Stats()}
+	if st.chardevs != nil {
+		s.CharDevices = st.chardevs.Stats()
+	}
+	for _, d := range st.virtio {
+		s.Virtio = append(s.Virtio, d.Stats())
+	}
+	if st.component != nil {
+		c := st.component.Stats()
+		s.SST = &c
+	}
+	return s
+}
+
+// statsHandler serves /stats (the snapshot as JSON) and /metrics (the same numbers in
+// Prometheus text format).
+func statsHandler(st *stack) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(snapshotCollector{st})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st.snapshot())
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// snapshotCollector exposes every number of the snapshot as a gauge named after its path,
+// e.g. sstemu_virtio_forwarded{index="0"}, so a statistic added to any layer's Stats shows
+// up in /metrics without a second list to maintain. It is an unchecked collector: the
+// metric set follows the snapshot.
+type snapshotCollector struct{ st *stack }
+
+// Describe sends nothing, which makes the collector unchecked.
+func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect flattens the snapshot's JSON form into gauges.
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	raw, err := json.Marshal(c.st.snapshot())
+	if err != nil {
+		return
+	}
+	var tree any
+	if json.Unmarshal(raw, &tree) != nil {
+		return
+	}
+	flatten("sstemu", "", tree, func(name, index string, v float64) {
+		labels := []string{}
+		values := []string{}
+		if index != "" {
+			labels, values = []string{"index"}, []string{index}
+		}
+		desc := prometheus.NewDesc(name, "sstemu statistic "+name, labels, nil)
+		if m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, v, values...); err == nil {
+			ch <- m
+		}
+	})
+}
+
+// flatten walks a decoded JSON value, calling emit for every number and boolean with its
+// metric name; the index of the outermost array (the device number) becomes a label.
+func flatten(name, index string, v any, emit func(name, index string, v float64)) {
+	switch t := v.(type) {
+	case float64:
+		emit(name, index, t)
+	case bool:
+		if t {
+			emit(name, index, 1)
+		} else {
+			emit(name, index, 0)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			flatten(name+"_"+metricName(k), index, t[k], emit)
+		}
+	case []any:
+		for i, e := range t {
+			if index == "" {
+				flatten(name, itoa(i), e, emit)
+			} else {
+				flatten(name+"_"+itoa(i), index, e, emit)
+			}
+		}
+	}
+}
+
+// metricName turns a JSON key such as "OpsInFlight" or "ops_gemm" into "ops_in_flight".
+func metricName(k string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range k {
+		switch {
+		case unicode.IsUpper(r):
+			if prevLower {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			prevLower = false
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+			prevLower = true
+		default:
+			b.WriteByte('_')
+			prevLower = false
+		}
+	}
+	return b.String()
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
