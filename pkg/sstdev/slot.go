@@ -1,0 +1,61 @@
+package sstdev
+
+import (
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sstemu/sstemu/pkg/protocol"
+	"github.com/sstemu/sstemu/pkg/virtqueue"
+)
+
+// Slot states. A slot is free (in Device.free), or held by one writer from acquire until
+// the device has it (waiting); the completion then hands it back to its writer (done), or,
+// when the writer has given up, frees it itself (abandoned).
+const (
+	slotFree      uint32 = iota
+	slotWaiting          // submitted; its writer waits for the answer
+	slotAbandoned        // submitted; its writer gave up, the completion frees the slot
+	slotDone             // answered; its writer copies the response out, then frees it
+)
+
+// slot is one request's buffers in guest memory: the device-readable request and the
+// device-writable response of a two-descriptor chain. Slots are allocated at New and
+// reused for the life of the Device.
+type slot struct {
+	bufs  [descsPerRequest]virtqueue.Buffer // the chain: request, then response
+	state atomic.Uint32
+	done  chan struct{} // one token per completion of a waiting slot
+	timer *time.Timer   // its writer's timeout; stopped while the slot is free
+
+	// Set by the completion before it wakes the writer (through done).
+	usedLen uint32
+	errno   syscall.Errno
+
+	id uint64 // request_id of the request in flight, for logs
+}
+
+func (s *slot) reqAddr() uint64  { return s.bufs[0].Addr }
+func (s *slot) respAddr() uint64 { return s.bufs[1].Addr }
+
+// newSlot allocates a slot's buffers in mem.
+func newSlot(mem *virtqueue.GuestMemory) (*slot, error) {
+	req, err := mem.Alloc(protocol.RequestSize, bufferAlign)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := mem.Alloc(protocol.ResponseSize, bufferAlign)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &slot{
+		bufs: [descsPerRequest]virtqueue.Buffer{
+			{Addr: req, Len: protocol.RequestSize},
+			{Addr: resp, Len: protocol.ResponseSize, Writable: true},
+		},
+		done:  make(chan struct{}, 1),
+		timer: t,
+	}, nil
+}
