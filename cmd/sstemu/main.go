@@ -19,6 +19,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(),
 			versionCommand(),
+			benchCommand(),
 			sstCommand(),
 		},
 		HideHelpCommand: true,
