@@ -18,8 +18,8 @@ import (
 	"time"
 )
 
-// binary is the sstemu binary built once for the whole package by TestMain.
-var binary string
+// sstemuBin is the sstemu binary built once for the whole package by TestMain.
+var sstemuBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sstemu-e2e")
@@ -27,8 +27,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "sstemu")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/sstemu")
+	sstemuBin = filepath.Join(dir, "sstemu")
+	build := exec.Command("go", "build", "-o", sstemuBin, "../cmd/sstemu")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building sstemu:", err)
@@ -55,7 +55,7 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	args = append(args, "--log-format", "json")
-	p := &proc{t: t, cmd: exec.Command(binary, args...), seen: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &proc{t: t, cmd: exec.Command(sstemuBin, args...), seen: make(chan struct{}, 1), done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/loadgen"
+)
+
+func randomMatrix(r *rand.Rand, n int) []float32 {
+	m := make([]float32, n)
+	for i := range m {
+		m[i] = float32(r.Float64()*2 - 1)
+	}
+	return m
+}
+
+// gemmTolerance is the largest |C − C64| accepted for an element of a float32 GEMM with K
+// terms of magnitude sum mag: float32 accumulation error grows at most like K·ε·Σ|a·b|;
+// blocked kernels do far better, so 1e-5·mag (≈ 84·ε) is ample for K ≤ 4096 and still
+// catches any wrong element (a misplaced or missing term is O(|a·b|), not O(ε)).
+func gemmTolerance(mag float64) float64 { return 1e-5*mag + 1e-30 }
+
+// checkGEMM compares c against a float64 reference, over every element for small shapes
+// and a deterministic sample of 4096 elements for large ones.
+func checkGEMM(t *testing.T, m, n, k int, a, b, c []float32) {
+	t.Helper()
+	require.Len(t, c, m*n)
+	check := func(i, j int) {
+		var ref, mag float64
+		for p := 0; p < k; p++ {
+			x := float64(a[i*k+p]) * float64(b[p*n+j])
+			ref += x
+			mag += math.Abs(x)
+		}
+		if d := math.Abs(float64(c[i*n+j]) - ref); d > gemmTolerance(mag) {
+			t.Fatalf("%dx%dx%d: C[%d,%d] = %g, float64 reference %g", m, n, k, i, j, c[i*n+j], ref)
+		}
+	}
+	if m*n <= 1<<16 {
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				check(i, j)
+			}
+		}
+		return
+	}
+	r := rand.New(rand.NewPCG(uint64(m), uint64(n)))
+	for s := 0; s < 4096; s++ {
+		check(r.IntN(m), r.IntN(n))
+	}
+}
+
+func dial(t *testing.T, addr string, pieces bool) *loadgen.Client {
+	t.Helper()
+	c, err := loadgen.Dial(withTimeout(t, 5*time.Second), addr, loadgen.ClientOptions{Pieces: pieces})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func gemm(t *testing.T, c *loadgen.Client, r *rand.Rand, m, n, k int) {
+	t.Helper()
+	a, b := randomMatrix(r, m*k), randomMatrix(r, k*n)
+	out := make([]float32, m*n)
+	require.NoError(t, c.GEMM(withTimeout(t, 60*time.Second), m, n, k, a, b, out), "%dx%dx%d", m, n, k)
+	checkGEMM(t, m, n, k, a, b, out)
+}
+
+func isOp(m map[string]any) bool { return m["message"] == "op" }
+
+func TestServeShapesAndCycles(t *testing.T) {
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--log-level", "debug")
+	addr := p.listenAddr("tcpfront")
+	r := rand.New(rand.NewPCG(1, 1))
+	shapes := [][3]int{{1, 1, 1}, {4, 16, 8}, {3, 5, 7}, {1, 4096, 33}, {129, 1, 65}, {31, 37, 41}, {1024, 1024, 1024}}
+	for _, pieces := range []bool{false, true} {
+		c := dial(t, addr, pieces)
+		for _, s := range shapes {
+			gemm(t, c, r, s[0], s[1], s[2])
+		}
+	}
+	// Every op's cycles show in the debug log: 4×16×8 under the tutorial roofline is 16
+	// cycles (1024 FLOP / 64), 1024³ is 2·1024³/64 = 33554432.
+	l := p.waitFor(5*time.Second, "the 4x16x8 op", func(m map[string]any) bool {
+		shape, _ := m["shape"].([]any)
+		return isOp(m) && len(shape) == 2 && shape[0] == 4.0 && shape[1] == 16.0
+	})
+	assert.Equal(t, 16.0, l["cycles"])
+	l = p.waitFor(5*time.Second, "the 1024³ op", func(m map[string]any) bool {
+		shape, _ := m["shape"].([]any)
+		return isOp(m) && len(shape) == 2 && shape[0] == 1024.0 && shape[1] == 1024.0
+	})
+	assert.Equal(t, 33554432.0, l["cycles"])
+	assert.Equal(t, 2*len(shapes), p.count(isOp))
+
+	require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second), "SIGTERM exits 0")
+	out := p.output()
+	assert.Contains(t, out, fmt.Sprintf("device server: %d ops, %d timed", 2*len(shapes), 2*len(shapes)))
+	assert.Contains(t, out, fmt.Sprintf("GEMM requests: %d", 2*len(shapes)))
+}
+
+func TestServeConcurrentConnections(t *testing.T) {
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--devices", "4")
+	addr := p.listenAddr("tcpfront")
+	const conns, ops = 32, 40
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			c := dial(t, addr, i%2 == 0)
+			for j := 0; j < ops; j++ {
+				gemm(t, c, r, 1+r.IntN(24), 1+r.IntN(24), 1+r.IntN(24))
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second))
+	out := p.output()
+	assert.Contains(t, out, fmt.Sprintf("device server: %d ops, %d timed, 0 untimed", conns*ops, conns*ops))
+	assert.Contains(t, out, fmt.Sprintf("GEMM requests: %d", conns*ops), "one in-process SST behind all four devices")
+	for d := 0; d < 4; d++ {
+		assert.Regexp(t, fmt.Sprintf(`/dev/sst%d: [1-9]\d* writes`, d), out, "ops are spread over every device")
+	}
+}
+
+// frame builds a DeviceGEMM request by hand, as protocol.md lays it out.
+func frame(op byte, json string, tensors ...[]byte) []byte {
+	var b bytes.Buffer
+	binary.Write(&b, binary.BigEndian, uint32(0xDEADBEEF))
+	binary.Write(&b, binary.BigEndian, uint32(len(json)))
+	b.WriteByte(op)
+	b.WriteString(json)
+	for _, t := range tensors {
+		binary.Write(&b, binary.BigEndian, uint32(len(t)))
+		b.Write(t)
+	}
+	return b.Bytes()
+}
+
+func TestServeHostileThenGood(t *testing.T) {
+	p := start(t, "serve", "--listen", "127.0.0.1:0")
+	addr := p.listenAddr("tcpfront")
+	one := []byte{0, 0, 0x80, 0x3f} // 1.0f little-endian
+	hostile := map[string][]byte{
+		"bad magic":        append([]byte{0xca, 0xfe, 0xba, 0xbe}, make([]byte, 20)...),
+		"json length 4GiB": {0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 1},
+		"unknown op":       frame(9, `{"op_id":1}`),
+		"invalid json":     frame(1, `{"M":1,`),
+		"zero dim":         frame(1, `{"op_id":1,"M":0,"N":1,"K":1,"A_shape":[0,1],"B_shape":[1,1],"dtype":"float32"}`),
+		"shape mismatch":   frame(1, `{"op_id":1,"M":2,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float32"}`, one, one),
+		"tensor length":    frame(1, `{"op_id":1,"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float32"}`, append(one, one...), one),
+		"unknown dtype":    frame(1, `{"op_id":1,"M":1,"N":1,"K":1,"A_shape":[1,1],"B_shape":[1,1],"dtype":"float128"}`, one, one),
+	}
+	for name, b := range hostile {
+		t.Run(name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer nc.Close()
+			_, err = nc.Write(b)
+			require.NoError(t, err)
+			nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := io.Copy(io.Discard, nc)
+			assert.NoError(t, err, "closed at once, not left waiting")
+			assert.Zero(t, n, "no answer to a bad request")
+		})
+	}
+	// The server is unharmed: good requests on a new connection still get right answers.
+	c := dial(t, addr, true)
+	r := rand.New(rand.NewPCG(3, 3))
+	for i := 0; i < 5; i++ {
+		gemm(t, c, r, 4, 16, 8)
+	}
+}
+
+func TestServeWithExternalSST(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sst.sock")
+	sst := start(t, "sst", "--socket", sock)
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--sst-socket", sock)
+	addr := p.listenAddr("tcpfront")
+	c := dial(t, addr, false)
+	r := rand.New(rand.NewPCG(5, 5))
+	const ops = 25
+	for i := 0; i < ops; i++ {
+		gemm(t, c, r, 4, 16, 8)
+	}
+	require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second))
+	assert.Contains(t, p.output(), fmt.Sprintf("device server: %d ops, %d timed", ops, ops))
+	require.NoError(t, sst.signal(syscall.SIGTERM, 10*time.Second))
+	out := sst.output()
+	assert.Contains(t, out, fmt.Sprintf("GEMM requests: %d", ops), "the external SST received every GEMM")
+	assert.Contains(t, out, fmt.Sprintf("Cycles: %d (compute %d, memory %d)", 16*ops, 16*ops, ops), "4×16×8 roofline: 16 compute cycles, 1 memory cycle")
+}
+
+func TestPyTorchClient(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch, numpy").Run(); err != nil {
+		t.Skipf("SKIPPED: %s cannot import torch and numpy (%v); install python3-torch to run the real PyTorch client", python, err)
+	}
+	p := start(t, "serve", "--listen", "127.0.0.1:0")
+	addr := p.listenAddr("tcpfront")
+	for _, conns := range []string{"1", "8"} {
+		cmd := exec.Command(python, "pyclient/device_gemm_client.py", addr, "--ops", "30", "--conns", conns)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.True(t, strings.Contains(string(out), " 0 errors"), "%s", out)
+		t.Logf("%s", bytes.TrimSpace(out))
+	}
+}
