@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"unicode"
@@ -19,6 +20,7 @@ import (
 
 // snapshot is every layer's statistics at one moment, as /stats serves it.
 type snapshot struct {
+	Process      processStats        `json:"process"`
 	Front        tcpfront.Stats      `json:"front"`
 	DeviceServer deviceserver.Stats  `json:"device_server"`
 	CharDevices  []sstdev.Stats      `json:"char_devices,omitempty"`
@@ -27,7 +29,7 @@ type snapshot struct {
 }
 
 func (st *stack) snapshot() snapshot {
-	s := snapshot{Front: st.front.Stats(), DeviceServer: st.server.Stats()}
+	s := snapshot{Process: readProcessStats(), Front: st.front.Stats(), DeviceServer: st.server.Stats()}
 	if st.chardevs != nil {
 		s.CharDevices = st.chardevs.Stats()
 	}
@@ -39,6 +41,20 @@ func (st *stack) snapshot() snapshot {
 		s.SST = &c
 	}
 	return s
+}
+
+// processStats are the process-wide numbers a leak check compares before and after.
+type processStats struct {
+	Goroutines     int    `json:"goroutines"`
+	HeapAllocBytes uint64 `json:"heap_alloc_bytes"`
+	HeapInuseBytes uint64 `json:"heap_inuse_bytes"`
+	SysBytes       uint64 `json:"sys_bytes"`
+}
+
+func readProcessStats() processStats {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return processStats{Goroutines: runtime.NumGoroutine(), HeapAllocBytes: m.HeapAlloc, HeapInuseBytes: m.HeapInuse, SysBytes: m.Sys}
 }
 
 // statsHandler serves /stats (the snapshot as JSON) and /metrics (the same numbers in
