@@ -150,26 +150,25 @@ func (d *Driver) Add(bufs []Buffer) (head uint16, err error) {
 	if len(bufs) > len(d.free) {
 		return 0, &NoSpaceError{Need: len(bufs), Free: len(d.free)}
 	}
-	idx := make([]uint16, len(bufs))
-	for i := range idx {
-		idx[i] = d.free[len(d.free)-1-i]
-	}
+	// The chain takes the top len(bufs) entries of the free stack, top first.
+	top := len(d.free) - 1
 	for i, b := range bufs {
+		cur := d.free[top-i]
 		var flags, next uint16
 		if b.Writable {
 			flags |= DescFWrite
 		}
 		if i+1 < len(bufs) {
 			flags |= DescFNext
-			next = idx[i+1]
-			d.link[idx[i]] = next
+			next = d.free[top-i-1]
+			d.link[cur] = next
 		}
 		enc := desc{addr: b.Addr, len: b.Len, flags: flags, next: next}.encode()
-		if err := d.mem.WriteAt(enc[:], d.l.descAddr(idx[i])); err != nil {
+		if err := d.mem.WriteAt(enc[:], d.l.descAddr(cur)); err != nil {
 			return 0, err
 		}
 	}
-	head = idx[0]
+	head = d.free[top]
 	if err := d.mem.WriteU16(d.l.availRing(d.availIdx), head); err != nil {
 		return 0, err
 	}

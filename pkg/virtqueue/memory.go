@@ -7,16 +7,15 @@ import (
 )
 
 // GuestMemory is the emulated guest-physical memory: one flat byte arena starting at
-// guest address 0. Every access goes through a bounds-checked accessor that holds an
-// RWMutex (reads shared, writes exclusive), so a driver goroutine and a device goroutine
-// may use it at once; each accessor call is atomic and sequentially consistent with every
+// guest address 0. Every access goes through a bounds-checked accessor that holds one
+// sync.Mutex, so a driver goroutine and a device goroutine may use it at once; each accessor call is atomic and sequentially consistent with every
 // other call, which also provides the memory barriers the VirtIO specification asks for
 // (VirtIO 1.2 §2.7.13.3, §2.7.13.4). All multi-byte values are little-endian (§1.4).
 //
 // It also carries a simple bump allocator (Alloc, AllocQueue) for drivers that need
 // buffers and rings in guest memory; allocations are never freed.
 type GuestMemory struct {
-	mu   sync.RWMutex
+	mu   sync.Mutex
 	buf  []byte
 	next uint64 // bump pointer of the allocator, guarded by mu
 }
@@ -61,9 +60,9 @@ func (m *GuestMemory) ReadAt(p []byte, addr uint64) error {
 	if err := m.check(addr, uint64(len(p))); err != nil {
 		return err
 	}
-	m.mu.RLock()
+	m.mu.Lock()
 	copy(p, m.buf[addr:])
-	m.mu.RUnlock()
+	m.mu.Unlock()
 	return nil
 }
 
