@@ -46,7 +46,7 @@ type Client struct {
 	buf       []byte        // header, JSON and (one-write, small) tensors
 	lens      [8]byte       // the two tensor length prefixes, for pieces and writev
 	iov       [4][]byte     // writev of a large one-write frame
-	scratch   []byte        // big-endian hosts only
+	scratch   []byte        // the response length; tensors on big-endian hosts
 	interrupt chan struct{} // the context watcher has finished interrupting
 	err       error         // sticky failure
 }
@@ -230,14 +230,17 @@ func (c *Client) writeTensor(t []float32) error {
 	return nil
 }
 
-// readResponse reads one response into out, which holds the M·N elements expected. It
-// returns nil, or an *OpError with Phase, Err and Detail set.
+// readResponse reads one response into out, which holds the M·N elements expected, using
+// scratch as its buffer. It returns nil, or an *OpError with Phase, Err and Detail set.
 func readResponse(r io.Reader, out []float32, scratch *[]byte) *OpError {
-	var pre [LengthPrefixSize]byte
-	if got, err := io.ReadFull(r, pre[:]); err != nil {
+	if cap(*scratch) < LengthPrefixSize {
+		*scratch = make([]byte, LengthPrefixSize)
+	}
+	pre := (*scratch)[:LengthPrefixSize] // not a local array: it would escape to the heap
+	if got, err := io.ReadFull(r, pre); err != nil {
 		return readErr(PhaseLength, got, LengthPrefixSize, err)
 	}
-	announced := binary.BigEndian.Uint32(pre[:])
+	announced := binary.BigEndian.Uint32(pre)
 	want := uint64(len(out)) * Float32Size
 	if uint64(announced) != want {
 		return &OpError{Phase: PhaseLength, Err: ErrBadLength,

@@ -126,6 +126,9 @@ type floorFrame struct {
 	json           []byte
 	a, b           []float32
 	out            []float32 // element 0 holds the response's length prefix, then C
+	hdr            [HeaderSize]byte // fields, not locals: io.ReadFull would make them escape
+	pre            [LengthPrefixSize]byte
+	dims           floorDims
 	scratch        []byte
 	resp           []byte // big-endian hosts only
 }
@@ -138,8 +141,8 @@ type floorDims struct {
 // next reads one frame, computes it and returns the response bytes, valid until the next
 // call. Any error means the stream must be abandoned.
 func (f *floorFrame) next() ([]byte, error) {
-	var hdr [HeaderSize]byte
-	if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
+	hdr := f.hdr[:]
+	if _, err := io.ReadFull(f.r, hdr); err != nil {
 		return nil, err
 	}
 	if binary.BigEndian.Uint32(hdr[0:4]) != Magic {
@@ -159,8 +162,9 @@ func (f *floorFrame) next() ([]byte, error) {
 	if _, err := io.ReadFull(f.r, js); err != nil {
 		return nil, err
 	}
-	var d floorDims
-	if err := json.Unmarshal(js, &d); err != nil {
+	d := &f.dims
+	*d = floorDims{}
+	if err := json.Unmarshal(js, d); err != nil {
 		return nil, fmt.Errorf("floor: JSON: %w", err)
 	}
 	elems := f.maxTensorBytes / Float32Size
@@ -190,11 +194,10 @@ func (f *floorFrame) next() ([]byte, error) {
 // readTensor reads a length prefix, which must announce elems float32s, and the tensor into
 // buf (grown as needed).
 func (f *floorFrame) readTensor(buf []float32, elems int) ([]float32, error) {
-	var pre [LengthPrefixSize]byte
-	if _, err := io.ReadFull(f.r, pre[:]); err != nil {
+	if _, err := io.ReadFull(f.r, f.pre[:]); err != nil {
 		return buf, err
 	}
-	if n := binary.BigEndian.Uint32(pre[:]); int64(n) != int64(elems)*Float32Size {
+	if n := binary.BigEndian.Uint32(f.pre[:]); int64(n) != int64(elems)*Float32Size {
 		return buf, fmt.Errorf("floor: tensor of %d bytes, want %d", n, elems*Float32Size)
 	}
 	buf = grow(buf, elems)
