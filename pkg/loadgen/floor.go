@@ -125,7 +125,7 @@ type floorFrame struct {
 	maxTensorBytes int
 	json           []byte
 	a, b           []float32
-	out            []float32 // element 0 holds the response's length prefix, then C
+	out            []float32        // element 0 holds the response's length prefix, then C
 	hdr            [HeaderSize]byte // fields, not locals: io.ReadFull would make them escape
 	pre            [LengthPrefixSize]byte
 	dims           floorDims
