@@ -98,7 +98,7 @@ func (pl *convPlan) compute(input, weight, out []float32) {
 			col := in
 			if !direct {
 				col = cols[worker]
-				pl.im2col(in, col)
+				pl.im2col(in, col, workers == 1)
 			}
 			o := out[(img*pl.outShape[1]+grp*pl.og)*pl.pixels : (img*pl.outShape[1]+(grp+1)*pl.og)*pl.pixels]
 			Sgemm(g.M, g.N, g.K, weight[grp*pl.og*pl.k:(grp+1)*pl.og*pl.k], col, o)
@@ -108,45 +108,55 @@ func (pl *convPlan) compute(input, weight, out []float32) {
 
 // im2col unfolds one group's input channels in [Cg, H, W] into col [Cg·KH·KW, OH·OW]:
 // row (c, kh, kw) holds, for every output pixel (oh, ow), the input element under kernel
-// tap (kh, kw), or 0 where the tap falls in the padding.
-func (pl *convPlan) im2col(in, col []float32) {
+// tap (kh, kw), or 0 where the tap falls in the padding. Rows are independent, so a large
+// unfolding is split between goroutines (parallel is false when the caller already runs
+// one item per goroutine).
+func (pl *convPlan) im2col(in, col []float32, parallel bool) {
+	rows := pl.k
+	workers := 1
+	if parallel && rows*pl.pixels >= im2colParallelElems {
+		workers = workerCount(rows)
+	}
+	parallelFor(workers, rows, func(_, lo, hi int) {
+		for r := lo; r < hi; r++ {
+			pl.im2colRow(in, col[r*pl.pixels:(r+1)*pl.pixels], r)
+		}
+	})
+}
+
+// im2colParallelElems is the im2col size (elements) from which it is worth splitting the
+// unfolding between goroutines.
+const im2colParallelElems = 1 << 16
+
+// im2colRow fills dst, the im2col row r = (c·KH + i)·KW + j, for input channel c and
+// kernel tap (i, j).
+func (pl *convPlan) im2colRow(in, dst []float32, r int) {
 	h, w := pl.InputShape[2], pl.InputShape[3]
 	kh, kw := pl.WeightShape[2], pl.WeightShape[3]
 	oh, ow := pl.outShape[2], pl.outShape[3]
 	sh, sw := pl.Stride[0], pl.Stride[1]
-	ph, pw := pl.Padding[0], pl.Padding[1]
-	dh, dw := pl.Dilation[0], pl.Dilation[1]
-	row := 0
-	for c := range pl.cg {
-		plane := in[c*h*w : (c+1)*h*w]
-		for i := range kh {
-			for j := range kw {
-				dst := col[row*pl.pixels : (row+1)*pl.pixels]
-				row++
-				// Output columns whose input column x = ow·sw − pw + j·dw lies in [0, w).
-				x0 := j*dw - pw
-				owLo := ceilDiv(-x0, sw)
-				owHi := ceilDiv(w-x0, sw)
-				owLo, owHi = max(owLo, 0), min(owHi, ow)
-				for y := range oh {
-					line := dst[y*ow : (y+1)*ow]
-					iy := y*sh - ph + i*dh
-					if iy < 0 || iy >= h || owLo >= owHi {
-						clear(line)
-						continue
-					}
-					src := plane[iy*w : (iy+1)*w]
-					clear(line[:owLo])
-					clear(line[owHi:])
-					if sw == 1 {
-						copy(line[owLo:owHi], src[owLo+x0:owHi+x0])
-						continue
-					}
-					for x := owLo; x < owHi; x++ {
-						line[x] = src[x*sw+x0]
-					}
-				}
-			}
+	c, i, j := r/(kh*kw), r/kw%kh, r%kw
+	plane := in[c*h*w : (c+1)*h*w]
+	// Output columns whose input column x = ow·sw + x0 lies in [0, w).
+	x0 := j*pl.Dilation[1] - pl.Padding[1]
+	owLo := max(ceilDiv(-x0, sw), 0)
+	owHi := min(ceilDiv(w-x0, sw), ow)
+	for y := range oh {
+		line := dst[y*ow : (y+1)*ow]
+		iy := y*sh - pl.Padding[0] + i*pl.Dilation[0]
+		if iy < 0 || iy >= h || owLo >= owHi {
+			clear(line)
+			continue
+		}
+		src := plane[iy*w : (iy+1)*w]
+		clear(line[:owLo])
+		clear(line[owHi:])
+		if sw == 1 {
+			copy(line[owLo:owHi], src[owLo+x0:owHi+x0])
+			continue
+		}
+		for x := owLo; x < owHi; x++ {
+			line[x] = src[x*sw+x0]
 		}
 	}
 }

@@ -78,6 +78,7 @@ var convCases = []struct {
 	{"kernel = input", conv([4]int{1, 2, 5, 5}, [4]int{3, 2, 5, 5}, [2]int{1, 1}, [2]int{0, 0}, [2]int{1, 1}, 1), [4]int{1, 3, 1, 1}},
 	{"kernel > input, padded", conv([4]int{1, 1, 2, 2}, [4]int{1, 1, 5, 5}, [2]int{1, 1}, [2]int{2, 2}, [2]int{1, 1}, 1), [4]int{1, 1, 2, 2}},
 	{"padding beyond kernel", conv([4]int{1, 1, 3, 3}, [4]int{1, 1, 2, 2}, [2]int{2, 2}, [2]int{3, 3}, [2]int{1, 1}, 1), [4]int{1, 1, 4, 4}},
+	{"parallel im2col", conv([4]int{1, 8, 40, 80}, [4]int{16, 8, 3, 3}, [2]int{1, 2}, [2]int{1, 1}, [2]int{1, 1}, 1), [4]int{1, 16, 40, 40}},
 	{"large-ish", conv([4]int{2, 16, 20, 20}, [4]int{32, 16, 3, 3}, [2]int{1, 1}, [2]int{1, 1}, [2]int{1, 1}, 1), [4]int{2, 32, 20, 20}},
 }
 

@@ -1,18 +1,22 @@
 #!/usr/bin/python3
 """Median GFLOPS of numpy's float32 matmul on the shapes of BenchmarkSgemm (docs/gemm.md).
 
-Run with the system interpreter so that numpy uses the same Debian OpenBLAS as the Go
-build:  /usr/bin/python3 pkg/linalg/testdata/numpy_bench.py [repeats]
+Run with the system interpreter, whose numpy uses the same Debian OpenBLAS as the Go build:
+
+    /usr/bin/python3 pkg/linalg/testdata/numpy_bench.py [--repeats N] [MxNxK ...]
+
+With no shapes it measures all five. Each sample runs the matmul repeatedly for at least
+MIN_SECONDS; the line per shape gives the median and every sample.
 """
+import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
 
-SHAPES = [(1024, 1024, 1024), (2048, 2048, 2048), (32, 4096, 4096),
-          (128, 11008, 4096), (1, 4096, 4096)]
-MIN_SECONDS = 0.5  # each sample runs the matmul for at least this long
+SHAPES = ["1024x1024x1024", "2048x2048x2048", "32x4096x4096",
+          "128x11008x4096", "1x4096x4096"]
+MIN_SECONDS = 1.0  # each sample runs the matmul for at least this long
 
 
 def sample(a, b, out):
@@ -27,17 +31,20 @@ def sample(a, b, out):
 
 
 def main():
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("shapes", nargs="*", default=SHAPES)
+    args = parser.parse_args()
     rng = np.random.default_rng(1)
-    print(f"numpy {np.__version__}")
-    for m, n, k in SHAPES:
+    for shape in args.shapes:
+        m, n, k = (int(d) for d in shape.split("x"))
         a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
         b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
         out = np.empty((m, n), np.float32)
         np.matmul(a, b, out=out)  # warm-up: thread pool start, page faults
-        gflops = [2 * m * n * k / sample(a, b, out) / 1e9 for _ in range(repeats)]
-        print(f"{m}x{n}x{k}\tmedian {statistics.median(gflops):.1f} GFLOPS\t"
-              f"samples {' '.join(f'{g:.1f}' for g in gflops)}")
+        gflops = [2 * m * n * k / sample(a, b, out) / 1e9 for _ in range(args.repeats)]
+        print(f"{shape}\tmedian {statistics.median(gflops):.1f} GFLOPS\t"
+              f"samples {' '.join(f'{g:.1f}' for g in gflops)}", flush=True)
 
 
 if __name__ == "__main__":
