@@ -330,3 +330,26 @@ func TestChainScatterBounded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, k)
 }
+
+func TestChainGatherOrder(t *testing.T) {
+	p := newPair(t, negMemSize, 8, Features{})
+	require.NoError(t, p.mem.WriteAt([]byte("ab"), bufArea+0x40))
+	require.NoError(t, p.mem.WriteAt([]byte("cde"), bufArea))
+	require.NoError(t, p.mem.WriteAt([]byte("f"), bufArea+0x20))
+	rawDesc(t, p.mem, p.l.Desc, 6, bufArea+0x40, 2, DescFNext, 0)
+	rawDesc(t, p.mem, p.l.Desc, 0, bufArea, 3, DescFNext, 7)
+	rawDesc(t, p.mem, p.l.Desc, 7, bufArea+0x20, 1, 0, 0)
+	rawOffer(t, p, 6)
+	c, ok, err := p.dev.Pop()
+	require.NoError(t, err)
+	require.True(t, ok)
+	short := make([]byte, 4)
+	n, err := c.Gather(short)
+	require.NoError(t, err)
+	assert.Equal(t, "abcd", string(short[:n]))
+	long := make([]byte, 10)
+	n, err = c.Gather(long)
+	require.NoError(t, err)
+	assert.Equal(t, "abcdef", string(long[:n]))
+	assert.Empty(t, c.Writable)
+}
