@@ -88,7 +88,8 @@ type Result struct {
 }
 
 // Executor is what layer 2 offers the front end: run one op, return its numeric result and
-// its simulated timing. It is safe for concurrent use.
+// its simulated timing. It is safe for concurrent use, and keeps no reference to the op's
+// tensors after Execute returns (the front end reuses their storage for the next op).
 type Executor interface {
 	Execute(ctx context.Context, op *Op) (*Result, error)
 }

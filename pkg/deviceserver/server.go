@@ -204,7 +204,7 @@ func coalesce(gemms []linalg.GEMMShape) []gemmRun {
 const float32Size = 4
 
 func (s *Server) timeOne(h *handle, g linalg.GEMMShape) (protocol.GEMMResult, error) {
-	if g.M <= 0 || g.N <= 0 || g.K <= 0 || g.M > math.MaxUint32 || g.N > math.MaxUint32 || g.K > math.MaxUint32 {
+	if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 {
 		return protocol.GEMMResult{}, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
 	}
 	tag := s.tag.Add(1)

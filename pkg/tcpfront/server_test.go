@@ -495,6 +495,7 @@ func TestServerFivePieceLatency(t *testing.T) {
 
 func TestListenAndServe(t *testing.T) {
 	s := &Server{Addr: "127.0.0.1:0", Executor: &naiveExecutor{}}
+	s.init() // the test reads s.listeners below; init must not race with that read
 	done := make(chan error, 1)
 	go func() { done <- s.ListenAndServe() }()
 	require.Eventually(t, func() bool {
