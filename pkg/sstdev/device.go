@@ -165,7 +165,8 @@ func (d *Device) DeviceConfig() protocol.Config {
 // Bind probes b as the driver's probe does and makes the device ready: it negotiates
 // features, sets up the three queues, attaches them, posts the event buffers. The Device
 // owns b from then on. It fails with ErrBound if a backend is already bound and ErrClosed
-// after Close; a failed probe leaves the device unbound and b reset.
+// after Close; a failed probe leaves the device unbound and b reset, and b stays the
+// caller's to close (as it does when New fails to bind Config.Backend).
 func (d *Device) Bind(b Backend) error {
 	if b == nil {
 		return &ConfigError{Field: "Backend", Reason: "nil"}

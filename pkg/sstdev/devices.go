@@ -3,6 +3,7 @@ package sstdev
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,8 +16,8 @@ type Devices struct {
 }
 
 // NewDevices creates n devices (1 … MaxDevices) from the template cfg (its Index and
-// Backend are ignored), binding device i to newBackend(i). On error every device and
-// backend created so far is closed.
+// Backend are ignored), binding device i to newBackend(i), which the device then owns.
+// On error every device and backend created so far is closed.
 func NewDevices(n int, cfg Config, newBackend func(index int) (Backend, error)) (*Devices, error) {
 	if n < 1 || n > MaxDevices {
 		return nil, &ConfigError{Field: "devices", Reason: fmt.Sprintf("%d is outside 1 … %d", n, MaxDevices)}
@@ -38,6 +39,9 @@ func NewDevices(n int, cfg Config, newBackend func(index int) (Backend, error)) 
 			return nil, errors.Join(fmt.Errorf("sstdev: backend of %s: %w", d.path, err), s.Close())
 		}
 		if err := d.Bind(b); err != nil {
+			if c, ok := b.(io.Closer); ok {
+				err = errors.Join(err, c.Close())
+			}
 			return nil, errors.Join(err, s.Close())
 		}
 	}

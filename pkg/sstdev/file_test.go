@@ -1,13 +1,16 @@
 package sstdev_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -29,6 +32,7 @@ func TestNewConfigErrors(t *testing.T) {
 			var ce *sstdev.ConfigError
 			require.ErrorAs(t, err, &ce)
 			assert.Equal(t, tc.field, ce.Field)
+			assert.Contains(t, err.Error(), "sstdev: config "+tc.field)
 		})
 	}
 	for _, n := range []int{0, 17} {
@@ -63,6 +67,10 @@ func TestLifecycle(t *testing.T) {
 	require.True(t, d.Ready())
 	require.ErrorIs(t, d.Bind(newBackend(t, l5.serve)), sstdev.ErrBound)
 	eventually(t, "link up", func() bool { return d.Stats().LinkUp })
+
+	cs := d.DeviceConfig()
+	assert.Equal(t, uint32(0x00010000), cs.Version)
+	assert.Equal(t, uint64(1), cs.MaxQueues)
 
 	f, err := d.Open()
 	require.NoError(t, err)
@@ -185,6 +193,7 @@ func TestErrnoPaths(t *testing.T) {
 			assert.Equal(t, path, pe.Path)
 			assert.ErrorIs(t, err, syscall.EBADF)
 			assert.ErrorIs(t, err, os.ErrClosed)
+			assert.Equal(t, tc.op+" /dev/sst0: bad file descriptor", err.Error())
 			var errno syscall.Errno
 			require.ErrorAs(t, err, &errno)
 			assert.Equal(t, syscall.EBADF, errno)
@@ -347,4 +356,36 @@ func TestEventsAndDeviceReset(t *testing.T) {
 	assert.Equal(t, uint32(eventReset), uint32(st.LastEvent.Type))
 	assert.Equal(t, uint64(2), st.LastEvent.Data)
 	assert.True(t, st.LinkUp)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLogging(t *testing.T) {
+	var logs syncBuffer
+	var l5 fakeL5
+	r := newRig(t, sstdev.Config{Index: 2, Logger: zerolog.New(&logs)}, l5.serve)
+	require.NoError(t, r.dev.Close())
+	out := logs.String()
+	for _, want := range []string{
+		`"device":"/dev/sst2"`, `"message":"sstdev: device ready"`, `"negotiated":"ECHO|COMPUTE|MEMORY|`,
+		`"message":"sstdev: device connected to the SST component"`, `"message":"sstdev: device removed"`,
+	} {
+		assert.Contains(t, out, want)
+	}
 }
