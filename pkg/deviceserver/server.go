@@ -93,7 +93,7 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 		s.stats.failed.Add(1)
 		return nil, err
 	}
-	res.Timing = s.time(ctx, gemms)
+	res.Timing = s.Time(ctx, gemms)
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
 	if !res.Timing.Timed {
@@ -151,8 +151,11 @@ func convParams(c *Conv2D) linalg.ConvParams {
 	}
 }
 
-// time sends one GEMM timing request per GEMM to the next device and sums the answers.
-func (s *Server) time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
+// Time asks the next device for the timing of gemms, without computing anything: one GEMM
+// timing request per run of equal consecutive shapes, answers summed. Execute calls it after
+// computing an op; it is exported so that the timing path through layers 2–5 can be measured
+// (and driven) on its own. A device that cannot answer gives Timed false and the reason.
+func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
 	if len(s.devices) == 0 {
 		return Timing{UntimedReason: "no device"}
 	}
