@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
@@ -157,10 +158,29 @@ func jsonErr(err error, at int64) *FrameError {
 		fe.Offset = max(syn.Offset-1, 0) // syn.Offset counts the offending byte; point at it
 	case errors.As(err, &typ):
 		fe.Offset, fe.Field, fe.Reason = typ.Offset, typ.Field, "field has the wrong type (want "+typ.Type.String()+")"
+		if lit, ok := strings.CutPrefix(typ.Value, "number "); ok && isIntegerLiteral(lit) {
+			// An integer too large for its field exceeds a limit, like any other
+			// dimension above MaxDim; it is not a JSON type error.
+			fe.Kind, fe.Reason = KindLimit, "integer "+lit+" out of range of "+typ.Type.String()
+		}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		fe.Reason = "JSON ends early"
 	}
 	return fe
+}
+
+// isIntegerLiteral reports whether lit is a JSON number without fraction or exponent.
+func isIntegerLiteral(lit string) bool {
+	digits := strings.TrimPrefix(lit, "-")
+	if digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // withOpID checks op_id and dtype, common to all ops, then runs the op's own planner and
