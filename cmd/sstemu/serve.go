@@ -200,8 +200,15 @@ func buildStack(c *cli.Context, log zerolog.Logger) (*stack, error) {
 		}
 		st.chardevs = devs
 		for _, d := range devs.All() {
-			openers = append(openers, func() (deviceserver.DeviceFile, error) { return d.Open() })
+			openers = append(openers, func() (deviceserver.DeviceFile, error) {
+				f, err := d.Open()
+				if err != nil {
+					return nil, err // a nil interface, not a nil *sstdev.File
+				}
+				return f, nil
+			})
 		}
+		waitForLinks(devs, linkWait, log)
 	}
 
 	// Layer 2: the device server, timing ops through the device handles.
@@ -218,6 +225,34 @@ func buildStack(c *cli.Context, log zerolog.Logger) (*stack, error) {
 		Logger:      log.With().Str("layer", "tcpfront").Logger(),
 	}
 	return st, nil
+}
+
+// linkWait bounds how long serve waits at start-up for the devices' links to layer 5; an
+// in-process SST is linked in microseconds, an external one may not be running yet.
+const linkWait = 2 * time.Second
+
+// waitForLinks waits until every device's link to layer 5 is up, so the first ops are timed
+// rather than answered NO_DEVICE; after linkWait it goes on, with a warning: ops are then
+// served untimed until the SST component appears.
+func waitForLinks(devs *sstdev.Devices, limit time.Duration, log zerolog.Logger) {
+	deadline := time.Now().Add(limit)
+	for {
+		down := 0
+		for _, st := range devs.Stats() {
+			if !st.LinkUp {
+				down++
+			}
+		}
+		if down == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Warn().Int("devices_down", down).Dur("waited", limit).
+				Msg("layer 5 is not reachable yet: ops are served untimed until it is")
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // close releases the layers top-down, once layer 1 has stopped.
