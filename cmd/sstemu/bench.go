@@ -20,7 +20,10 @@ func benchCommand() *cli.Command {
 			"--duration, and prints the latency percentiles and throughput. --pieces sends every op as\n" +
 			"the reference PyTorch client does (five writes, Nagle on); --verify checks every result\n" +
 			"against a float64 reference; --floor benches an in-process minimal server instead of\n" +
-			"--addr, for ratios. Exits non-zero if any op failed or any result was wrong.",
+			"--addr, for ratios (in this process: the floor then does not pay for crossing a process\n" +
+			"boundary, which the server under test does; see pkg/loadgen's benchmarks for a floor in a\n" +
+			"child process). SIGINT or SIGTERM ends the run early and prints what was measured. Exits\n" +
+			"non-zero if any op failed or any result was wrong.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:9999", EnvVars: []string{"SSTEMU_BENCH_ADDR"},
 				Usage: "server to measure, host:port"},
@@ -34,6 +37,8 @@ func benchCommand() *cli.Command {
 				Usage: "stop after this many ops over all connections (0: no cap)"},
 			&cli.IntFlag{Name: "warmup", Value: -1, EnvVars: []string{"SSTEMU_BENCH_WARMUP"},
 				Usage: "unmeasured ops per connection first (-1: 32 for small shapes, fewer for large)"},
+			&cli.DurationFlag{Name: "op-timeout", Value: 30e9, EnvVars: []string{"SSTEMU_BENCH_OP_TIMEOUT"},
+				Usage: "an op unanswered this long counts as an error (0: wait forever)"},
 			&cli.BoolFlag{Name: "pieces", EnvVars: []string{"SSTEMU_BENCH_PIECES"},
 				Usage: "send each op in five writes with Nagle on, as the reference client"},
 			&cli.BoolFlag{Name: "verify", EnvVars: []string{"SSTEMU_BENCH_VERIFY"},
@@ -59,7 +64,7 @@ func runBench(c *cli.Context) error {
 	cfg := loadgen.Config{
 		Addr: c.String("addr"), M: m, N: n, K: k,
 		Conns: c.Int("conns"), Duration: c.Duration("duration"), Ops: c.Int64("ops"),
-		Warmup: c.Int("warmup"), Pieces: c.Bool("pieces"), Verify: c.Bool("verify"),
+		Warmup: c.Int("warmup"), Timeout: c.Duration("op-timeout"), Pieces: c.Bool("pieces"), Verify: c.Bool("verify"),
 		Seed: c.Uint64("seed"),
 	}
 	if cfg.Warmup < 0 {
@@ -84,8 +89,16 @@ func runBench(c *cli.Context) error {
 	}
 	log.Debug().Str("addr", cfg.Addr).Ints("shape", []int{m, n, k}).Int("conns", cfg.Conns).
 		Dur("duration", cfg.Duration).Int("warmup", cfg.Warmup).Bool("pieces", cfg.Pieces).Msg("bench starting")
-	rep, err := loadgen.Run(c.Context, cfg)
-	if err != nil {
+	ctx, stop := withShutdownSignals(c.Context)
+	defer stop()
+	rep, err := loadgen.Run(ctx, cfg)
+	switch {
+	case err != nil && ctx.Err() != nil && c.Context.Err() == nil:
+		if _, werr := rep.WriteTo(c.App.Writer); werr != nil {
+			return werr
+		}
+		return errors.New("bench: interrupted")
+	case err != nil:
 		return err
 	}
 	if _, err := rep.WriteTo(c.App.Writer); err != nil {

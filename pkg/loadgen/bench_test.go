@@ -17,9 +17,10 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 5 ./pkg/loadgen
 //
-// "tcpfront" is layer 1 with the simplest layer 2 (linalgExecutor). If SSTEMU_BENCH_ADDR
-// names a running server (e.g. `sstemu serve --listen 127.0.0.1:9998`), it is measured too,
-// as "sstemu".
+// "tcpfront" is layer 1 with the simplest layer 2 (linalgExecutor), in this process like
+// "floor". If SSTEMU_BENCH_ADDR names a running server (e.g. `sstemu serve --listen
+// 127.0.0.1:9998`), it is measured too, as "sstemu", against "floor-proc": the floor in a
+// child process, so that both sides of that ratio cross a process boundary.
 
 const benchAddrEnv = "SSTEMU_BENCH_ADDR"
 
@@ -27,6 +28,7 @@ const benchAddrEnv = "SSTEMU_BENCH_ADDR"
 type benchTarget struct {
 	name    string
 	op      func() error
+	base    *benchTarget // its p50 is reported as a ratio to base's; nil: to the first target
 	samples []time.Duration
 }
 
@@ -44,14 +46,17 @@ func clientTarget(b *testing.B, name, addr string, pieces bool, m, n, k int) *be
 	return &benchTarget{name: name, op: func() error { return c.GEMM(ctx, m, n, k, a, bm, out) }}
 }
 
-// servedTargets are the floor, tcpfront and (if SSTEMU_BENCH_ADDR is set) the real binary.
+// servedTargets are the floor and tcpfront, and if SSTEMU_BENCH_ADDR is set, the floor in
+// a child process and the real binary.
 func servedTargets(b *testing.B, pieces bool, m, n, k int) []*benchTarget {
-	ts := []*benchTarget{
-		clientTarget(b, "floor", startFloor(b), pieces, m, n, k),
-		clientTarget(b, "tcpfront", startTCPFront(b, linalgExecutor{}), pieces, m, n, k),
-	}
+	floor := clientTarget(b, "floor", startFloor(b), pieces, m, n, k)
+	ts := []*benchTarget{floor, clientTarget(b, "tcpfront", startTCPFront(b, linalgExecutor{}), pieces, m, n, k)}
 	if addr := os.Getenv(benchAddrEnv); addr != "" {
-		ts = append(ts, clientTarget(b, "sstemu", addr, pieces, m, n, k))
+		proc := clientTarget(b, "floor-proc", startFloorProcess(b), pieces, m, n, k)
+		proc.base = floor
+		real := clientTarget(b, "sstemu", addr, pieces, m, n, k)
+		real.base = proc
+		ts = append(ts, proc, real)
 	}
 	return ts
 }
@@ -79,13 +84,17 @@ func interleave(b *testing.B, warmup int, targets ...*benchTarget) {
 		}
 	}
 	b.StopTimer()
-	base := Summarize(targets[0].samples).P50
+	p50 := make(map[*benchTarget]time.Duration, len(targets))
 	for _, t := range targets {
-		p50 := Summarize(t.samples).P50
-		b.ReportMetric(float64(p50)/float64(time.Microsecond), t.name+"-p50-us")
-		if t != targets[0] {
-			b.ReportMetric(float64(p50)/float64(base), t.name+"/"+targets[0].name+"-p50")
+		p50[t] = Summarize(t.samples).P50
+		b.ReportMetric(float64(p50[t])/float64(time.Microsecond), t.name+"-p50-us")
+	}
+	for _, t := range targets[1:] {
+		base := t.base
+		if base == nil {
+			base = targets[0]
 		}
+		b.ReportMetric(float64(p50[t])/float64(p50[base]), t.name+"/"+base.name+"-p50")
 	}
 }
 
@@ -126,10 +135,13 @@ func BenchmarkConns32(b *testing.B) {
 		ops     int64
 		elapsed time.Duration
 		p50s    []time.Duration
+		base    *server // ops/s reported as a ratio to base's
 	}
-	servers := []*server{{name: "floor", addr: startFloor(b)}, {name: "tcpfront", addr: startTCPFront(b, linalgExecutor{})}}
+	floor := &server{name: "floor", addr: startFloor(b)}
+	servers := []*server{floor, {name: "tcpfront", addr: startTCPFront(b, linalgExecutor{}), base: floor}}
 	if addr := os.Getenv(benchAddrEnv); addr != "" {
-		servers = append(servers, &server{name: "sstemu", addr: addr})
+		proc := &server{name: "floor-proc", addr: startFloorProcess(b), base: floor}
+		servers = append(servers, proc, &server{name: "sstemu", addr: addr, base: proc})
 	}
 	for i := 0; b.Loop(); i++ {
 		for j := range servers {
@@ -148,8 +160,8 @@ func BenchmarkConns32(b *testing.B) {
 	for _, s := range servers {
 		b.ReportMetric(rate(s), s.name+"-ops/s")
 		b.ReportMetric(float64(Summarize(s.p50s).P50)/float64(time.Microsecond), s.name+"-p50-us")
-		if s != servers[0] {
-			b.ReportMetric(rate(s)/rate(servers[0]), s.name+"/floor-ops/s")
+		if s.base != nil {
+			b.ReportMetric(rate(s)/rate(s.base), s.name+"/"+s.base.name+"-ops/s")
 		}
 	}
 }
@@ -162,5 +174,9 @@ func BenchmarkGEMM1024(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	a, bm, out := randomMatrix(r, m*k), randomMatrix(r, k*n), make([]float32, m*n)
 	arith := &benchTarget{name: "arithmetic", op: func() error { linalg.Sgemm(m, n, k, a, bm, out); return nil }}
-	interleave(b, 1, append([]*benchTarget{arith}, servedTargets(b, false, m, n, k)...)...)
+	targets := append([]*benchTarget{arith}, servedTargets(b, false, m, n, k)...)
+	for _, t := range targets {
+		t.base = nil // every ratio is to the arithmetic
+	}
+	interleave(b, 1, targets...)
 }

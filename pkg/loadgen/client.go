@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -31,17 +32,21 @@ type ClientOptions struct {
 	// JSON, length of A, A, length of B, B) with Nagle's algorithm on (no TCP_NODELAY).
 	// Otherwise the whole frame goes out in one write with TCP_NODELAY on.
 	Pieces bool
+	// Timeout bounds each op, from its first write to the last byte of its answer; an op
+	// that takes longer fails with ErrTimeout. 0: no bound besides the op's context.
+	Timeout time.Duration
 }
 
 // Client is one DeviceGEMM connection issuing one op at a time. It is not safe for
 // concurrent use. After any failed op (other than bad arguments or a context that was
 // already done) the connection is closed and every later op fails with ErrUnusable.
 type Client struct {
-	addr   string
-	conn   *net.TCPConn
-	br     *bufio.Reader
-	pieces bool
-	nextID int64
+	addr    string
+	conn    *net.TCPConn
+	br      *bufio.Reader
+	pieces  bool
+	timeout time.Duration
+	nextID  int64
 
 	buf       []byte        // header, JSON and (one-write, small) tensors
 	lens      [8]byte       // the two tensor length prefixes, for pieces and writev
@@ -68,7 +73,7 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		return nil, fmt.Errorf("loadgen: dial %s: setting TCP_NODELAY: %w", addr, err)
 	}
 	return &Client{
-		addr: addr, conn: tc, pieces: opts.Pieces,
+		addr: addr, conn: tc, pieces: opts.Pieces, timeout: opts.Timeout,
 		br:        bufio.NewReaderSize(tc, readBufferSize),
 		interrupt: make(chan struct{}, 1),
 	}, nil
@@ -88,9 +93,9 @@ func (c *Client) Close() error {
 }
 
 // GEMM sends C[m,n] = A[m,k]·B[k,n] (row-major float32) to the server and reads the result
-// into c, which must hold exactly m·n elements and is overwritten. ctx bounds the op: its
-// deadline becomes the connection's, and cancelling it interrupts the op (which then leaves
-// the client unusable). Every failure is an *OpError.
+// into out, which must hold exactly m·n elements and is overwritten. ctx bounds the op: its
+// deadline (or the client's Timeout, if sooner) becomes the connection's, and cancelling it
+// interrupts the op (which then leaves the client unusable). Every failure is an *OpError.
 func (c *Client) GEMM(ctx context.Context, m, n, k int, a, b, out []float32) error {
 	id := c.nextID
 	c.nextID++
@@ -111,7 +116,14 @@ func (c *Client) GEMM(ctx context.Context, m, n, k int, a, b, out []float32) err
 		return fail(&OpError{Phase: PhaseStart, Err: err})
 	}
 	deadline, hasDeadline := ctx.Deadline()
-	_ = c.conn.SetDeadline(deadline)
+	connDeadline, opDeadline := deadline, time.Time{}
+	if c.timeout > 0 {
+		opDeadline = time.Now().Add(c.timeout)
+		if !hasDeadline || opDeadline.Before(deadline) {
+			connDeadline = opDeadline
+		}
+	}
+	_ = c.conn.SetDeadline(connDeadline)
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() {
 			_ = c.conn.SetDeadline(aLongTimeAgo)
@@ -136,9 +148,13 @@ func (c *Client) GEMM(ctx context.Context, m, n, k int, a, b, out []float32) err
 	if cerr == nil && hasDeadline && !time.Now().Before(deadline) {
 		cerr = context.DeadlineExceeded // the connection's deadline fired before ctx's timer
 	}
-	if cerr != nil {
+	switch {
+	case cerr != nil:
 		oe.Detail = joinDetail(oe.Detail, oe.Err.Error())
 		oe.Err = cerr
+	case !opDeadline.IsZero() && errors.Is(oe.Err, os.ErrDeadlineExceeded):
+		oe.Detail = joinDetail(oe.Detail, "timeout "+c.timeout.String())
+		oe.Err = ErrTimeout
 	}
 	c.err = fail(oe)
 	_ = c.conn.Close()

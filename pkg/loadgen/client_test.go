@@ -280,6 +280,32 @@ func TestClientContext(t *testing.T) {
 			require.ErrorIs(t, c.GEMM(context.Background(), 1, 1, 1, []float32{1}, []float32{1}, make([]float32, 1)), ErrUnusable)
 		})
 	}
+	t.Run("op timeout", func(t *testing.T) {
+		c, err := Dial(context.Background(), startRaw(t, hang), ClientOptions{Timeout: 100 * time.Millisecond})
+		require.NoError(t, err)
+		defer c.Close()
+		start := time.Now()
+		err = c.GEMM(context.Background(), 1, 1, 1, []float32{1}, []float32{1}, make([]float32, 1))
+		require.ErrorIs(t, err, ErrTimeout)
+		assert.Contains(t, err.Error(), "timeout 100ms")
+		assert.Less(t, time.Since(start), 2*time.Second)
+	})
+	t.Run("ctx deadline sooner than the op timeout", func(t *testing.T) {
+		c, err := Dial(context.Background(), startRaw(t, hang), ClientOptions{Timeout: time.Minute})
+		require.NoError(t, err)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		require.ErrorIs(t, c.GEMM(ctx, 1, 1, 1, []float32{1}, []float32{1}, make([]float32, 1)), context.DeadlineExceeded)
+	})
+	t.Run("op timeout not reached", func(t *testing.T) {
+		c, err := Dial(context.Background(), startFloor(t), ClientOptions{Timeout: time.Minute})
+		require.NoError(t, err)
+		defer c.Close()
+		out := make([]float32, 1)
+		require.NoError(t, c.GEMM(context.Background(), 1, 1, 1, []float32{2}, []float32{5}, out))
+		assert.Equal(t, float32(10), out[0])
+	})
 	t.Run("already done", func(t *testing.T) {
 		c, err := Dial(context.Background(), startFloor(t), ClientOptions{})
 		require.NoError(t, err)

@@ -15,6 +15,8 @@ var (
 	ErrNoAnswer = errors.New("server closed the connection without answering")
 	// ErrTruncated: the server closed the connection in the middle of the response.
 	ErrTruncated = errors.New("server closed the connection in the middle of the response")
+	// ErrTimeout: the op did not complete within ClientOptions.Timeout.
+	ErrTimeout = errors.New("no complete answer within the op timeout")
 	// ErrUnusable: an earlier op on this client failed or was interrupted, so the stream is
 	// out of step; dial a new client.
 	ErrUnusable = errors.New("client unusable after an earlier failure")

@@ -32,6 +32,7 @@ type Config struct {
 	Duration time.Duration // measured window; 0: until Ops
 	Ops      int64         // cap on op attempts over all connections; 0: none (Duration required)
 	Warmup   int           // unmeasured ops per connection before the clock starts (see AutoWarmup)
+	Timeout  time.Duration // bounds each op (ClientOptions.Timeout); 0: none
 	Pieces   bool          // send like the reference client (ClientOptions.Pieces)
 	Verify   bool          // check every result against a float64 reference (M·N·K ≤ MaxVerifyMACs)
 	Seed     uint64        // connection i draws A and B from the PCG stream (Seed, i)
@@ -45,6 +46,10 @@ type ConfigError struct {
 
 // Error formats the field and the reason.
 func (e *ConfigError) Error() string { return "loadgen: config " + e.Field + ": " + e.Reason }
+
+func (cfg *Config) clientOptions() ClientOptions {
+	return ClientOptions{Pieces: cfg.Pieces, Timeout: cfg.Timeout}
+}
 
 // AutoWarmup is a warm-up suited to a shape: 32 ops per connection for small ops, enough
 // to leave Linux's initial quick-ACK phase (which would hide the Nagle/delayed-ACK stall of
@@ -80,6 +85,8 @@ func (cfg Config) validate() (Config, error) {
 		return bad("Ops", "negative (%d)", cfg.Ops)
 	case cfg.Duration == 0 && cfg.Ops == 0:
 		return bad("Duration", "zero with no Ops cap: the run would never end")
+	case cfg.Timeout < 0:
+		return bad("Timeout", "negative (%s)", cfg.Timeout)
 	case cfg.Warmup < 0:
 		return bad("Warmup", "negative (%d)", cfg.Warmup)
 	case cfg.Verify && float64(cfg.M)*float64(cfg.N)*float64(cfg.K) > MaxVerifyMACs:
@@ -189,7 +196,7 @@ func (w *worker) setup(ctx context.Context) error {
 		w.ref = newReference(cfg.M, cfg.N, cfg.K, w.a, w.b)
 	}
 	var err error
-	if w.client, err = Dial(ctx, cfg.Addr, ClientOptions{Pieces: cfg.Pieces}); err != nil {
+	if w.client, err = Dial(ctx, cfg.Addr, cfg.clientOptions()); err != nil {
 		return fmt.Errorf("connection %d: %w", w.idx, err)
 	}
 	for i := range cfg.Warmup {
@@ -215,13 +222,16 @@ func (w *worker) close() {
 // loop issues ops until ctx ends or the budget is spent.
 func (w *worker) loop(ctx context.Context, end time.Time, b *budget) {
 	cfg := w.cfg
+	// over reports whether a failure is only the run ending: ctx done, or the measured
+	// window over (the connection's deadline can fire before ctx's timer). A client's own
+	// op timeout is ErrTimeout, not a context error, and counts as a failure.
 	over := func(err error) bool {
 		return ctx.Err() != nil || !end.IsZero() && !time.Now().Before(end) ||
 			errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 	}
 	for ctx.Err() == nil && b.take() {
 		if w.client == nil {
-			c, err := Dial(ctx, cfg.Addr, ClientOptions{Pieces: cfg.Pieces})
+			c, err := Dial(ctx, cfg.Addr, cfg.clientOptions())
 			if err != nil {
 				if over(err) {
 					return

@@ -89,6 +89,20 @@ func TestRunHonoursContext(t *testing.T) {
 	assert.Zero(t, rep.Ops+rep.Errors)
 }
 
+// TestRunCountsTimeouts runs against a server that never answers, with an op timeout: each
+// op fails with ErrTimeout and is counted, unlike ops cut off by the end of the run.
+func TestRunCountsTimeouts(t *testing.T) {
+	addr := startRaw(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	rep, err := Run(context.Background(), Config{Addr: addr, M: 2, N: 2, K: 2, Conns: 2, Ops: 4, Timeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Zero(t, rep.Ops)
+	assert.Equal(t, int64(4), rep.Errors)
+	assert.Contains(t, rep.FirstError, ErrTimeout.Error())
+
+	_, err = Run(context.Background(), Config{Addr: addr, M: 2, N: 2, K: 2, Ops: 1, Warmup: 1, Timeout: 50 * time.Millisecond})
+	require.ErrorIs(t, err, ErrTimeout, "a warm-up op that times out fails the run")
+}
+
 // TestRunRedialsAfterErrors runs against a server that answers one op per connection
 // correctly, then closes: every second op fails, and the run goes on over new connections.
 func TestRunRedialsAfterErrors(t *testing.T) {
@@ -126,6 +140,7 @@ func TestRunSetupErrors(t *testing.T) {
 		{"negative duration", Config{Addr: floor, M: 1, N: 1, K: 1, Duration: -1}, "Duration: negative"},
 		{"no end", Config{Addr: floor, M: 1, N: 1, K: 1}, "would never end"},
 		{"negative ops", Config{Addr: floor, M: 1, N: 1, K: 1, Ops: -1}, "Ops: negative"},
+		{"negative timeout", Config{Addr: floor, M: 1, N: 1, K: 1, Ops: 1, Timeout: -1}, "Timeout: negative"},
 		{"negative warmup", Config{Addr: floor, M: 1, N: 1, K: 1, Ops: 1, Warmup: -1}, "Warmup: negative"},
 		{"verify too big", Config{Addr: floor, M: 1024, N: 1024, K: 1024, Ops: 1, Verify: true}, "exceeds"},
 		{"dial fails", Config{Addr: closed, M: 1, N: 1, K: 1, Ops: 1}, "connection 0: loadgen: dial"},
