@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,8 +63,11 @@ func servedTargets(b *testing.B, pieces bool, m, n, k int) []*benchTarget {
 }
 
 // interleave warms every target up, then runs one op of each per iteration and reports
-// each target's p50 (µs or ms) and its p50 ratio to targets[0].
-func interleave(b *testing.B, warmup int, targets ...*benchTarget) {
+// each target's p50 in µs and the ratio of its p50 to its base's (targets[0] if base is
+// nil). With paired, it also reports the median over iterations of the ratio of the two
+// ops of the same iteration, which cancels load that drifts slowly from iteration to
+// iteration (other processes on a shared machine).
+func interleave(b *testing.B, warmup int, paired bool, targets ...*benchTarget) {
 	for _, t := range targets {
 		for range warmup {
 			if err := t.op(); err != nil {
@@ -95,13 +99,21 @@ func interleave(b *testing.B, warmup int, targets ...*benchTarget) {
 			base = targets[0]
 		}
 		b.ReportMetric(float64(p50[t])/float64(p50[base]), t.name+"/"+base.name+"-p50")
+		if paired {
+			ratios := make([]float64, len(t.samples))
+			for i := range ratios {
+				ratios[i] = float64(t.samples[i]) / float64(base.samples[i])
+			}
+			slices.Sort(ratios)
+			b.ReportMetric(ratios[(len(ratios)-1)/2], t.name+"/"+base.name+"-paired")
+		}
 	}
 }
 
 // BenchmarkSmallOp is target (1): the 4×16×8 op of the reference client, one connection,
 // one write per op; p50 of sstemu against the floor.
 func BenchmarkSmallOp(b *testing.B) {
-	interleave(b, 32, servedTargets(b, false, 4, 16, 8)...)
+	interleave(b, 32, false, servedTargets(b, false, 4, 16, 8)...)
 }
 
 // BenchmarkPieces is target (2): the same op sent as the reference client sends it (five
@@ -111,16 +123,16 @@ func BenchmarkPieces(b *testing.B) {
 	const m, n, k = 4, 16, 8
 	b.Run("tcpfront", func(b *testing.B) {
 		addr := startTCPFront(b, linalgExecutor{})
-		interleave(b, 32, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
+		interleave(b, 32, false, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
 	})
 	if addr := os.Getenv(benchAddrEnv); addr != "" {
 		b.Run("sstemu", func(b *testing.B) {
-			interleave(b, 32, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
+			interleave(b, 32, false, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
 		})
 	}
 	b.Run("floor", func(b *testing.B) {
 		addr := startFloor(b)
-		interleave(b, 32, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
+		interleave(b, 32, false, clientTarget(b, "one-write", addr, false, m, n, k), clientTarget(b, "five-piece", addr, true, m, n, k))
 	})
 }
 
@@ -178,5 +190,5 @@ func BenchmarkGEMM1024(b *testing.B) {
 	for _, t := range targets {
 		t.base = nil // every ratio is to the arithmetic
 	}
-	interleave(b, 1, targets...)
+	interleave(b, 1, true, targets...)
 }
