@@ -99,8 +99,10 @@ func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64) (*plan, *Fram
 	switch t {
 	case deviceserver.OpGEMM:
 		var v gemmJSON
-		if fe := unmarshal(js, &v, false); fe != nil {
-			return nil, fe
+		if !parseGEMMFast(js, &v) {
+			if fe := unmarshal(js, &v, false); fe != nil {
+				return nil, fe
+			}
 		}
 		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planGEMM(&v, maxOpBytes) })
 	case deviceserver.OpMatmul:
