@@ -54,8 +54,17 @@ type proc struct {
 // start runs `sstemu args...` with JSON logs on stderr and stops it when the test ends.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with extra environment variables ("NAME=value") for the process.
+func startEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	args = append(args, "--log-format", "json")
 	p := &proc{t: t, cmd: exec.Command(sstemuBin, args...), seen: make(chan struct{}, 1), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
