@@ -157,7 +157,11 @@ func TestSlowSST(t *testing.T) {
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
 	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["message"] == "virtiodev: connected to SST" })
 
-	var wg sync.WaitGroup
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		fastest, slowest = time.Hour, time.Duration(0)
+	)
 	for i := 0; i < slowConns; i++ {
 		wg.Add(1)
 		go func() {
@@ -174,12 +178,17 @@ func TestSlowSST(t *testing.T) {
 				m, n, k := smallShape(r)
 				took, err := randomGEMM(ctx, c, r, m, n, k)
 				assert.NoError(t, err)
+				mu.Lock()
+				fastest, slowest = min(fastest, took), max(slowest, took)
+				mu.Unlock()
 				assert.GreaterOrEqual(t, took, deviceTimeout, "answered once the device timed out")
 				assert.Less(t, took, deviceTimeout+300*time.Millisecond, "answered soon after the device timed out, not when the SST answered")
 			}
 		}()
 	}
 	wg.Wait()
+	t.Logf("slow SST: ops answered untimed in %v … %v (device timeout %v, SST delay %v)",
+		fastest.Round(time.Millisecond), slowest.Round(time.Millisecond), deviceTimeout, slowDelay)
 	const slowOps = slowConns * slowOpsEach
 	s := mustStats(t, httpAddr)
 	assert.Equal(t, uint64(slowOps), s.DeviceServer.Untimed, "every slow op untimed")

@@ -164,7 +164,8 @@ func TestClientDisconnectsLeakNothing(t *testing.T) {
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
 
 	// Warm up every path once (small and 1024³ ops, on connections since closed), so that
-	// pools and lazily built state are part of the baseline.
+	// pools and lazily built state are part of the baseline, then churn so that the
+	// baseline is measured after a collection.
 	r := rand.New(rand.NewPCG(4, 4))
 	for _, pieces := range []bool{false, true} {
 		c := dial(t, addr, pieces)
@@ -174,6 +175,7 @@ func TestClientDisconnectsLeakNothing(t *testing.T) {
 	c := dial(t, addr, false)
 	gemm(t, c, r, bigDim, bigDim, bigDim)
 	c.Close()
+	churn(t, addr)
 	base := settled(t, httpAddr, func(s stats) bool { return true })
 	t.Logf("baseline: %d goroutines, heap_inuse %d KiB", base.Process.Goroutines, base.Process.HeapInuseBytes>>10)
 
@@ -205,6 +207,7 @@ func TestClientDisconnectsLeakNothing(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the server fills the socket buffers and blocks
 	require.NoError(t, nc.Close())
 
+	churn(t, addr)
 	after := settled(t, httpAddr, func(s stats) bool {
 		return s.Process.Goroutines <= base.Process.Goroutines && s.Process.HeapInuseBytes <= base.Process.HeapInuseBytes+heapGrowthBound
 	})
@@ -216,6 +219,24 @@ func TestClientDisconnectsLeakNothing(t *testing.T) {
 	assert.Equal(t, 64, after.CharDevices[0].FreeSlots)
 	assert.Equal(t, 2*leakRounds+1, p.count(func(m map[string]any) bool { return m["level"] == "warn" || m["level"] == "error" }),
 		"one log line per misbehaving client")
+}
+
+// churnOps is how many 256³ ops churn sends, each on a new connection: with the read
+// buffer, both tensors and the result, each leaves ≈ 832 KiB of garbage, ≈ 32 MiB in all,
+// more than any heap goal of the process under GOGC=10 (live heap ≲ 30 MiB), so at least
+// one garbage collection has run by the end and heap_inuse reflects what is live.
+const churnOps = 40
+
+// churn makes the server allocate and drop memory until the garbage collector has run.
+func churn(t *testing.T, addr string) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(40, 40))
+	for i := 0; i < churnOps; i++ {
+		c := dial(t, addr, false)
+		_, err := randomGEMM(withTimeout(t, 30*time.Second), c, r, 256, 256, 256)
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
 }
 
 // settled polls /stats until no connection is open and no op is in flight, the goroutine
@@ -247,7 +268,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	var (
 		wg           sync.WaitGroup
 		answered     atomic.Int64
-		afterSignal  atomic.Int64 // ops answered after SIGTERM was sent
+		afterSignal  atomic.Int64 // ops started before SIGTERM was sent and answered after
 		signalled    atomic.Int64 // time of SIGTERM, UnixNano; 0 before
 		running      atomic.Int64
 		enoughBefore = make(chan struct{})
@@ -271,7 +292,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 					m, n, k = 256+r.IntN(64), 256+r.IntN(64), 256+r.IntN(64)
 				}
 				running.Add(1)
-				took, err := randomGEMM(ctx, c, r, m, n, k)
+				startedBefore := signalled.Load() == 0
+				_, err := randomGEMM(ctx, c, r, m, n, k)
 				running.Add(-1)
 				if err != nil {
 					// Only a connection closed by the shutdown may end an op, and only
@@ -283,9 +305,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 					assert.NotErrorIs(t, err, context.DeadlineExceeded, "connection %d op %d left hanging", i, j)
 					return
 				}
-				_ = took
 				answered.Add(1)
-				if signalled.Load() != 0 {
+				if startedBefore && signalled.Load() != 0 {
 					afterSignal.Add(1)
 				}
 				if answered.Load() >= 400 {
@@ -300,7 +321,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	err := p.signal(syscall.SIGTERM, 30*time.Second)
 	wg.Wait()
 	require.NoError(t, err, "exit status 0")
-	t.Logf("SIGTERM with %d ops in flight at the client side: %d ops answered, %d of them after the signal", inFlight, answered.Load(), afterSignal.Load())
+	t.Logf("SIGTERM with %d ops in flight at the client side: %d ops answered, %d of them started before the signal and answered after it",
+		inFlight, answered.Load(), afterSignal.Load())
 	assert.Positive(t, afterSignal.Load(), "ops in flight at the signal were finished and answered")
 
 	out := p.output()
