@@ -59,8 +59,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
-// BenchmarkGuestMemory measures one 16-bit ring-index read through the locked accessor,
-// alone and with every P reading at once.
+// BenchmarkGuestMemory measures one 16-bit ring-index access (an atomic load, or a
+// load and compare-and-swap of its 32-bit word), alone and with every P reading at once.
 func BenchmarkGuestMemory(b *testing.B) {
 	m := NewGuestMemory(4096)
 	b.Run("ReadU16", func(b *testing.B) {

@@ -138,6 +138,8 @@ func (d *Device) Pop() (c Chain, ok bool, err error) {
 		d.broken = &RingError{Rule: RuleAvailIdxJump, Idx: availIdx, Last: d.lastAvail, Capacity: d.l.Size}
 		return Chain{}, false, d.broken
 	}
+	// The atomic load of idx above acquired the driver's writes of this ring entry and
+	// of the descriptors and buffers it names (§2.7.13.3); walk reads them plainly.
 	head, err := d.mem.ReadU16(d.l.availRing(d.lastAvail))
 	if err != nil {
 		return Chain{}, false, err
@@ -273,6 +275,8 @@ func (d *Device) PushUsed(head uint16, written uint32) error {
 	if err := d.mem.WriteAt(elem[:], d.l.usedRing(d.usedIdx)); err != nil {
 		return err
 	}
+	// The atomic store of idx releases the element and the Scatter writes before it to
+	// the driver's atomic load of used idx (§2.7.8.2, §2.7.13.3 for the used ring).
 	if err := d.mem.WriteU16(d.l.Used+offIdx, d.usedIdx+1); err != nil {
 		return err
 	}
@@ -293,6 +297,9 @@ func (d *Device) NeedsInterrupt() bool {
 	if old == newIdx {
 		return false
 	}
+	// PushUsed's atomic store of used idx cannot pass this atomic load (both are
+	// sequentially consistent): the full barrier before reading the suppression field
+	// (§2.7.7.2, as §2.7.13.4 for the driver).
 	if d.f.EventIdx {
 		event, err := d.mem.ReadU16(d.l.usedEvent())
 		return err != nil || needEvent(event, newIdx, old)

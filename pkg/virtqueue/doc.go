@@ -61,18 +61,44 @@
 // # Concurrency
 //
 // The driver and the device normally run on different goroutines and share only the
-// GuestMemory. Every GuestMemory access holds its sync.Mutex, so each accessor call is
-// atomic and sequentially consistent; that is the memory barrier the specification asks
-// for between filling descriptors and publishing idx (§2.7.13.3) and between publishing
-// idx and reading the other side's suppression fields (§2.7.13.4), and it keeps
-// concurrent access race-detector clean even when a misbehaving peer writes the ring
-// under us. sync/atomic has no 16-bit operations, and the idx words share 32-bit words
-// with flags or with bytes past the ring, so a lock is the simpler correct choice. It is
-// cheap: about 20 ns per uncontended 16-bit access; a sync.RWMutex was measured too and
-// made writes slower (35 vs 19 ns) without making reads from two goroutines faster, so it
-// was dropped (see BenchmarkGuestMemory).
+// GuestMemory, which takes no lock: it follows VirtIO 1.2 §2.7.13 "Supplying Buffers to
+// The Device", where memory barriers order plain accesses around the ring indices.
+//
+//   - Atomic: every 16-bit ring field — avail.flags, avail.idx, the avail ring entries,
+//     used_event, used.flags, used.idx, avail_event — is read with ReadU16 and written
+//     with WriteU16, which at even addresses are sync/atomic operations on the naturally
+//     aligned 32-bit word holding the field (a load; a load and compare-and-swap that
+//     keeps the other half). Each word is written by one side only, apart from
+//     hostile tests: avail.flags+idx, the avail ring and used_event by the driver,
+//     used.flags+idx and avail_event by the device.
+//   - Plain: descriptors, used elements and buffer contents (ReadAt, WriteAt, Gather,
+//     Scatter, the 32- and 64-bit accessors) are ordinary copies, bounds-checked on
+//     every access as before.
+//   - Release/acquire (§2.7.13.3, §2.7.8.2): the driver writes descriptors, buffers and
+//     the ring entry, then stores avail.idx atomically; the device loads avail.idx
+//     atomically before reading any of them. Likewise the device writes the used element
+//     and the buffers, then stores used.idx; the driver loads used.idx before reading
+//     them. In the Go memory model an atomic load that observes an atomic store is
+//     synchronized after it, so the plain accesses are ordered (and the race detector
+//     sees the same edge). A descriptor or buffer is rewritten only after its chain came
+//     back through used.idx, which orders the rewrite after the device's reads.
+//   - Full barrier (§2.7.13.4, §2.7.7.2, §2.7.10.2): Go's atomics are sequentially
+//     consistent, so "store my idx, then load your event field" on one side and "store my
+//     event field, then load your idx" on the other (Publish against
+//     EnableNotifications, PushUsed+NeedsInterrupt against EnableInterrupts) cannot both
+//     miss: no notification is lost.
+//
+// Two bytes share the atomic word of a field that ends a ring part: those after
+// used_event and after avail_event, and those before a ring placed at 2 mod 4. NewLayout
+// leaves the first as padding and AllocQueue reserves the second, so queues placed by
+// AllocQueue share no atomic word with plain data. A driver that places a buffer in such
+// bytes, or points a descriptor at the rings, gets race-detector reports and garbage
+// values, never out-of-arena accesses: the device validates what it reads either way.
+// The previous design held one sync.Mutex per GuestMemory access (about 20 ns each and
+// the largest lock cost in the timing path); the atomic load costs about 4 ns.
 //
 // Driver and Device each guard their own bookkeeping with a mutex, so several goroutines
-// may Add while another pops used chains, or one goroutine Pops while workers PushUsed. The device copies each descriptor once at Pop time, so a driver
-// rewriting the table afterwards cannot move the device's accesses.
+// may Add while another pops used chains, or one goroutine Pops while workers PushUsed.
+// The device copies each descriptor once at Pop time, so a driver rewriting the table
+// afterwards cannot move the device's accesses.
 package virtqueue

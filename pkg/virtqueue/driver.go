@@ -192,8 +192,8 @@ func (d *Driver) Publish() (notify bool, err error) {
 	if old == newIdx {
 		return false, nil
 	}
-	// The descriptor and ring writes above happen before this store: every guest memory
-	// access is serialised by its lock, which is the barrier §2.7.13.3 asks for.
+	// This atomic store releases the plain descriptor writes and the ring entries
+	// before it to the device's atomic load of idx: the write barrier of §2.7.13.3.
 	if err := d.mem.WriteU16(d.l.Avail+offIdx, newIdx); err != nil {
 		return false, err
 	}
@@ -203,6 +203,9 @@ func (d *Driver) Publish() (notify bool, err error) {
 	}
 	d.inFlight += len(d.added)
 	d.added = d.added[:0]
+	// The idx store and this load are both sequentially consistent atomics, so the load
+	// cannot pass the store: the full barrier of §2.7.13.4, pairing with the device's
+	// store of avail_event (or flags) before it re-reads idx in EnableNotifications.
 	if d.f.EventIdx {
 		event, err := d.mem.ReadU16(d.l.availEvent())
 		if err != nil {
@@ -238,6 +241,8 @@ func (d *Driver) PopUsed() (UsedElem, bool, error) {
 		d.broken = &RingError{Rule: RuleUsedIdxJump, Idx: usedIdx, Last: d.lastUsed, Capacity: uint16(d.inFlight)}
 		return UsedElem{}, false, d.broken
 	}
+	// The atomic load of used idx above acquired the device's plain writes of this
+	// element and of the buffers (§2.7.8.2: the device writes len before idx).
 	var elem [UsedElemSize]byte
 	if err := d.mem.ReadAt(elem[:], d.l.usedRing(d.lastUsed)); err != nil {
 		return UsedElem{}, false, err

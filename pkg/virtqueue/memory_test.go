@@ -2,6 +2,7 @@ package virtqueue
 
 import (
 	"math"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -106,4 +107,88 @@ func TestAlloc(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	_, err = NewGuestMemory(100).Alloc(math.MaxUint64, 1)
 	require.ErrorAs(t, err, &ae)
+}
+
+// TestGuestMemoryU16Placement writes 16-bit values at every kind of address the atomic
+// path distinguishes (low and high half of an aligned word, odd, the last two bytes of
+// an arena whose size is not a multiple of 4, so the word runs past it) and checks the
+// exact bytes around each, worked out by hand: neighbours must keep their values.
+func TestGuestMemoryU16Placement(t *testing.T) {
+	cases := []struct {
+		name string
+		size uint64
+		addr uint64
+		want []byte // the whole arena after WriteU16(addr, 0xBEEF) over bytes 0x11, 0x22, …
+	}{
+		{"low half", 8, 0, []byte{0xEF, 0xBE, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88}},
+		{"high half", 8, 2, []byte{0x11, 0x22, 0xEF, 0xBE, 0x55, 0x66, 0x77, 0x88}},
+		{"odd, across words", 8, 3, []byte{0x11, 0x22, 0x33, 0xEF, 0xBE, 0x66, 0x77, 0x88}},
+		{"last bytes, word past the end", 6, 4, []byte{0x11, 0x22, 0x33, 0x44, 0xEF, 0xBE}},
+		{"last bytes of a 2-byte arena", 2, 0, []byte{0xEF, 0xBE}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewGuestMemory(tc.size)
+			init := make([]byte, tc.size)
+			for i := range init {
+				init[i] = byte(0x11 * (i + 1))
+			}
+			require.NoError(t, m.WriteAt(init, 0))
+			require.NoError(t, m.WriteU16(tc.addr, 0xBEEF))
+			got := make([]byte, tc.size)
+			require.NoError(t, m.ReadAt(got, 0))
+			assert.Equal(t, tc.want, got)
+			v, err := m.ReadU16(tc.addr)
+			require.NoError(t, err)
+			assert.EqualValues(t, 0xBEEF, v)
+			var me *MemoryError
+			require.ErrorAs(t, m.WriteU16(tc.size-1, 1), &me, "a 16-bit field may not start at the last byte")
+			_, err = m.ReadU16(tc.size)
+			require.ErrorAs(t, err, &me)
+		})
+	}
+}
+
+// TestGuestMemoryU16HalvesConcurrently has two goroutines write the two 16-bit halves of
+// one 32-bit word at once, as the driver's avail.flags and avail.idx writes (or a ring
+// entry next to used_event) may share a word: the compare-and-swap must never lose the
+// other half's update, which a read-modify-write without it would.
+func TestGuestMemoryU16HalvesConcurrently(t *testing.T) {
+	const rounds = 20_000
+	m := NewGuestMemory(8)
+	var wg sync.WaitGroup
+	for _, addr := range []uint64{4, 6} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				if err := m.WriteU16(addr, uint16(i)); err != nil {
+					panic(err)
+				}
+				if v, err := m.ReadU16(addr); err != nil || v != uint16(i) {
+					panic("the other half's write undid this one")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, addr := range []uint64{4, 6} {
+		v, err := m.ReadU16(addr)
+		require.NoError(t, err)
+		assert.EqualValues(t, rounds-1, v)
+	}
+}
+
+// TestAllocQueueReservesEventWord checks that AllocQueue keeps the next allocation off
+// the two bytes after avail_event, which share its 32-bit atomic word: a queue of size 8
+// at 0 ends at 0x80 (desc) + 0x16 (avail) + 2 (padding) + 0x46 (used) = 0xDE, so the next
+// byte-aligned allocation must start at 0xE0, not 0xDE.
+func TestAllocQueueReservesEventWord(t *testing.T) {
+	m := NewGuestMemory(4096)
+	l, err := m.AllocQueue(8)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0xDE, l.availEvent()+eventFieldSize)
+	a, err := m.Alloc(1, 1)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0xE0, a)
 }
