@@ -2,11 +2,12 @@
 """Go Sgemm against numpy matmul, interleaved so that both see the same machine load.
 
     go test -c -o /tmp/linalg.test ./pkg/linalg
-    /usr/bin/python3 pkg/linalg/testdata/compare.py /tmp/linalg.test [rounds]
+    /usr/bin/python3 pkg/linalg/testdata/compare.py /tmp/linalg.test [rounds [MxNxK ...]]
 
-For every round and shape it runs one BenchmarkSgemm sample (about 2 s) and one numpy
-sample (numpy_bench.py, about 1 s) back to back, then prints a Markdown table of the
-medians over the rounds and their ratio. Run it from the repository root, in the
+For every round and shape it runs one BenchmarkSgemm sample and one numpy sample
+(numpy_bench.py), about 1 s each, back to back, then prints a Markdown table of the medians
+over the rounds and the median of the per-round ratios (pairing the two samples of a round
+cancels slow changes of machine load). Run it from the repository root, in the
 environment to be compared (OPENBLAS_CORETYPE and friends are inherited by both).
 """
 import os
@@ -23,7 +24,7 @@ SHAPES = ["1024x1024x1024", "2048x2048x2048", "32x4096x4096",
 def go_sample(binary, shape):
     out = subprocess.run(
         [binary, "-test.run", "^$", "-test.bench", f"^BenchmarkSgemm$/^{shape}$",
-         "-test.benchtime", "2s"],
+         "-test.benchtime", "1s"],
         check=True, capture_output=True, text=True, cwd=HERE).stdout
     return float(re.search(r"([\d.]+) GFLOPS", out).group(1))
 
@@ -38,19 +39,21 @@ def numpy_sample(shape):
 def main():
     binary = os.path.abspath(sys.argv[1])
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    go = {s: [] for s in SHAPES}
-    npy = {s: [] for s in SHAPES}
+    shapes = sys.argv[3:] or SHAPES
+    go = {s: [] for s in shapes}
+    npy = {s: [] for s in shapes}
     for r in range(rounds):
-        for s in SHAPES:
+        for s in shapes:
             go[s].append(go_sample(binary, s))
             npy[s].append(numpy_sample(s))
             print(f"round {r + 1} {s}: go {go[s][-1]:.1f} numpy {npy[s][-1]:.1f}",
                   file=sys.stderr, flush=True)
-    print("| shape M×N×K | Go Sgemm GFLOPS | numpy GFLOPS | ratio |")
-    print("|---|---:|---:|---:|")
-    for s in SHAPES:
+    print("| shape M×N×K | Go Sgemm GFLOPS | numpy GFLOPS | ratio of medians | median paired ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for s in shapes:
         g, n = statistics.median(go[s]), statistics.median(npy[s])
-        print(f"| {s.replace('x', '×')} | {g:.1f} | {n:.1f} | {g / n:.2f} |")
+        paired = statistics.median(x / y for x, y in zip(go[s], npy[s]))
+        print(f"| {s.replace('x', '×')} | {g:.1f} | {n:.1f} | {g / n:.2f} | {paired:.2f} |")
 
 
 if __name__ == "__main__":
