@@ -120,7 +120,7 @@ func BenchmarkHandle(b *testing.B) {
 	}
 	var (
 		req  protocol.Request
-		resp protocol.Response
+		resp reply
 		st   Stats
 		log  = zerolog.Nop()
 	)

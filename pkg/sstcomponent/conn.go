@@ -32,7 +32,7 @@ func (e *TruncatedError) Error() string {
 
 // ConnError reports an I/O failure on a connection.
 type ConnError struct {
-	Op  string // "read", "write", "flush" or "close"
+	Op  string // "read", "flush" or "close"
 	Err error
 }
 
@@ -49,9 +49,9 @@ type conn struct {
 	rwc  io.ReadWriteCloser
 	id   uint64
 	br   *bufio.Reader
-	bw   *bufio.Writer
+	aw   *answerWriter
 	req  protocol.Request
-	resp protocol.Response
+	resp reply
 
 	mu    sync.Mutex // guards stats; held while a request is handled
 	stats Stats
@@ -66,7 +66,7 @@ func newConn(c *Component, rwc io.ReadWriteCloser, id uint64) *conn {
 		rwc:  rwc,
 		id:   id,
 		br:   bufio.NewReaderSize(rwc, readBufferSize),
-		bw:   bufio.NewWriterSize(rwc, writeBufferSize),
+		aw:   newAnswerWriter(rwc, writeBufferSize),
 		done: make(chan struct{}),
 	}
 }
@@ -105,37 +105,25 @@ func (cn *conn) serve() (err error) {
 		if rerr != nil {
 			return cn.endOfStream(len(b), rerr)
 		}
-		_ = cn.req.Decode(b) // b is exactly RequestSize long
+		decodeRequest(&cn.req, b) // b is exactly RequestSize long
 		_, _ = cn.br.Discard(protocol.RequestSize)
 
 		cn.mu.Lock()
 		cn.comp.handle(&cn.req, &cn.resp, &cn.stats, &log)
 		cn.mu.Unlock()
 
-		if err := cn.writeResponse(); err != nil {
-			return err
+		out, err := cn.aw.next()
+		if err != nil {
+			return &ConnError{Op: "flush", Err: err}
 		}
+		cn.resp.encode(out)
+		cn.aw.commit()
 		if cn.br.Buffered() < protocol.RequestSize || cn.comp.flushEach {
-			if err := cn.bw.Flush(); err != nil {
+			if err := cn.aw.flush(); err != nil {
 				return &ConnError{Op: "flush", Err: err}
 			}
 		}
 	}
-}
-
-// writeResponse encodes the response straight into the write buffer.
-func (cn *conn) writeResponse() error {
-	if cn.bw.Available() < protocol.ResponseSize {
-		if err := cn.bw.Flush(); err != nil {
-			return &ConnError{Op: "flush", Err: err}
-		}
-	}
-	buf := cn.bw.AvailableBuffer()[:protocol.ResponseSize]
-	_ = cn.resp.Encode(buf) // buf is exactly ResponseSize long
-	if _, err := cn.bw.Write(buf); err != nil {
-		return &ConnError{Op: "write", Err: err}
-	}
-	return nil
 }
 
 // endOfStream decides what a failed read means, given the bytes of an unfinished request

@@ -39,8 +39,8 @@ func invalid(req *protocol.Request, reason string, err error) error {
 }
 
 // handle answers one request into resp and counts it in st.
-func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *Stats, log *zerolog.Logger) {
-	resp.ReplyTo(req)
+func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *zerolog.Logger) {
+	resp.start(req)
 	st.Total++
 	if req.Type.Known() {
 		st.Requests[req.Type]++
@@ -52,6 +52,7 @@ func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *S
 	case protocol.ReqNoop:
 	case protocol.ReqEcho:
 		resp.Payload = req.Payload
+		resp.setUsed(protocol.MaxDataSize)
 		resp.Result = protocol.MaxDataSize
 	case protocol.ReqCompute:
 		err = c.compute(req, resp, st)
@@ -77,7 +78,7 @@ func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *S
 	}
 	if err != nil {
 		st.Invalid++
-		resp.ReplyTo(req)
+		resp.start(req)
 		resp.Status = protocol.StatusInvalid
 		if e := log.Debug(); e.Enabled() {
 			e.Err(err).Msg("request answered INVALID")
@@ -96,7 +97,7 @@ func (c *Component) handle(req *protocol.Request, resp *protocol.Response, st *S
 }
 
 // compute charges cost[latency_model] cycles per compute unit.
-func (c *Component) compute(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+func (c *Component) compute(req *protocol.Request, resp *reply, st *Stats) error {
 	p := req.Compute()
 	if uint64(p.LatencyModel) >= uint64(len(c.costs)) {
 		return invalid(req, fmt.Sprintf("unknown latency_model %d (want 0 to %d)", p.LatencyModel, len(c.costs)-1), nil)
@@ -113,7 +114,7 @@ func (c *Component) compute(req *protocol.Request, resp *protocol.Response, st *
 }
 
 // gemm asks the model for the GEMM's cost.
-func (c *Component) gemm(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+func (c *Component) gemm(req *protocol.Request, resp *reply, st *Stats) error {
 	g := req.GEMM()
 	op := perfmodel.Op{M: uint64(g.M), N: uint64(g.N), K: uint64(g.K), DtypeSize: uint64(g.DtypeSize)}
 	e, err := c.model.Load().model.Estimate(op)
@@ -129,7 +130,7 @@ func (c *Component) gemm(req *protocol.Request, resp *protocol.Response, st *Sta
 }
 
 // read returns device memory at response offset 32.
-func (c *Component) read(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+func (c *Component) read(req *protocol.Request, resp *reply, st *Stats) error {
 	m := req.Memory()
 	if m.Size > protocol.MaxReadData {
 		return invalid(req, fmt.Sprintf("size %d exceeds the %d bytes a READ returns", m.Size, protocol.MaxReadData), nil)
@@ -138,13 +139,14 @@ func (c *Component) read(req *protocol.Request, resp *protocol.Response, st *Sta
 		return invalid(req, fmt.Sprintf("[%#x, +%d) outside the %#x bytes of device memory", m.Addr, m.Size, protocol.DeviceMemorySize), nil)
 	}
 	c.mem.read(m.Addr, resp.Payload[:m.Size])
+	resp.setUsed(int(m.Size))
 	resp.Result = uint64(m.Size)
 	st.Read.Add(uint64(m.Size))
 	return nil
 }
 
 // write stores the data that follows the memory header.
-func (c *Component) write(req *protocol.Request, resp *protocol.Response, st *Stats) error {
+func (c *Component) write(req *protocol.Request, resp *reply, st *Stats) error {
 	m := req.Memory()
 	data, err := req.WriteData()
 	if err != nil {
@@ -160,7 +162,7 @@ func (c *Component) write(req *protocol.Request, resp *protocol.Response, st *St
 }
 
 // configure sets one model parameter and rebuilds the model; on error the model stays.
-func (c *Component) configure(req *protocol.Request, resp *protocol.Response) error {
+func (c *Component) configure(req *protocol.Request, resp *reply) error {
 	p := req.Configure()
 	c.modelMu.Lock()
 	defer c.modelMu.Unlock()
