@@ -39,7 +39,9 @@
 // sstcomponent) or a Unix socket to an external one (UnixDialer). A writer goroutine sends
 // queued requests in batches and a reader goroutine matches each whole response (never a
 // short read) to the oldest request outstanding, so many requests are in flight at once
-// and the device goroutine never waits on the link. While the link is down a forwarded
+// and the device goroutine never waits on the link. On the in-memory pipe, whose writes
+// never wait while it has room, the device goroutine sends a request itself when the
+// writer is idle with nothing queued, saving a goroutine hand-off per request. While the link is down a forwarded
 // request is answered NO_DEVICE at once; requests in flight when it breaks are answered
 // NO_DEVICE too. The device reconnects by itself with exponential back-off (50 ms to 1 s
 // by default), unlike the reference, which connects only at start-up. An optional

@@ -1,7 +1,6 @@
 package virtiodev
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -148,7 +147,9 @@ func (l *link) run(ctx context.Context) {
 }
 
 // forward queues s for layer 5 and reports true, or reports false at once when no
-// connection is up (the caller then answers NO_DEVICE). It never blocks on I/O.
+// connection is up (the caller then answers NO_DEVICE). It never blocks on I/O. On a
+// stream that can take a write without waiting (the in-memory pipe), when the writer is
+// idle with nothing queued, it sends s itself instead of handing it to the writer.
 func (l *link) forward(s *slot) bool {
 	ss := l.cur.Load()
 	if ss == nil {
@@ -159,6 +160,19 @@ func (l *link) forward(s *slot) bool {
 		ss.mu.Unlock()
 		return false
 	}
+	if ss.direct != nil && !ss.writing && ss.written == ss.q.len() {
+		if l.timeout > 0 {
+			s.sentAt = time.Since(l.epoch)
+		}
+		// Sent and counted as written under mu: the reader cannot match a response to
+		// s before the write is complete.
+		if ss.direct.tryWrite(s.req[:]) {
+			ss.q.push(s)
+			ss.written++
+			ss.mu.Unlock()
+			return true
+		}
+	}
 	ss.q.push(s)
 	ss.mu.Unlock()
 	select {
@@ -166,6 +180,12 @@ func (l *link) forward(s *slot) bool {
 	default:
 	}
 	return true
+}
+
+// directWriter is a stream that takes a whole write at once or refuses it, never waiting
+// (the in-memory pipe).
+type directWriter interface {
+	tryWrite(b []byte) bool
 }
 
 // session is one connection to layer 5: a writer goroutine sends queued requests, a
@@ -179,9 +199,12 @@ type session struct {
 	mu      sync.Mutex
 	q       fifo // slots in flight, oldest first
 	written int  // the first `written` slots of q have been handed to conn
+	writing bool // the writer has taken slots of q and not finished writing them
 	dead    bool // set once; no slot enters q after it
 	failSt  protocol.Status
 	failErr error
+
+	direct directWriter // conn, if writes to it never wait; nil otherwise
 
 	wake chan struct{} // the writer has work
 	done chan struct{} // closed when the session fails
@@ -192,6 +215,7 @@ type session struct {
 func (l *link) serve(ctx context.Context, conn io.ReadWriteCloser) {
 	l.conns++
 	s := &session{l: l, conn: conn, id: l.conns, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.direct, _ = conn.(directWriter)
 	l.cur.Store(s)
 	l.log.Info().Uint64("conn", s.id).Msg("virtiodev: connected to SST")
 	l.client.linkChanged(true, s.id)
@@ -244,7 +268,8 @@ func (s *session) fail(err error, st protocol.Status) {
 
 // writer sends queued requests in batches. It copies each batch out of its slots and
 // counts them as written before the Write, so a response can only ever match a slot the
-// writer is done with.
+// writer is done with. While it holds a batch, forward queues requests for it instead of
+// sending them itself, so the stream keeps the order of q.
 func (s *session) writer() {
 	var batch [maxWriteBatch]*slot
 	buf := make([]byte, maxWriteBatch*protocol.RequestSize)
@@ -256,6 +281,7 @@ func (s *session) writer() {
 		}
 		for {
 			s.mu.Lock()
+			s.writing = false
 			if s.dead {
 				s.mu.Unlock()
 				return
@@ -264,6 +290,7 @@ func (s *session) writer() {
 			for i := range k {
 				batch[i] = s.q.at(s.written + i)
 			}
+			s.writing = k > 0
 			s.mu.Unlock()
 			if k == 0 {
 				break
@@ -290,12 +317,12 @@ func (s *session) writer() {
 }
 
 // reader reads whole responses (never acting on a short read) and completes the oldest
-// written slot with each.
+// written slot with each, handing the client the response where it was read.
 func (s *session) reader() {
-	br := bufio.NewReaderSize(s.conn, readBufSize)
-	resp := make([]byte, protocol.ResponseSize)
+	fr := newFrameReader(s.conn, readBufSize)
 	for {
-		if _, err := io.ReadFull(br, resp); err != nil {
+		resp, err := fr.next(protocol.ResponseSize)
+		if err != nil {
 			s.fail(fmt.Errorf("virtiodev: reading from SST: %w", err), protocol.StatusNoDevice)
 			return
 		}
@@ -310,11 +337,61 @@ func (s *session) reader() {
 		s.written--
 		s.mu.Unlock()
 		s.l.client.complete(it, resp, protocol.StatusOK)
-		if br.Buffered() < protocol.ResponseSize {
+		if fr.buffered() < protocol.ResponseSize {
 			s.l.client.flush()
 		}
 	}
 }
+
+// maxEmptyReads is how many reads in a row may return nothing before frameReader gives
+// up on the stream, as bufio does.
+const maxEmptyReads = 100
+
+// frameReader reads fixed-size frames from a stream into its own buffer and lends each
+// out in place, so a response is not copied again on its way to guest memory.
+type frameReader struct {
+	r          io.Reader
+	buf        []byte
+	head, tail int // buf[head:tail] is read but not yet lent out
+}
+
+func newFrameReader(r io.Reader, size int) *frameReader {
+	return &frameReader{r: r, buf: make([]byte, size)}
+}
+
+// next returns the next n bytes of the stream (n at most the buffer's size), waiting for
+// all of them. The slice is the caller's to read and overwrite until the following call.
+// The error is the stream's, or io.ErrUnexpectedEOF when it ends inside a frame.
+func (f *frameReader) next(n int) ([]byte, error) {
+	if f.head == f.tail {
+		f.head, f.tail = 0, 0
+	}
+	for empty := 0; f.tail-f.head < n; {
+		if len(f.buf)-f.head < n {
+			f.tail = copy(f.buf, f.buf[f.head:f.tail])
+			f.head = 0
+		}
+		k, err := f.r.Read(f.buf[f.tail:])
+		f.tail += k
+		switch {
+		case f.tail-f.head >= n:
+		case errors.Is(err, io.EOF) && f.tail > f.head:
+			return nil, io.ErrUnexpectedEOF
+		case err != nil:
+			return nil, err
+		case k == 0:
+			if empty++; empty >= maxEmptyReads {
+				return nil, io.ErrNoProgress
+			}
+		}
+	}
+	b := f.buf[f.head : f.head+n]
+	f.head += n
+	return b, nil
+}
+
+// buffered returns how many bytes have been read but not lent out.
+func (f *frameReader) buffered() int { return f.tail - f.head }
 
 // watchdog drops the session when the oldest written request has waited longer than
 // the response timeout.

@@ -3,6 +3,7 @@ package virtiodev
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
@@ -212,4 +213,137 @@ func TestFIFOGrows(t *testing.T) {
 		next++
 	}
 	assert.Equal(t, len(slots), next)
+}
+
+func TestMemConnTryWrite(t *testing.T) {
+	a, b := newMemConns()
+	tw, ok := a.(directWriter)
+	require.True(t, ok, "memConn must offer non-blocking writes")
+	first := bytes.Repeat([]byte{1}, memPipeSize-10)
+	_, err := a.Write(first)
+	require.NoError(t, err)
+	assert.False(t, tw.tryWrite(bytes.Repeat([]byte{2}, 11)), "11 bytes accepted with room for 10")
+	assert.True(t, tw.tryWrite(bytes.Repeat([]byte{3}, 10)), "10 bytes refused with room for 10")
+	assert.False(t, tw.tryWrite([]byte{4}), "a byte accepted into a full pipe")
+
+	got := make([]byte, memPipeSize)
+	_, err = io.ReadFull(b, got)
+	require.NoError(t, err)
+	assert.Equal(t, append(first, bytes.Repeat([]byte{3}, 10)...), got, "a refused write left bytes behind")
+	assert.True(t, tw.tryWrite([]byte{5}), "room was made by the read")
+	require.NoError(t, b.Close())
+	assert.False(t, tw.tryWrite([]byte{6}), "write accepted after close")
+}
+
+// chunkReader returns its data in reads of 1, 2, 3, … bytes, then err.
+type chunkReader struct {
+	data []byte
+	next int
+	err  error
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, c.err
+	}
+	c.next++
+	n := copy(b[:min(len(b), c.next)], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func TestFrameReader(t *testing.T) {
+	const frame = 7
+	stream := make([]byte, 5*frame)
+	for i := range stream {
+		stream[i] = byte(i)
+	}
+	errBroken := errors.New("broken")
+	tests := []struct {
+		name   string
+		data   []byte
+		err    error // what the source returns once drained
+		frames int   // whole frames expected
+		want   error // the error after them
+	}{
+		{"frames across reads of every size", stream, io.EOF, 5, io.EOF},
+		{"stream ends inside a frame", stream[:2*frame+3], io.EOF, 2, io.ErrUnexpectedEOF},
+		{"stream fails", stream[:frame+1], errBroken, 1, errBroken},
+		{"stream makes no progress", stream[:frame], nil, 1, io.ErrNoProgress},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A buffer of two frames and a bit forces the unread part to move to the front.
+			fr := newFrameReader(&chunkReader{data: tt.data, err: tt.err}, 2*frame+2)
+			for i := range tt.frames {
+				b, err := fr.next(frame)
+				require.NoError(t, err, "frame %d", i)
+				require.Equal(t, stream[i*frame:(i+1)*frame], b, "frame %d", i)
+				clear(b) // lent out: the caller may overwrite it
+			}
+			_, err := fr.next(frame)
+			assert.ErrorIs(t, err, tt.want)
+		})
+	}
+}
+
+// TestLinkKeepsOrderAcrossWritePaths forwards requests while layer 5 is not reading, so
+// that the in-memory pipe fills and forwarding switches from writing itself to queueing
+// for the writer while it drains them, then back. Each request must still get the answer
+// to itself.
+func TestLinkKeepsOrderAcrossWritePaths(t *testing.T) {
+	const first, second, third = 3 * memPipeSize / protocol.RequestSize, 400, 40
+	release := make(chan struct{})
+	serve := func(ctx context.Context, conn io.ReadWriteCloser) error {
+		<-release
+		req := make([]byte, protocol.RequestSize)
+		resp := make([]byte, protocol.ResponseSize)
+		for {
+			if _, err := io.ReadFull(conn, req); err != nil {
+				return err
+			}
+			copy(resp[24:32], req[:8]) // result = the request's index
+			if _, err := conn.Write(resp); err != nil {
+				return err
+			}
+		}
+	}
+	client := newRecClient()
+	cfg := Config{Dialer: onceDialer(serve), ReconnectMin: time.Millisecond, ReconnectMax: time.Millisecond}
+	l := newLink(&cfg, client)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	client.waitLink(t, true)
+
+	var slots []*slot
+	send := func(n int) {
+		for range n {
+			s := new(slot)
+			binary.LittleEndian.PutUint64(s.req[:], uint64(len(slots)))
+			slots = append(slots, s)
+			require.True(t, l.forward(s), "forward refused")
+		}
+	}
+	answered := func() int {
+		client.mu.Lock()
+		defer client.mu.Unlock()
+		return len(client.done)
+	}
+	send(first)
+	close(release)
+	send(second) // while the writer drains the first
+	eventually(t, "all answers", func() bool { return answered() == first+second })
+	send(third) // with the writer idle again
+	eventually(t, "all answers", func() bool { return answered() == first+second+third })
+
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	for i, s := range slots {
+		got := client.done[s]
+		require.Len(t, got, 1, "request %d completed %d times", i, len(got))
+		require.Equal(t, protocol.StatusOK, got[0].st, "request %d", i)
+		require.Equal(t, uint64(i), binary.LittleEndian.Uint64(got[0].resp[24:]), "request %d got another's answer", i)
+	}
 }

@@ -36,11 +36,11 @@ func (p *memPipe) read(b []byte) (int, error) {
 		return 0, nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for p.n == 0 && !p.closed {
 		p.readable.Wait()
 	}
 	if p.n == 0 {
+		p.mu.Unlock()
 		return 0, io.EOF
 	}
 	total := 0
@@ -50,28 +50,58 @@ func (p *memPipe) read(b []byte) (int, error) {
 		p.n -= k
 		total += k
 	}
+	p.mu.Unlock()
+	// Signalled after unlocking, so that a woken writer does not wait for the mutex.
 	p.writable.Signal()
 	return total, nil
 }
 
 func (p *memPipe) write(b []byte) (int, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	total := 0
 	for total < len(b) {
 		for p.n == len(p.buf) && !p.closed {
 			p.writable.Wait()
 		}
 		if p.closed {
+			p.mu.Unlock()
 			return total, io.ErrClosedPipe
 		}
+		total += p.put(b[total:])
+		if total < len(b) {
+			p.readable.Signal() // the pipe is full: the reader must make room
+		}
+	}
+	p.mu.Unlock()
+	p.readable.Signal()
+	return total, nil
+}
+
+// tryWrite buffers all of b and reports true if it fits now and the pipe is open. It never
+// waits, and buffers nothing when it reports false.
+func (p *memPipe) tryWrite(b []byte) bool {
+	p.mu.Lock()
+	if p.closed || len(p.buf)-p.n < len(b) {
+		p.mu.Unlock()
+		return false
+	}
+	p.put(b)
+	p.mu.Unlock()
+	p.readable.Signal()
+	return true
+}
+
+// put copies as much of b as there is room for into the ring and returns how much; the
+// caller holds mu.
+func (p *memPipe) put(b []byte) int {
+	total := 0
+	for total < len(b) && p.n < len(p.buf) {
 		w := (p.r + p.n) % len(p.buf)
 		k := copy(p.buf[w:min(len(p.buf), w+len(p.buf)-p.n)], b[total:])
 		p.n += k
 		total += k
-		p.readable.Signal()
 	}
-	return total, nil
+	return total
 }
 
 func (p *memPipe) close() {
@@ -101,6 +131,9 @@ func (c *memConn) Read(b []byte) (int, error) { return c.in.read(b) }
 // Write implements io.Writer: it buffers all of b, waiting for room as needed, or fails
 // with io.ErrClosedPipe once either end is closed.
 func (c *memConn) Write(b []byte) (int, error) { return c.out.write(b) }
+
+// tryWrite implements directWriter: it buffers all of b at once or nothing, never waiting.
+func (c *memConn) tryWrite(b []byte) bool { return c.out.tryWrite(b) }
 
 // Close closes both directions; blocked reads and writes on either end return.
 func (c *memConn) Close() error {
