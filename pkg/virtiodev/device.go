@@ -2,6 +2,7 @@ package virtiodev
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -380,7 +381,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 		default:
 			d.ans.answer(s.req[:], resp, protocol.Feature(d.negotiated.Load()))
 			if t == protocol.ReqReset {
-				d.emit(protocol.EventReset, d.ans.req.RequestID)
+				d.emit(protocol.EventReset, binary.LittleEndian.Uint64(s.req[idsOffset:]))
 			}
 		}
 	}

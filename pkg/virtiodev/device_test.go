@@ -780,3 +780,59 @@ func TestBrokenRing(t *testing.T) {
 	resp, _ := h.do(newRequest(protocol.ReqNoop, 1, 2))
 	assert.Equal(t, protocol.StatusOK, resp.Status)
 }
+
+// TestOwnAnswerBytes checks the device's own answers byte by byte, written over a buffer
+// full of stale bytes, against the layout in protocol.md: status u32 @0, reserved u32 @4,
+// request_id @8, user_data @16, result @24 (always 0 here), payload @32.
+func TestOwnAnswerBytes(t *testing.T) {
+	le := binary.LittleEndian
+	const id, user = 0x1122334455667788, 0x99AABBCCDDEEFF00
+	request := func(typ uint32) []byte {
+		in := make([]byte, protocol.RequestSize)
+		le.PutUint32(in[0:], typ)
+		le.PutUint32(in[4:], 0xF1A65) // flags: not echoed anywhere
+		le.PutUint64(in[8:], id)
+		le.PutUint64(in[16:], user)
+		for i := 24; i < len(in); i++ {
+			in[i] = byte(i*7 + 3)
+		}
+		return in
+	}
+	zeros := make([]byte, protocol.MaxDataSize)
+	info := make([]byte, protocol.MaxDataSize)
+	le.PutUint32(info[0:], 0x00010000)                                      // version
+	le.PutUint32(info[4:], 0b101)                                           // capabilities: ECHO|MEMORY, the device bits negotiated
+	le.PutUint64(info[8:], 1000000)                                         // max_compute_units
+	le.PutUint64(info[16:], 0x10000000)                                     // memory_size
+	caps := protocol.FeatureEcho | protocol.FeatureMemory | FeatureVersion1 // VERSION_1 is no capability
+	tests := []struct {
+		name    string
+		typ     uint32
+		status  uint32
+		payload func(in []byte) []byte
+	}{
+		{"NOOP", 0, 0, func([]byte) []byte { return zeros }},
+		{"ECHO", 1, 0, func(in []byte) []byte { return in[24:] }},
+		{"RESET", 5, 0, func([]byte) []byte { return zeros }},
+		{"GET_INFO", 6, 0, func([]byte) []byte { return info }},
+		{"unknown 9", 9, 3, func([]byte) []byte { return zeros }},
+		{"unknown 0xFFFFFFFF", 0xFFFFFFFF, 3, func([]byte) []byte { return zeros }},
+	}
+	var a answerer
+	out := make([]byte, protocol.ResponseSize)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range out {
+				out[i] = 0xEE
+			}
+			in := request(tt.typ)
+			a.answer(in, out, caps)
+			assert.Equal(t, tt.status, le.Uint32(out[0:]), "status")
+			assert.Zero(t, le.Uint32(out[4:]), "reserved")
+			assert.Equal(t, uint64(id), le.Uint64(out[8:]), "request_id")
+			assert.Equal(t, uint64(user), le.Uint64(out[16:]), "user_data")
+			assert.Zero(t, le.Uint64(out[24:]), "result")
+			assert.Equal(t, tt.payload(in), out[32:], "payload")
+		})
+	}
+}

@@ -58,38 +58,39 @@ func requestType(req []byte) protocol.RequestType {
 	return protocol.RequestType(binary.LittleEndian.Uint32(req[:typeSize]))
 }
 
-// answerer builds the responses the device gives by itself. It owns scratch structures,
+// answerer builds the responses the device gives by itself. It owns a scratch structure,
 // so each goroutine that answers needs its own.
 type answerer struct {
-	req  protocol.Request
 	resp protocol.Response
 }
 
 // answer writes into out (ResponseSize bytes) the device's own answer to the complete
 // encoded request in, for RouteDevice and RouteInvalid types; caps is the negotiated
-// feature word.
+// feature word. Only GET_INFO's goes through a protocol.Response; the others are a status,
+// the request's ids and either zeros or, for ECHO, the request's payload, written in place.
 func (a *answerer) answer(in, out []byte, caps protocol.Feature) {
-	// Decoding cannot fail: in is exactly RequestSize bytes.
-	_ = a.req.Decode(in)
-	a.resp.ReplyTo(&a.req)
-	switch a.req.Type {
+	switch requestType(in) {
 	case protocol.ReqNoop, protocol.ReqReset:
-		a.resp.Status = protocol.StatusOK
+		statusResponse(out, protocol.StatusOK, in)
 	case protocol.ReqEcho:
-		a.resp.Status = protocol.StatusOK
-		a.resp.Payload = a.req.Payload
+		statusResponse(out[:protocol.ResponseHeaderSize], protocol.StatusOK, in)
+		copy(out[protocol.ResponseHeaderSize:protocol.ResponseSize], in[protocol.RequestHeaderSize:protocol.RequestSize])
 	case protocol.ReqGetInfo:
-		a.resp.Status = protocol.StatusOK
+		a.resp = protocol.Response{
+			Status:    protocol.StatusOK,
+			RequestID: binary.LittleEndian.Uint64(in[idsOffset:]),
+			UserData:  binary.LittleEndian.Uint64(in[idsOffset+8:]),
+		}
 		a.resp.SetInfo(protocol.Info{
 			Version:         protocol.Version,
 			Capabilities:    uint32(caps & DeviceFeatureMask),
 			MaxComputeUnits: protocol.MaxComputeUnits,
 			MemorySize:      protocol.DeviceMemorySize,
 		})
+		_ = a.resp.Encode(out) // out is exactly ResponseSize long
 	default:
-		a.resp.Status = protocol.StatusInvalid
+		statusResponse(out, protocol.StatusInvalid, in)
 	}
-	_ = a.resp.Encode(out)
 }
 
 // statusResponse writes into out (ResponseSize bytes) a response carrying only status st
