@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -64,13 +65,13 @@ type Server struct {
 
 // New returns a server for cfg.
 func New(cfg Config) *Server {
-	max := cfg.MaxHandles
-	if max <= 0 {
-		max = DefaultMaxHandles
+	handles := cfg.MaxHandles
+	if handles <= 0 {
+		handles = DefaultMaxHandles
 	}
 	s := &Server{log: cfg.Logger}
 	for _, open := range cfg.Devices {
-		s.devices = append(s.devices, newHandlePool(open, max))
+		s.devices = append(s.devices, newHandlePool(open, handles))
 	}
 	return s
 }
@@ -172,14 +173,33 @@ func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
 			return Timing{Requests: t.Requests, UntimedReason: err.Error()}
 		}
 		t.Requests++
-		t.Cycles += r.Cycles * run.count
-		t.ComputeCycles += r.ComputeCycles * run.count
-		t.MemoryCycles += r.MemoryCycles * run.count
-		t.MemoryBytes += r.MemoryBytes * run.count
+		if !t.add(r, run.count) {
+			pool.put(h)
+			return Timing{Requests: t.Requests, UntimedReason: "op's total cycles overflow 64 bits"}
+		}
 	}
 	pool.put(h)
 	t.Timed = true
 	return t
+}
+
+// add accumulates count GEMMs with the device's answer r, and reports false if a total
+// would not fit in 64 bits.
+func (t *Timing) add(r protocol.GEMMResult, count uint64) bool {
+	ok := true
+	acc := func(total *uint64, v uint64) {
+		hi, lo := bits.Mul64(v, count)
+		sum, carry := bits.Add64(*total, lo, 0)
+		if hi != 0 || carry != 0 {
+			ok = false
+		}
+		*total = sum
+	}
+	acc(&t.Cycles, r.Cycles)
+	acc(&t.ComputeCycles, r.ComputeCycles)
+	acc(&t.MemoryCycles, r.MemoryCycles)
+	acc(&t.MemoryBytes, r.MemoryBytes)
+	return ok
 }
 
 // gemmRun is count consecutive GEMMs of one shape.

@@ -272,3 +272,12 @@ func TestCoalesce(t *testing.T) {
 	assert.Equal(t, []gemmRun{{g1, 2}, {g2, 1}, {g1, 1}}, coalesce([]linalg.GEMMShape{g1, g1, g2, g1}))
 	assert.Empty(t, coalesce(nil))
 }
+
+func TestTimingAddDetectsOverflow(t *testing.T) {
+	var tm Timing
+	require.True(t, tm.add(protocol.GEMMResult{Cycles: 3, ComputeCycles: 3, MemoryCycles: 1, MemoryBytes: 8}, 4))
+	assert.Equal(t, Timing{Cycles: 12, ComputeCycles: 12, MemoryCycles: 4, MemoryBytes: 32}, tm)
+	assert.False(t, tm.add(protocol.GEMMResult{Cycles: 1 << 62}, 4), "2^62·4 = 2^64 does not fit")
+	tm = Timing{Cycles: math.MaxUint64}
+	assert.False(t, tm.add(protocol.GEMMResult{Cycles: 1}, 1), "the sum carries out")
+}
