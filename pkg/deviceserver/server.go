@@ -94,7 +94,7 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 		s.stats.failed.Add(1)
 		return nil, err
 	}
-	res.Timing = s.Time(ctx, gemms)
+	res.Timing = s.timeBatches(ctx, gemms)
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
 	if !res.Timing.Timed {
@@ -108,7 +108,7 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 }
 
 // compute runs op on the host and returns its result and the GEMMs it lowered to.
-func compute(op *Op) (*Result, []linalg.GEMMShape, error) {
+func compute(op *Op) (*Result, []linalg.GEMMBatch, error) {
 	switch {
 	case op.Type == OpGEMM && op.GEMM != nil:
 		g := op.GEMM
@@ -117,10 +117,10 @@ func compute(op *Op) (*Result, []linalg.GEMMShape, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return &Result{Shape: []int{g.M, g.N}, Data: c}, []linalg.GEMMShape{shape}, nil
+		return &Result{Shape: []int{g.M, g.N}, Data: c}, []linalg.GEMMBatch{{Shape: shape, Count: 1}}, nil
 	case op.Type == OpMatmul && op.Matmul != nil:
 		m := op.Matmul
-		_, gemms, err := linalg.MatmulShape(m.AShape, m.BShape)
+		_, gemms, err := linalg.MatmulBatches(m.AShape, m.BShape)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -131,7 +131,7 @@ func compute(op *Op) (*Result, []linalg.GEMMShape, error) {
 		return &Result{Shape: shape, Data: out}, gemms, nil
 	case op.Type == OpConv && op.Conv != nil:
 		p := convParams(op.Conv)
-		_, gemms, err := linalg.Conv2DShape(p)
+		_, gemms, err := linalg.Conv2DBatches(p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -152,11 +152,15 @@ func convParams(c *Conv2D) linalg.ConvParams {
 	}
 }
 
-// Time asks the next device for the timing of gemms, without computing anything: one GEMM
-// timing request per run of equal consecutive shapes, answers summed. Execute calls it after
-// computing an op; it is exported so that the timing path through layers 2–5 can be measured
-// (and driven) on its own. A device that cannot answer gives Timed false and the reason.
+// Time asks the next device for the timing of gemms alone, with no numerics: one GEMM
+// request per run of equal consecutive shapes, scaled by the run's length.
 func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
+	return s.timeBatches(ctx, coalesce(gemms))
+}
+
+// timeBatches sends one GEMM timing request per batch to the next device and sums the
+// answers, each scaled by its batch's count.
+func (s *Server) timeBatches(ctx context.Context, batches []linalg.GEMMBatch) Timing {
 	if len(s.devices) == 0 {
 		return Timing{UntimedReason: "no device"}
 	}
@@ -166,14 +170,14 @@ func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
 		return Timing{UntimedReason: err.Error()}
 	}
 	var t Timing
-	for _, run := range coalesce(gemms) {
-		r, err := s.timeOne(h, run.shape)
+	for _, b := range batches {
+		r, err := s.timeOne(h, b.Shape)
 		if err != nil {
 			pool.discard(h)
 			return Timing{Requests: t.Requests, UntimedReason: err.Error()}
 		}
 		t.Requests++
-		if !t.add(r, run.count) {
+		if !t.add(r, uint64(b.Count)) {
 			pool.put(h)
 			return Timing{Requests: t.Requests, UntimedReason: "op's total cycles overflow 64 bits"}
 		}
@@ -202,25 +206,19 @@ func (t *Timing) add(r protocol.GEMMResult, count uint64) bool {
 	return ok
 }
 
-// gemmRun is count consecutive GEMMs of one shape.
-type gemmRun struct {
-	shape linalg.GEMMShape
-	count uint64
-}
-
-// coalesce groups consecutive GEMMs of equal shape: the device's models are deterministic
-// functions of the shape, so a batched matmul or grouped convolution of thousands of equal
-// GEMMs is timed with one request and scaled, instead of thousands of round trips.
-func coalesce(gemms []linalg.GEMMShape) []gemmRun {
-	var runs []gemmRun
+// coalesce groups consecutive GEMMs of equal shape into batches: the device's models are
+// deterministic functions of the shape, so equal GEMMs are timed with one request and
+// scaled, instead of one round trip each.
+func coalesce(gemms []linalg.GEMMShape) []linalg.GEMMBatch {
+	var batches []linalg.GEMMBatch
 	for _, g := range gemms {
-		if n := len(runs); n > 0 && runs[n-1].shape == g {
-			runs[n-1].count++
+		if n := len(batches); n > 0 && batches[n-1].Shape == g {
+			batches[n-1].Count++
 			continue
 		}
-		runs = append(runs, gemmRun{shape: g, count: 1})
+		batches = append(batches, linalg.GEMMBatch{Shape: g, Count: 1})
 	}
-	return runs
+	return batches
 }
 
 // float32Size is the dtype size of every tensor the front end accepts.

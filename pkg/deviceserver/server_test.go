@@ -269,7 +269,7 @@ func TestMatmulAndConvAreTimedPerGEMMShape(t *testing.T) {
 
 func TestCoalesce(t *testing.T) {
 	g1, g2 := linalg.GEMMShape{M: 1, N: 2, K: 3}, linalg.GEMMShape{M: 4, N: 5, K: 6}
-	assert.Equal(t, []gemmRun{{g1, 2}, {g2, 1}, {g1, 1}}, coalesce([]linalg.GEMMShape{g1, g1, g2, g1}))
+	assert.Equal(t, []linalg.GEMMBatch{{Shape: g1, Count: 2}, {Shape: g2, Count: 1}, {Shape: g1, Count: 1}}, coalesce([]linalg.GEMMShape{g1, g1, g2, g1}))
 	assert.Empty(t, coalesce(nil))
 }
 
@@ -280,4 +280,25 @@ func TestTimingAddDetectsOverflow(t *testing.T) {
 	assert.False(t, tm.add(protocol.GEMMResult{Cycles: 1 << 62}, 4), "2^62·4 = 2^64 does not fit")
 	tm = Timing{Cycles: math.MaxUint64}
 	assert.False(t, tm.add(protocol.GEMMResult{Cycles: 1}, 1), "the sum carries out")
+}
+
+// A broadcast matmul of many tiny products is described and timed as one batch: the
+// number of GEMMs never becomes a list as long as the output.
+func TestBroadcastMatmulIsOneBatch(t *testing.T) {
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+	const n = 300 // [n,1,1,1]·[1,n,1,1] → [n,n,1,1]: n² GEMMs of 1×1×1
+	a := make([]float32, n)
+	b := make([]float32, n)
+	for i := range a {
+		a[i], b[i] = float32(i), 2
+	}
+	res, err := s.Execute(context.Background(), &Op{Type: OpMatmul, Matmul: &Matmul{AShape: []int{n, 1, 1, 1}, BShape: []int{1, n, 1, 1}, A: a, B: b}})
+	require.NoError(t, err)
+	assert.Equal(t, []int{n, n, 1, 1}, res.Shape)
+	assert.Equal(t, float32(2*(n-1)), res.Data[(n-1)*n+5], "A[n-1]·B[5]")
+	assert.Equal(t, 1, res.Timing.Requests)
+	assert.Equal(t, uint64(n*n), res.Timing.Cycles, "n² GEMMs of one fake cycle each")
+	assert.Equal(t, int64(1), dev.requests.Load())
 }

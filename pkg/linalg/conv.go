@@ -51,6 +51,17 @@ func Conv2DShape(p ConvParams) (outShape [4]int, gemms []GEMMShape, err error) {
 	return pl.outShape, gemms, nil
 }
 
+// Conv2DBatches is Conv2DShape with the per-group GEMMs counted instead of listed (one
+// GEMMBatch of Groups GEMMs), so a depthwise convolution of millions of groups costs no
+// memory to describe.
+func Conv2DBatches(p ConvParams) (outShape [4]int, batches []GEMMBatch, err error) {
+	pl, err := planConv(p)
+	if err != nil {
+		return [4]int{}, nil, err
+	}
+	return pl.outShape, []GEMMBatch{{Shape: GEMMShape{M: pl.og, N: pl.gemmN, K: pl.k}, Count: p.Groups}}, nil
+}
+
 // Conv2D computes the convolution of an NCHW input with an OIHW weight (rules and errors
 // in Conv2DShape) and returns the output shape and a freshly allocated NCHW result. The
 // slices must hold exactly the products of InputShape and WeightShape (ErrLength).

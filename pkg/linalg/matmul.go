@@ -52,6 +52,27 @@ func MatmulShape(aShape, bShape []int) (outShape []int, gemms []GEMMShape, err e
 	return p.outShape, gemms, nil
 }
 
+// GEMMBatch is Count GEMMs of one shape.
+type GEMMBatch struct {
+	Shape GEMMShape
+	Count int
+}
+
+// MatmulBatches is MatmulShape with the GEMMs counted instead of listed: a broadcast of
+// millions of tiny products is described in one GEMMBatch rather than a slice as long as
+// the output, which a few kilobytes of request could otherwise make gigabytes long. The
+// list is empty when the output is all zeros or empty.
+func MatmulBatches(aShape, bShape []int) (outShape []int, batches []GEMMBatch, err error) {
+	p, err := planMatmul(aShape, bShape)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.gemm.M == 0 || p.gemm.N == 0 || p.gemm.K == 0 || p.batches == 0 {
+		return p.outShape, nil, nil
+	}
+	return p.outShape, []GEMMBatch{{Shape: p.gemm, Count: p.batches}}, nil
+}
+
 // Matmul computes torch.matmul(A, B) on row-major operands of the given shapes (rules in
 // MatmulShape) and returns the output shape and a freshly allocated row-major result. The
 // slices must hold exactly the product of their shapes (ErrLength otherwise).

@@ -299,3 +299,21 @@ func BenchmarkMatmulBatchedSmall(b *testing.B) {
 		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 	})
 }
+
+func TestBatchesCountInsteadOfListing(t *testing.T) {
+	out, batches, err := MatmulBatches([]int{16000, 1, 1, 1}, []int{1, 16000, 1, 1})
+	require.NoError(t, err)
+	assert.Equal(t, []int{16000, 16000, 1, 1}, out)
+	assert.Equal(t, []GEMMBatch{{Shape: GEMMShape{M: 1, N: 1, K: 1}, Count: 16000 * 16000}}, batches)
+
+	_, batches, err = MatmulBatches([]int{3, 0, 4}, []int{4, 5})
+	require.NoError(t, err)
+	assert.Empty(t, batches, "an empty output has no GEMM")
+
+	out4, batches, err := Conv2DBatches(ConvParams{InputShape: [4]int{2, 6, 5, 5}, WeightShape: [4]int{6, 1, 3, 3},
+		Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: 6})
+	require.NoError(t, err)
+	assert.Equal(t, [4]int{2, 6, 3, 3}, out4)
+	// Depthwise: per group M = 1 filter, N = 2 images · 3·3 pixels, K = 1·3·3.
+	assert.Equal(t, []GEMMBatch{{Shape: GEMMShape{M: 1, N: 18, K: 9}, Count: 6}}, batches)
+}

@@ -66,7 +66,7 @@ var requestTypeNames = [...]string{"NOOP", "ECHO", "COMPUTE", "READ", "WRITE", "
 const NumRequestTypes = len(requestTypeNames)
 
 // Known reports whether t is one of the defined request types.
-func (t RequestType) Known() bool { return int(t) < NumRequestTypes }
+func (t RequestType) Known() bool { return t < RequestType(NumRequestTypes) } // unsigned: no 32-bit wrap
 
 // String returns the type's name as sst_request_type_str does, or UNKNOWN(n).
 func (t RequestType) String() string {
@@ -93,7 +93,7 @@ var statusNames = [...]string{"OK", "ERROR", "BUSY", "INVALID", "TIMEOUT", "NO_D
 
 // String returns the status name, or UNKNOWN(n).
 func (s Status) String() string {
-	if int(s) < len(statusNames) {
+	if s < Status(len(statusNames)) {
 		return statusNames[s]
 	}
 	return fmt.Sprintf("UNKNOWN(%d)", uint32(s))

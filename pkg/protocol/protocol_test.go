@@ -319,4 +319,7 @@ func TestStrings(t *testing.T) {
 	}
 	assert.True(t, ReqGEMM.Known())
 	assert.False(t, RequestType(9).Known())
+	assert.False(t, RequestType(0x80000000).Known(), "negative as a 32-bit int")
+	assert.Equal(t, "UNKNOWN(2147483648)", RequestType(0x80000000).String())
+	assert.Equal(t, "UNKNOWN(4294967295)", Status(0xffffffff).String())
 }

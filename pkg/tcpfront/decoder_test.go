@@ -183,6 +183,10 @@ func TestDecodeErrors(t *testing.T) {
 				[]float32{1, 2, 3, 4}, []float32{1, 2})
 			return f
 		}(), KindLength, "tensor weight length", -1, 9},
+		// 8 bytes of JSON-declared input and a 4 MB kernel with padding 1000: the output is
+		// 1001×1001 and the im2col buffer 10^6 × 1001^2 floats (4 TB), refused up front.
+		{"conv-im2col-workspace", withJSON(2, `{"op_id": 10, "input_shape": [1, 1, 1, 1], "weight_shape": [1, 1, 1000, 1000], "padding": 1000, "dtype": "float32"}`),
+			KindLimit, "workspace", -1, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -248,7 +248,7 @@ func dim(field string, v *int64) (int, *FrameError) {
 }
 
 // size charges the inputs and the output of p to a fresh budget of maxOpBytes.
-func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int) *FrameError {
+func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int, workspace ...[]int) *FrameError {
 	s := newSizer(maxOpBytes)
 	p.names = names
 	for i := range in {
@@ -260,7 +260,17 @@ func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int) *FrameE
 	}
 	n, fe := s.take("output", p.outShape)
 	p.outElems = n
-	return fe
+	if fe != nil {
+		return fe
+	}
+	// Scratch memory the computation needs besides inputs and output counts too: a few
+	// bytes of tensors must not be able to make the server allocate terabytes.
+	for _, ws := range workspace {
+		if _, fe := s.take("workspace", ws); fe != nil {
+			return fe
+		}
+	}
+	return nil
 }
 
 func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
@@ -387,7 +397,11 @@ func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
 		InputShape: c.input, WeightShape: c.weight,
 		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups,
 	}
-	if fe := p.size(maxOpBytes, &namesConv, [2][]int{in, w}); fe != nil {
+	// linalg.Conv2D unfolds one image and group at a time into a [C/g·KH·KW, OH·OW]
+	// im2col buffer: charge it, or a tiny input with a large kernel and padding would make
+	// the server allocate far more than the op's limit.
+	im2col := []int{c.weight[1], c.weight[2], c.weight[3], out[2], out[3]}
+	if fe := p.size(maxOpBytes, &namesConv, [2][]int{in, w}, im2col); fe != nil {
 		return nil, fe
 	}
 	return p, nil
