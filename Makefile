@@ -12,3 +12,9 @@ run: build
 
 test:
 	scripts/test
+
+bench:
+	scripts/bench
+
+fuzz:
+	scripts/fuzz

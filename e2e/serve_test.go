@@ -35,12 +35,14 @@ func randomMatrix(r *rand.Rand, n int) []float32 {
 // catches any wrong element (a misplaced or missing term is O(|a·b|), not O(ε)).
 func gemmTolerance(mag float64) float64 { return 1e-5*mag + 1e-30 }
 
-// checkGEMM compares c against a float64 reference, over every element for small shapes
-// and a deterministic sample of 4096 elements for large ones.
-func checkGEMM(t *testing.T, m, n, k int, a, b, c []float32) {
-	t.Helper()
-	require.Len(t, c, m*n)
-	check := func(i, j int) {
+// gemmMismatch compares c against a float64 reference, over every element for small shapes
+// and a deterministic sample of 4096 elements for large ones, and describes the first
+// element out of tolerance ("" when all are within it). It is safe in any goroutine.
+func gemmMismatch(m, n, k int, a, b, c []float32) string {
+	if len(c) != m*n {
+		return fmt.Sprintf("%dx%dx%d: %d result elements, want %d", m, n, k, len(c), m*n)
+	}
+	check := func(i, j int) string {
 		var ref, mag float64
 		for p := 0; p < k; p++ {
 			x := float64(a[i*k+p]) * float64(b[p*n+j])
@@ -48,20 +50,34 @@ func checkGEMM(t *testing.T, m, n, k int, a, b, c []float32) {
 			mag += math.Abs(x)
 		}
 		if d := math.Abs(float64(c[i*n+j]) - ref); d > gemmTolerance(mag) {
-			t.Fatalf("%dx%dx%d: C[%d,%d] = %g, float64 reference %g", m, n, k, i, j, c[i*n+j], ref)
+			return fmt.Sprintf("%dx%dx%d: C[%d,%d] = %g, float64 reference %g", m, n, k, i, j, c[i*n+j], ref)
 		}
+		return ""
 	}
 	if m*n <= 1<<16 {
 		for i := 0; i < m; i++ {
 			for j := 0; j < n; j++ {
-				check(i, j)
+				if msg := check(i, j); msg != "" {
+					return msg
+				}
 			}
 		}
-		return
+		return ""
 	}
 	r := rand.New(rand.NewPCG(uint64(m), uint64(n)))
 	for s := 0; s < 4096; s++ {
-		check(r.IntN(m), r.IntN(n))
+		if msg := check(r.IntN(m), r.IntN(n)); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// checkGEMM fails the test (from the test goroutine only) when c is not A·B.
+func checkGEMM(t *testing.T, m, n, k int, a, b, c []float32) {
+	t.Helper()
+	if msg := gemmMismatch(m, n, k, a, b, c); msg != "" {
+		t.Fatal(msg)
 	}
 }
 
@@ -121,12 +137,26 @@ func TestServeConcurrentConnections(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
-		go func() {
+		go func() { // reports with assert and returns: FailNow is for the test goroutine only
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(i), 7))
-			c := dial(t, addr, i%2 == 0)
+			ctx := withTimeout(t, time.Minute)
+			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 0})
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer c.Close()
 			for j := 0; j < ops; j++ {
-				gemm(t, c, r, 1+r.IntN(24), 1+r.IntN(24), 1+r.IntN(24))
+				m, n, k := 1+r.IntN(24), 1+r.IntN(24), 1+r.IntN(24)
+				a, b := randomMatrix(r, m*k), randomMatrix(r, k*n)
+				out := make([]float32, m*n)
+				if !assert.NoError(t, c.GEMM(ctx, m, n, k, a, b, out)) {
+					return
+				}
+				if msg := gemmMismatch(m, n, k, a, b, out); msg != "" {
+					t.Error(msg)
+					return
+				}
 			}
 		}()
 	}

@@ -80,21 +80,35 @@ func runServe(c *cli.Context) error {
 	if c.IsSet("sst-socket") && c.IsSet("device") {
 		return errors.New("--sst-socket and --device exclude each other: --device replaces layers 3–5, --sst-socket layer 5")
 	}
-	st, err := buildStack(c, log)
+	if n := c.Int("devices"); n < 1 || n > sstdev.MaxDevices {
+		return fmt.Errorf("--devices %d: want 1 … %d", n, sstdev.MaxDevices)
+	}
+	// Signals are caught from here on, so a SIGTERM during start-up (which may wait for an
+	// external SST) still ends in a clean close.
+	ctx, stop := withShutdownSignals(c.Context)
+	defer stop()
+
+	st, err := buildStack(ctx, c, log)
 	if err != nil {
 		return err
 	}
-
+	// Bind every listener before serving anything, so a failure leaves nothing running.
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		st.close(log)
 		return fmt.Errorf("--listen: %w", err)
 	}
-	log.Info().Str("component", "tcpfront").Str("addr", ln.Addr().String()).Msg("listening")
+	var hl net.Listener
+	if addr := c.String("http"); addr != "" {
+		if hl, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			st.close(log)
+			return fmt.Errorf("--http: %w", err)
+		}
+	}
 
-	ctx, stop := withShutdownSignals(c.Context)
-	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
+	log.Info().Str("component", "tcpfront").Str("addr", ln.Addr().String()).Msg("listening")
 	g.Go(func() error {
 		if err := st.front.Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
 			return err
@@ -102,13 +116,7 @@ func runServe(c *cli.Context) error {
 		return nil
 	})
 	var stats *http.Server
-	if addr := c.String("http"); addr != "" {
-		hl, err := net.Listen("tcp", addr)
-		if err != nil {
-			stop()
-			st.close(log)
-			return fmt.Errorf("--http: %w", err)
-		}
+	if hl != nil {
 		log.Info().Str("component", "http").Str("addr", hl.Addr().String()).Msg("listening")
 		stats = &http.Server{Handler: statsHandler(st), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
@@ -139,7 +147,7 @@ func runServe(c *cli.Context) error {
 }
 
 // buildStack wires the layers bottom-up: L5, L4, L3, L2, L1.
-func buildStack(c *cli.Context, log zerolog.Logger) (*stack, error) {
+func buildStack(ctx context.Context, c *cli.Context, log zerolog.Logger) (*stack, error) {
 	st := &stack{}
 	var openers []deviceserver.Opener
 	if path := c.String("device"); path != "" {
@@ -174,9 +182,6 @@ func buildStack(c *cli.Context, log zerolog.Logger) (*stack, error) {
 
 		// Layer 4: one virtio-sst device per /dev/sstN, each with its own link to layer 5.
 		n := c.Int("devices")
-		if n < 1 || n > sstdev.MaxDevices {
-			return nil, fmt.Errorf("--devices %d: want 1 … %d", n, sstdev.MaxDevices)
-		}
 		for i := range n {
 			d, err := virtiodev.New(virtiodev.Config{
 				DeviceID: uint32(i), Dialer: dial,
@@ -208,7 +213,7 @@ func buildStack(c *cli.Context, log zerolog.Logger) (*stack, error) {
 				return f, nil
 			})
 		}
-		waitForLinks(devs, linkWait, log)
+		waitForLinks(ctx, devs, linkWait, log)
 	}
 
 	// Layer 2: the device server, timing ops through the device handles.
@@ -234,7 +239,7 @@ const linkWait = 2 * time.Second
 // waitForLinks waits until every device's link to layer 5 is up, so the first ops are timed
 // rather than answered NO_DEVICE; after linkWait it goes on, with a warning: ops are then
 // served untimed until the SST component appears.
-func waitForLinks(devs *sstdev.Devices, limit time.Duration, log zerolog.Logger) {
+func waitForLinks(ctx context.Context, devs *sstdev.Devices, limit time.Duration, log zerolog.Logger) {
 	deadline := time.Now().Add(limit)
 	for {
 		down := 0
@@ -246,7 +251,7 @@ func waitForLinks(devs *sstdev.Devices, limit time.Duration, log zerolog.Logger)
 		if down == 0 {
 			return
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			log.Warn().Int("devices_down", down).Dur("waited", limit).
 				Msg("layer 5 is not reachable yet: ops are served untimed until it is")
 			return

@@ -60,7 +60,10 @@ type Server struct {
 	devices []*handlePool
 	next    atomic.Uint64 // round-robin cursor over devices
 	tag     atomic.Uint64 // user_data of the next timing request, to match its response
-	stats   counters
+	// lastUntimed is the reason of the latest untimed op while the device is failing, nil
+	// while ops are timed: warnings are logged once per change of reason.
+	lastUntimed atomic.Pointer[string]
+	stats       counters
 }
 
 // New returns a server for cfg.
@@ -98,7 +101,14 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
 	if !res.Timing.Timed {
-		ev = s.log.Warn().Str("untimed", res.Timing.UntimedReason)
+		// Warn when the reason changes (the SST went away, timed out, came back with another
+		// fault), not once per op: an outage under load is tens of thousands of ops.
+		if last := s.lastUntimed.Swap(&res.Timing.UntimedReason); last == nil || *last != res.Timing.UntimedReason {
+			ev = s.log.Warn()
+		}
+		ev = ev.Str("untimed", res.Timing.UntimedReason)
+	} else {
+		s.lastUntimed.Store(nil)
 	}
 	ev.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", res.Shape).
 		Int("gemm_requests", res.Timing.Requests).Uint64("cycles", res.Timing.Cycles).
@@ -277,6 +287,12 @@ func newHandlePool(open Opener, max int) *handlePool {
 }
 
 func (p *handlePool) get(ctx context.Context) (*handle, error) {
+	p.mu.Lock()
+	shut := p.shut
+	p.mu.Unlock()
+	if shut {
+		return nil, errors.New("device server closed")
+	}
 	select {
 	case h := <-p.idle:
 		return h, nil
