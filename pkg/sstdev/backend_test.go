@@ -39,6 +39,8 @@ type scriptedBackend struct {
 	mem      *virtqueue.GuestMemory
 	used     uint64 // used ring address of the request queue
 	req      *virtqueue.Device
+	evt      *virtqueue.Device // the event queue's device side
+	evtUsed  virtqueue.Layout  // the event queue, for writing a malformed used entry by hand
 	irq      func(int)
 	resets   int
 	notifies int
@@ -70,8 +72,35 @@ func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [virtiodev.NumQue
 			return err
 		}
 	}
-	b.mem, b.used, b.req, b.irq = mem, l[virtiodev.QueueRequest].Used, q, irq
+	evt, err := virtqueue.NewDevice(mem, l[virtiodev.QueueEvent], virtqueue.FeaturesFromBits(uint64(b.features)))
+	if err != nil {
+		return err
+	}
+	b.mem, b.used, b.req, b.evt, b.evtUsed, b.irq = mem, l[virtiodev.QueueRequest].Used, q, evt, l[virtiodev.QueueEvent], irq
 	return nil
+}
+
+// returnEvent takes the next event buffer the driver posted and hands it back as used with
+// length n, then interrupts; it reports whether a buffer was there.
+func (b *scriptedBackend) returnEvent(n uint32) bool {
+	b.mu.Lock()
+	c, ok, err := b.evt.Pop()
+	if err != nil || !ok {
+		b.mu.Unlock()
+		return false
+	}
+	_ = b.evt.PushUsed(c.Head, protocol.EventSize)
+	if n != protocol.EventSize {
+		// A faulty device claims another length than it wrote; virtqueue's device side
+		// refuses to, so rewrite the len of the used entry just pushed (VirtIO 1.2 §2.7.8).
+		l := b.evtUsed
+		idx, _ := b.mem.ReadU16(l.Used + 2)
+		_ = b.mem.WriteU32(l.Used+4+8*uint64((idx-1)%l.Size)+4, n)
+	}
+	irq := b.irq
+	b.mu.Unlock()
+	irq(virtiodev.QueueEvent)
+	return true
 }
 
 func (b *scriptedBackend) Reset() {
@@ -286,4 +315,17 @@ func TestBrokenUsedRing(t *testing.T) {
 	r := roundTrip(t, f, request(typeEcho, 0, 3))
 	assert.Equal(t, uint64(3), r.user)
 	assert.Equal(t, uint64(2), r.requestID, "the ids keep counting across the reset")
+}
+
+// An event entry the device returns with a bad length still gives its buffer back: the
+// driver posts it again, so malformed events cannot drain the event queue.
+func TestMalformedEventsKeepTheirBuffers(t *testing.T) {
+	b := &scriptedBackend{}
+	d, err := sstdev.New(sstdev.Config{Backend: b, Timeout: time.Second})
+	require.NoError(t, err)
+	defer d.Close()
+	for i := 0; i < 3*sstdev.NumEventBuffers; i++ {
+		require.True(t, b.returnEvent(protocol.EventSize+100), "event buffer %d is posted", i)
+	}
+	assert.True(t, b.returnEvent(protocol.EventSize), "and a well-formed event still has a buffer")
 }

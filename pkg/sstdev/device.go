@@ -311,6 +311,10 @@ func (d *Device) Reset() error {
 	d.qmu.Unlock()
 	if err != nil {
 		d.log.Error().Err(err).Msg("sstdev: probe after reset failed; device unbound")
+		// The Device owned b; unbound, nothing else will release it.
+		if c, ok := b.(io.Closer); ok {
+			c.Close()
+		}
 		return err
 	}
 	d.log.Info().Msg("sstdev: device reset")
@@ -564,6 +568,16 @@ func (d *Device) takeHead(head uint16) *slot {
 	return s
 }
 
+// repostEvent adds the event buffer at addr to the event queue again; evMu is held.
+func (d *Device) repostEvent(addr uint64) {
+	head, err := d.evt.Add([]virtqueue.Buffer{{Addr: addr, Len: protocol.EventSize, Writable: true}})
+	if err != nil {
+		d.log.Error().Err(err).Msg("sstdev: cannot repost event buffer")
+		return
+	}
+	d.evHead[head] = addr
+}
+
 // collectEvents consumes the events the device delivered and posts their buffers again.
 func (d *Device) collectEvents() {
 	var raw [protocol.EventSize]byte
@@ -578,6 +592,9 @@ func (d *Device) collectEvents() {
 			var ue *virtqueue.UsedError
 			if errors.As(err, &ue) {
 				d.log.Warn().Err(err).Msg("sstdev: device returned a bad event entry")
+				if ue.Freed && ue.ID < QueueSize { // the buffer came back, malformed: post it again, or it is lost
+					d.repostEvent(d.evHead[uint16(ue.ID)])
+				}
 				continue
 			}
 			d.log.Error().Err(err).Msg("sstdev: event queue broken until reset")
@@ -588,12 +605,7 @@ func (d *Device) collectEvents() {
 		}
 		addr := d.evHead[u.ID]
 		d.recordEvent(addr, u.Len, raw[:])
-		head, err := d.evt.Add([]virtqueue.Buffer{{Addr: addr, Len: protocol.EventSize, Writable: true}})
-		if err != nil {
-			d.log.Error().Err(err).Msg("sstdev: cannot repost event buffer")
-			continue
-		}
-		d.evHead[head] = addr
+		d.repostEvent(addr)
 	}
 	notify, err := d.evt.Publish()
 	if err != nil {
