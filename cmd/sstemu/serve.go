@@ -292,8 +292,8 @@ func (st *stack) writeReport(w io.Writer) error {
 	s := st.server.Stats()
 	fmt.Fprintf(w, "sstemu: front end: %d ops (GEMM %d, CONV %d, MATMUL %d), %d connections, %d bytes in, %d bytes out\n",
 		f.Ops, f.OpsGEMM, f.OpsConv, f.OpsMatmul, f.TotalConns, f.BytesIn, f.BytesOut)
-	for kind, n := range f.Errors {
-		if n > 0 {
+	for _, kind := range tcpfront.AllErrorKinds() {
+		if n := f.Errors[kind]; n > 0 {
 			fmt.Fprintf(w, "sstemu: front end: %d connections closed for %s\n", n, kind)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -129,9 +130,9 @@ func flatten(name, index string, v any, emit func(name, index string, v float64)
 	case []any:
 		for i, e := range t {
 			if index == "" {
-				flatten(name, itoa(i), e, emit)
+				flatten(name, strconv.Itoa(i), e, emit)
 			} else {
-				flatten(name+"_"+itoa(i), index, e, emit)
+				flatten(name+"_"+strconv.Itoa(i), index, e, emit)
 			}
 		}
 	}
@@ -158,12 +159,4 @@ func metricName(k string) string {
 		}
 	}
 	return b.String()
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }

@@ -49,11 +49,12 @@ func checkDim(field string, index int, v int64) *FrameError {
 type sizer struct {
 	budget int64 // elements still allowed for the whole op
 	tensor int64 // elements allowed for any single tensor
+	limit  int64 // the op's byte limit, for messages
 }
 
 func newSizer(maxOpBytes int64) sizer {
 	tensor := min(maxOpBytes, MaxTensorBytes) / float32Size
-	return sizer{budget: maxOpBytes / float32Size, tensor: tensor}
+	return sizer{budget: maxOpBytes / float32Size, tensor: tensor, limit: maxOpBytes}
 }
 
 // take returns the element count of shape (whose dims are already checked) and charges it
@@ -68,7 +69,7 @@ func (s *sizer) take(field string, shape []int) (int64, *FrameError) {
 	}
 	if n > s.budget {
 		return 0, fieldErr(KindLimit, field, "op exceeds its limit of %d bytes at tensor of shape %v",
-			(s.budget+n)*float32Size, shape)
+			s.limit, shape)
 	}
 	s.budget -= n
 	return n, nil
