@@ -40,6 +40,8 @@ func serveCommand() *cli.Command {
 			Usage: "most client connections open at once; more are closed on accept (0: no bound)"},
 		&cli.Int64Flag{Name: "max-op-bytes", Value: tcpfront.DefaultMaxOpBytes, EnvVars: []string{"SSTEMU_MAX_OP_BYTES"},
 			Usage: "most bytes of one op's tensors plus its result"},
+		&cli.Int64Flag{Name: "max-inflight-bytes", Value: tcpfront.DefaultMaxInflightBytes, EnvVars: []string{"SSTEMU_MAX_INFLIGHT_BYTES"},
+			Usage: "most memory the ops of all connections hold at once (tensors, results, workspace); more wait"},
 		&cli.IntFlag{Name: "max-inflight", Value: deviceserver.DefaultMaxHandles, EnvVars: []string{"SSTEMU_MAX_INFLIGHT"},
 			Usage: "most ops timed at once per device (open device handles); more wait"},
 		&cli.DurationFlag{Name: "read-timeout", Value: tcpfront.DefaultReadTimeout, EnvVars: []string{"SSTEMU_READ_TIMEOUT"},
@@ -225,7 +227,7 @@ func buildStack(ctx context.Context, c *cli.Context, log zerolog.Logger) (*stack
 	// Layer 1: the DeviceGEMM front end.
 	st.front = &tcpfront.Server{
 		Addr: c.String("listen"), Executor: st.server,
-		MaxOpBytes: c.Int64("max-op-bytes"), MaxConns: c.Int("max-conns"),
+		MaxOpBytes: c.Int64("max-op-bytes"), MaxInflightBytes: c.Int64("max-inflight-bytes"), MaxConns: c.Int("max-conns"),
 		ReadTimeout: c.Duration("read-timeout"),
 		Logger:      log.With().Str("layer", "tcpfront").Logger(),
 	}

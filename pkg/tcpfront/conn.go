@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,8 @@ type conn struct {
 
 	mu    sync.Mutex
 	state connState
+
+	reserved int64 // bytes of the server's in-flight budget held by the current op
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
@@ -54,11 +57,27 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		}
 	}
 	br := bufio.NewReaderSize(rd, readBufferSize)
-	return &conn{
+	c := &conn{
 		s: s, nc: nc, id: id, rd: rd, br: br,
 		dec: NewDecoder(br, s.maxOpBytes()),
 		log: s.Logger.With().Uint64("conn", id).Str("remote", nc.RemoteAddr().String()).Logger(),
 	}
+	c.dec.admit = c.admit
+	return c
+}
+
+// admit reserves an op's memory in the server-wide budget before its tensors are read,
+// waiting for other ops to finish if need be; serveOne releases it once the answer is out.
+func (c *conn) admit(bytes int64) *FrameError {
+	if bytes > c.s.memLimit {
+		return &FrameError{Kind: KindLimit, Field: "op", Reason: "op needs " + strconv.FormatInt(bytes, 10) +
+			" bytes, more than the server's in-flight limit of " + strconv.FormatInt(c.s.memLimit, 10)}
+	}
+	if err := c.s.memory.Acquire(c.s.baseCtx, bytes); err != nil {
+		return &FrameError{Kind: KindRead, Field: "op", Reason: "server closing", Err: err}
+	}
+	c.reserved = bytes
+	return nil
 }
 
 // connReader is the connection as the bufio.Reader sees it: inside a frame every read
@@ -157,6 +176,12 @@ func (c *conn) serve() {
 // serveOne decodes, executes and answers one frame; false means the connection must close.
 func (c *conn) serveOne() bool {
 	s := c.s
+	defer func() {
+		if c.reserved > 0 {
+			s.memory.Release(c.reserved)
+			c.reserved = 0
+		}
+	}()
 	req, err := c.dec.Decode()
 	if err != nil {
 		var fe *FrameError

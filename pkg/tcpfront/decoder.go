@@ -56,6 +56,9 @@ type Decoder struct {
 	bufs       [2][]float32
 	scratch    []byte
 	pos        int64 // bytes consumed in the current frame
+	// admit, if set, is asked for an op's memory (inputs, output, workspace) once its JSON
+	// is checked and before any tensor is read; an error rejects the frame.
+	admit func(bytes int64) *FrameError
 }
 
 // NewDecoder returns a Decoder reading from r that rejects ops whose inputs and output
@@ -103,6 +106,12 @@ func (d *Decoder) Decode() (*Request, error) {
 	p, fe := parseJSON(t, js, d.maxOpBytes)
 	if fe != nil {
 		return nil, d.errAt(HeaderSize+fe.Offset, fe)
+	}
+	if d.admit != nil {
+		if fe := d.admit(p.bytes); fe != nil {
+			fe.OpID, fe.HasOpID = p.op.ID, true
+			return nil, d.errAt(HeaderSize+int64(jsonLen), fe)
+		}
 	}
 	var tensors [2][]float32
 	for i := range tensors {

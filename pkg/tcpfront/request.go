@@ -23,6 +23,7 @@ type plan struct {
 	names    *[2]tensorName
 	outShape []int
 	outElems int64
+	bytes    int64 // memory the op needs: inputs, output and workspace
 }
 
 // tensorName names a tensor and its length prefix in errors; fixed strings, so that the
@@ -270,6 +271,7 @@ func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int, workspa
 			return fe
 		}
 	}
+	p.bytes = s.used()
 	return nil
 }
 

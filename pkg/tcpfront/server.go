@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 )
@@ -51,6 +52,11 @@ type Server struct {
 	Logger zerolog.Logger
 	// MaxOpBytes bounds the bytes of an op's inputs plus output; DefaultMaxOpBytes if ≤ 0.
 	MaxOpBytes int64
+	// MaxInflightBytes bounds the memory (inputs, output and workspace, as MaxOpBytes
+	// counts them) of the ops of all connections together; DefaultMaxInflightBytes if ≤ 0.
+	// An op that does not fit waits, before its tensors are read, until others finish; one
+	// larger than the whole bound is refused.
+	MaxInflightBytes int64
 	// MaxConns bounds open connections; a connection beyond it is closed at once. 0 means
 	// no bound.
 	MaxConns int
@@ -76,6 +82,8 @@ type Server struct {
 	hardClosed atomic.Bool
 	nextConnID atomic.Uint64
 	counters   counters
+	memory     *semaphore.Weighted // MaxInflightBytes, shared by all connections
+	memLimit   int64
 }
 
 func (s *Server) init() {
@@ -83,6 +91,11 @@ func (s *Server) init() {
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.memLimit = s.MaxInflightBytes
+		if s.memLimit <= 0 {
+			s.memLimit = DefaultMaxInflightBytes
+		}
+		s.memory = semaphore.NewWeighted(s.memLimit)
 	})
 }
 

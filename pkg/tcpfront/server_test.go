@@ -508,3 +508,46 @@ func TestListenAndServe(t *testing.T) {
 	assert.ErrorIs(t, s.ListenAndServe(), ErrServerClosed)
 	assert.ErrorIs(t, (&Server{}).Serve(mustListen(t)), ErrNoExecutor)
 }
+
+// The ops of all connections share MaxInflightBytes: an op that does not fit waits, before
+// its tensors are read, for another to finish; one larger than the whole budget is refused.
+func TestServerInflightBudget(t *testing.T) {
+	entered := make(chan struct{}, 4)
+	exec := &naiveExecutor{gate: make(chan struct{}), seen: func(*deviceserver.Op) { entered <- struct{}{} }}
+	// A 4×4×4 GEMM holds (16+16+16)·4 = 192 bytes: one fits in 300, two do not.
+	ts := startServer(t, exec, func(s *Server) { s.MaxInflightBytes = 300 })
+	first, second := ts.dial(t), ts.dial(t)
+	a, b := ramp(16, 1), ramp(16, 2)
+	_, err := first.Write(frame(1, gemmJSONFor(1, 4, 4, 4), a, b))
+	require.NoError(t, err)
+	<-entered
+	_, err = second.Write(frame(1, gemmJSONFor(2, 4, 4, 4), a, b))
+	require.NoError(t, err)
+	select {
+	case <-entered:
+		t.Fatal("the second op ran while the first held the budget")
+	case <-time.After(100 * time.Millisecond):
+	}
+	exec.gate <- struct{}{} // the first op finishes and releases its 192 bytes
+	got, err := readResponse(first)
+	require.NoError(t, err)
+	assert.Equal(t, naiveGEMM(a, b, 4, 4, 4), got)
+	select {
+	case <-entered:
+	case <-time.After(time.Second):
+		t.Fatal("the second op did not start once the budget was free")
+	}
+	exec.gate <- struct{}{}
+	got, err = readResponse(second)
+	require.NoError(t, err)
+	assert.Equal(t, naiveGEMM(a, b, 4, 4, 4), got)
+
+	// 8×8×8: 768 bytes, more than the whole budget: refused at once, one log line.
+	big := ts.dial(t)
+	_, err = big.Write(frame(1, gemmJSONFor(3, 8, 8, 8), ramp(64, 1), ramp(64, 2)))
+	require.NoError(t, err)
+	require.NoError(t, big.SetReadDeadline(time.Now().Add(time.Second)))
+	_, err = big.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF)
+	require.Eventually(t, func() bool { return len(ts.log.lines(t, "in-flight limit")) == 1 }, time.Second, 5*time.Millisecond)
+}

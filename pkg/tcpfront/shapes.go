@@ -20,6 +20,9 @@ const (
 	MaxTensorBytes = math.MaxUint32
 	// DefaultMaxOpBytes is Server.MaxOpBytes when left zero: inputs plus output of one op.
 	DefaultMaxOpBytes = 1 << 30
+	// DefaultMaxInflightBytes is Server.MaxInflightBytes when left zero: the memory all
+	// connections' ops may hold at once.
+	DefaultMaxInflightBytes = 4 << 30
 	// float32Size is the size of one element of the only supported dtype.
 	float32Size = 4
 )
@@ -56,6 +59,9 @@ func newSizer(maxOpBytes int64) sizer {
 	tensor := min(maxOpBytes, MaxTensorBytes) / float32Size
 	return sizer{budget: maxOpBytes / float32Size, tensor: tensor, limit: maxOpBytes}
 }
+
+// used returns the bytes charged so far.
+func (s *sizer) used() int64 { return s.limit/float32Size*float32Size - s.budget*float32Size }
 
 // take returns the element count of shape (whose dims are already checked) and charges it
 // to the budget. field names the tensor in errors.
