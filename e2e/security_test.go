@@ -35,13 +35,14 @@ func TestServeSecureDefaults(t *testing.T) {
 		{"max-conns", "1024"},
 		{"max-op-bytes", "1073741824"},
 		{"max-inflight", "64"},
+		{"max-inflight-bytes", "4294967296"},
 		{"read-timeout", "30s"},
 		{"device-timeout", "5s"},
 		{"shutdown-timeout", "30s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
-			line := regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(tt.flag) + `\b.*$`).FindString(help)
+			line := regexp.MustCompile(`(?m)^\s+--` + regexp.QuoteMeta(tt.flag) + ` .*$`).FindString(help)
 			require.NotEmpty(t, line, "--%s in:\n%s", tt.flag, help)
 			assert.Contains(t, line, "(default: "+tt.want+")")
 		})
