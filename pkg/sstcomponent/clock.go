@@ -3,7 +3,6 @@ package sstcomponent
 import (
 	"fmt"
 	"math"
-	"math/bits"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,11 +24,7 @@ type simClock struct {
 func (c *simClock) advance(cycles uint64) uint64 {
 	for {
 		start := c.now.Load()
-		end, carry := bits.Add64(start, cycles, 0)
-		if carry != 0 {
-			end = math.MaxUint64
-		}
-		if c.now.CompareAndSwap(start, end) {
+		if c.now.CompareAndSwap(start, satAdd(start, cycles)) {
 			return start
 		}
 	}
@@ -106,13 +101,7 @@ func clockPeriodPS(hz float64) (uint64, error) {
 }
 
 // cyclesToPS converts cycles to picoseconds of simulated time, saturating at 2^64-1.
-func cyclesToPS(cycles, periodPS uint64) uint64 {
-	hi, lo := bits.Mul64(cycles, periodPS)
-	if hi != 0 {
-		return math.MaxUint64
-	}
-	return lo
-}
+func cyclesToPS(cycles, periodPS uint64) uint64 { return satMul(cycles, periodPS) }
 
 // formatPS writes a time in picoseconds as SST prints simulated time: the largest of
 // ps, ns, us, ms and s that keeps the number at least 1, with exact decimals, e.g.
