@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -35,49 +34,11 @@ func randomMatrix(r *rand.Rand, n int) []float32 {
 // catches any wrong element (a misplaced or missing term is O(|a·b|), not O(ε)).
 func gemmTolerance(mag float64) float64 { return 1e-5*mag + 1e-30 }
 
-// gemmMismatch compares c against a float64 reference, over every element for small shapes
-// and a deterministic sample of 4096 elements for large ones, and describes the first
-// element out of tolerance ("" when all are within it). It is safe in any goroutine.
-func gemmMismatch(m, n, k int, a, b, c []float32) string {
-	if len(c) != m*n {
-		return fmt.Sprintf("%dx%dx%d: %d result elements, want %d", m, n, k, len(c), m*n)
-	}
-	check := func(i, j int) string {
-		var ref, mag float64
-		for p := 0; p < k; p++ {
-			x := float64(a[i*k+p]) * float64(b[p*n+j])
-			ref += x
-			mag += math.Abs(x)
-		}
-		if d := math.Abs(float64(c[i*n+j]) - ref); d > gemmTolerance(mag) {
-			return fmt.Sprintf("%dx%dx%d: C[%d,%d] = %g, float64 reference %g", m, n, k, i, j, c[i*n+j], ref)
-		}
-		return ""
-	}
-	if m*n <= 1<<16 {
-		for i := 0; i < m; i++ {
-			for j := 0; j < n; j++ {
-				if msg := check(i, j); msg != "" {
-					return msg
-				}
-			}
-		}
-		return ""
-	}
-	r := rand.New(rand.NewPCG(uint64(m), uint64(n)))
-	for s := 0; s < 4096; s++ {
-		if msg := check(r.IntN(m), r.IntN(n)); msg != "" {
-			return msg
-		}
-	}
-	return ""
-}
-
 // checkGEMM fails the test (from the test goroutine only) when c is not A·B.
 func checkGEMM(t *testing.T, m, n, k int, a, b, c []float32) {
 	t.Helper()
-	if msg := gemmMismatch(m, n, k, a, b, c); msg != "" {
-		t.Fatal(msg)
+	if err := gemmErr(m, n, k, a, b, c); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -147,14 +108,7 @@ func TestServeConcurrentConnections(t *testing.T) {
 			}
 			defer c.Close()
 			for j := 0; j < ops; j++ {
-				m, n, k := 1+r.IntN(24), 1+r.IntN(24), 1+r.IntN(24)
-				a, b := randomMatrix(r, m*k), randomMatrix(r, k*n)
-				out := make([]float32, m*n)
-				if !assert.NoError(t, c.GEMM(ctx, m, n, k, a, b, out)) {
-					return
-				}
-				if msg := gemmMismatch(m, n, k, a, b, out); msg != "" {
-					t.Error(msg)
+				if _, err := randomGEMM(ctx, c, r, 1+r.IntN(24), 1+r.IntN(24), 1+r.IntN(24)); !assert.NoError(t, err) {
 					return
 				}
 			}

@@ -110,8 +110,8 @@ func (p *proc) kill() {
 }
 
 // gemmErr compares c with the float64 product of a and b, element by element within
-// gemmTolerance: every element for results up to 4096 elements, a deterministic sample
-// of 256 for larger ones. It returns what was wrong, or nil; unlike checkGEMM it may be
+// gemmTolerance: every element for results up to 65536 elements, a deterministic sample
+// of 4096 for larger ones. It returns what was wrong, or nil; unlike checkGEMM it may be
 // called from any goroutine.
 func gemmErr(m, n, k int, a, b, c []float32) error {
 	if len(c) != m*n {
@@ -129,7 +129,7 @@ func gemmErr(m, n, k int, a, b, c []float32) error {
 		}
 		return nil
 	}
-	if m*n <= 4096 {
+	if m*n <= 1<<16 {
 		for i := 0; i < m; i++ {
 			for j := 0; j < n; j++ {
 				if err := check(i, j); err != nil {
@@ -140,7 +140,7 @@ func gemmErr(m, n, k int, a, b, c []float32) error {
 		return nil
 	}
 	r := rand.New(rand.NewPCG(uint64(m)*31+uint64(k), uint64(n)))
-	for s := 0; s < 256; s++ {
+	for s := 0; s < 4096; s++ {
 		if err := check(r.IntN(m), r.IntN(n)); err != nil {
 			return err
 		}
