@@ -456,7 +456,7 @@ func (d *Device) submit(s *slot) syscall.Errno {
 // complete hands a completed slot to its writer, or frees it when the writer has given
 // up. It never blocks.
 func (d *Device) complete(s *slot, usedLen uint32, errno syscall.Errno) {
-	s.usedLen, s.errno = usedLen, errno
+	s.errno = errno
 	if s.state.CompareAndSwap(slotWaiting, slotDone) {
 		s.done <- struct{}{}
 		return

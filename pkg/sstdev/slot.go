@@ -29,8 +29,7 @@ type slot struct {
 	timer *time.Timer   // its writer's timeout; stopped while the slot is free
 
 	// Set by the completion before it wakes the writer (through done).
-	usedLen uint32
-	errno   syscall.Errno
+	errno syscall.Errno
 
 	id uint64 // request_id of the request in flight, for logs
 }
