@@ -110,7 +110,7 @@ func (p *proc) kill() {
 }
 
 // gemmErr compares c with the float64 product of a and b, element by element within
-// gemmTolerance: every element for results up to 65536 elements, a deterministic sample
+// gemmTolerance: every element for results up to 4096 elements, a deterministic sample
 // of 4096 for larger ones. It returns what was wrong, or nil; unlike checkGEMM it may be
 // called from any goroutine.
 func gemmErr(m, n, k int, a, b, c []float32) error {
@@ -129,7 +129,7 @@ func gemmErr(m, n, k int, a, b, c []float32) error {
 		}
 		return nil
 	}
-	if m*n <= 1<<16 {
+	if m*n <= 4096 {
 		for i := 0; i < m; i++ {
 			for j := 0; j < n; j++ {
 				if err := check(i, j); err != nil {
