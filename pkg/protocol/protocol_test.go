@@ -323,3 +323,45 @@ func TestStrings(t *testing.T) {
 	assert.Equal(t, "UNKNOWN(2147483648)", RequestType(0x80000000).String())
 	assert.Equal(t, "UNKNOWN(4294967295)", Status(0xffffffff).String())
 }
+
+// TestFieldOffsets checks the exported offsets against Encode: each field written through
+// the structure is found at its offset, and request_id and user_data sit at the same
+// offsets in SSTRequest and SSTResponse (layer 4 copies them as one IDsSize block).
+func TestFieldOffsets(t *testing.T) {
+	req := Request{Type: ReqGEMM, Flags: 0x0A0B0C0D, RequestID: 0x0102030405060708, UserData: 0x1112131415161718}
+	rb, err := req.MarshalBinary()
+	require.NoError(t, err)
+	resp := Response{Status: StatusTimeout, Reserved: 0x21222324, RequestID: req.RequestID, UserData: req.UserData, Result: 0x3132333435363738}
+	pb, err := resp.MarshalBinary()
+	require.NoError(t, err)
+
+	assert.Equal(t, uint32(req.Type), le.Uint32(rb[RequestTypeOffset:]))
+	assert.Equal(t, req.Flags, le.Uint32(rb[RequestFlagsOffset:]))
+	assert.Equal(t, req.RequestID, le.Uint64(rb[RequestIDOffset:]))
+	assert.Equal(t, req.UserData, le.Uint64(rb[RequestUserDataOffset:]))
+	assert.Equal(t, uint32(resp.Status), le.Uint32(pb[ResponseStatusOffset:]))
+	assert.Equal(t, resp.Reserved, le.Uint32(pb[ResponseReservedOffset:]))
+	assert.Equal(t, resp.RequestID, le.Uint64(pb[ResponseRequestIDOffset:]))
+	assert.Equal(t, resp.UserData, le.Uint64(pb[ResponseUserDataOffset:]))
+	assert.Equal(t, resp.Result, le.Uint64(pb[ResponseResultOffset:]))
+	assert.Equal(t, rb[RequestIDOffset:][:IDsSize], pb[ResponseRequestIDOffset:][:IDsSize])
+}
+
+func TestDeviceInfo(t *testing.T) {
+	tests := []struct {
+		name string
+		caps Feature
+		want uint32
+	}{
+		{"base", BaseFeatures, 0b100111},
+		{"with events", BaseFeatures | FeatureEvents, 0b101111},
+		{"transport bits dropped", BaseFeatures | TransportFeatures, 0b100111},
+		{"none", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, Info{Version: 0x00010000, Capabilities: tt.want, MaxComputeUnits: 1000000, MemorySize: 0x10000000},
+				DeviceInfo(tt.caps))
+		})
+	}
+}

@@ -7,28 +7,30 @@ import (
 
 var le = binary.LittleEndian
 
-// Field offsets of SSTRequest, from the start of the structure.
+// Field offsets of SSTRequest, from the start of the structure. Code that reads or writes
+// single fields in place (layers 4 and 5) uses these instead of Decode and Encode.
 const (
-	reqOffType      = 0
-	reqOffFlags     = 4
-	reqOffRequestID = 8
-	reqOffUserData  = 16
-	reqOffPayload   = RequestHeaderSize
+	RequestTypeOffset     = 0
+	RequestFlagsOffset    = 4
+	RequestIDOffset       = 8 // the driver overwrites request_id in place
+	RequestUserDataOffset = 16
+	reqOffPayload         = RequestHeaderSize
 )
 
 // Field offsets of SSTResponse, from the start of the structure.
 const (
-	respOffStatus    = 0
-	respOffReserved  = 4
-	respOffRequestID = 8
-	respOffUserData  = 16
-	respOffResult    = 24
-	respOffPayload   = ResponseHeaderSize
+	ResponseStatusOffset    = 0
+	ResponseReservedOffset  = 4
+	ResponseRequestIDOffset = 8
+	ResponseUserDataOffset  = 16
+	ResponseResultOffset    = 24
+	respOffPayload          = ResponseHeaderSize
 )
 
-// RequestIDOffset is where request_id sits in an encoded SSTRequest; the driver overwrites
-// it in place.
-const RequestIDOffset = reqOffRequestID
+// IDsSize is the length of the request_id and user_data pair, which sits at the same
+// offsets (RequestIDOffset) in SSTRequest and SSTResponse, so a device can copy the two as
+// one block.
+const IDsSize = 16
 
 // DecodeError says which structure could not be decoded and why.
 type DecodeError struct {
@@ -67,10 +69,10 @@ func (r *Request) Encode(b []byte) error {
 	if err := checkSize("SSTRequest", b, RequestSize); err != nil {
 		return err
 	}
-	le.PutUint32(b[reqOffType:], uint32(r.Type))
-	le.PutUint32(b[reqOffFlags:], r.Flags)
-	le.PutUint64(b[reqOffRequestID:], r.RequestID)
-	le.PutUint64(b[reqOffUserData:], r.UserData)
+	le.PutUint32(b[RequestTypeOffset:], uint32(r.Type))
+	le.PutUint32(b[RequestFlagsOffset:], r.Flags)
+	le.PutUint64(b[RequestIDOffset:], r.RequestID)
+	le.PutUint64(b[RequestUserDataOffset:], r.UserData)
 	copy(b[reqOffPayload:], r.Payload[:])
 	return nil
 }
@@ -87,10 +89,10 @@ func (r *Request) Decode(b []byte) error {
 	if err := checkSize("SSTRequest", b, RequestSize); err != nil {
 		return err
 	}
-	r.Type = RequestType(le.Uint32(b[reqOffType:]))
-	r.Flags = le.Uint32(b[reqOffFlags:])
-	r.RequestID = le.Uint64(b[reqOffRequestID:])
-	r.UserData = le.Uint64(b[reqOffUserData:])
+	r.Type = RequestType(le.Uint32(b[RequestTypeOffset:]))
+	r.Flags = le.Uint32(b[RequestFlagsOffset:])
+	r.RequestID = le.Uint64(b[RequestIDOffset:])
+	r.UserData = le.Uint64(b[RequestUserDataOffset:])
 	copy(r.Payload[:], b[reqOffPayload:])
 	return nil
 }
@@ -246,11 +248,11 @@ func (r *Response) Encode(b []byte) error {
 	if err := checkSize("SSTResponse", b, ResponseSize); err != nil {
 		return err
 	}
-	le.PutUint32(b[respOffStatus:], uint32(r.Status))
-	le.PutUint32(b[respOffReserved:], r.Reserved)
-	le.PutUint64(b[respOffRequestID:], r.RequestID)
-	le.PutUint64(b[respOffUserData:], r.UserData)
-	le.PutUint64(b[respOffResult:], r.Result)
+	le.PutUint32(b[ResponseStatusOffset:], uint32(r.Status))
+	le.PutUint32(b[ResponseReservedOffset:], r.Reserved)
+	le.PutUint64(b[ResponseRequestIDOffset:], r.RequestID)
+	le.PutUint64(b[ResponseUserDataOffset:], r.UserData)
+	le.PutUint64(b[ResponseResultOffset:], r.Result)
 	copy(b[respOffPayload:], r.Payload[:])
 	return nil
 }
@@ -266,11 +268,11 @@ func (r *Response) Decode(b []byte) error {
 	if err := checkSize("SSTResponse", b, ResponseSize); err != nil {
 		return err
 	}
-	r.Status = Status(le.Uint32(b[respOffStatus:]))
-	r.Reserved = le.Uint32(b[respOffReserved:])
-	r.RequestID = le.Uint64(b[respOffRequestID:])
-	r.UserData = le.Uint64(b[respOffUserData:])
-	r.Result = le.Uint64(b[respOffResult:])
+	r.Status = Status(le.Uint32(b[ResponseStatusOffset:]))
+	r.Reserved = le.Uint32(b[ResponseReservedOffset:])
+	r.RequestID = le.Uint64(b[ResponseRequestIDOffset:])
+	r.UserData = le.Uint64(b[ResponseUserDataOffset:])
+	r.Result = le.Uint64(b[ResponseResultOffset:])
 	copy(r.Payload[:], b[respOffPayload:])
 	return nil
 }

@@ -10,9 +10,6 @@ import (
 	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
-// Capabilities is what GET_INFO reports, as the QEMU device does without an event link.
-const Capabilities = protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | protocol.FeatureReset
-
 // RequestError says why a request was answered INVALID. It is logged at debug level, never
 // returned to the client beyond the status.
 type RequestError struct {
@@ -67,12 +64,8 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 	case protocol.ReqReset:
 		c.reset()
 	case protocol.ReqGetInfo:
-		resp.SetInfo(protocol.Info{
-			Version:         protocol.Version,
-			Capabilities:    uint32(Capabilities),
-			MaxComputeUnits: protocol.MaxComputeUnits,
-			MemorySize:      protocol.DeviceMemorySize,
-		})
+		// As the QEMU device answers it without an event link.
+		resp.SetInfo(protocol.DeviceInfo(protocol.BaseFeatures))
 	default:
 		err = invalid(req, "unknown request type", nil)
 	}

@@ -14,20 +14,6 @@ import (
 
 var byteOrder = binary.LittleEndian // every wire structure is little-endian
 
-// Field offsets of the encoded SSTRequest and SSTResponse headers (protocol.md).
-const (
-	reqOffType      = 0
-	reqOffFlags     = 4
-	reqOffRequestID = protocol.RequestIDOffset
-	reqOffUserData  = 16
-
-	respOffStatus    = 0
-	respOffReserved  = 4
-	respOffRequestID = 8
-	respOffUserData  = 16
-	respOffResult    = 24
-)
-
 // fixedRequestSize is how much of a request's payload the handlers of every type but ECHO
 // and WRITE read: the GEMM fields (M, N, K, dtype_size, a_offset, b_offset), the longest
 // of the fixed-field payloads.
@@ -42,10 +28,10 @@ const fixedResultSize = 40
 // with it) and WRITE (which stores its data), the first fixedRequestSize bytes otherwise.
 // The rest of req.Payload keeps bytes of earlier requests, which no handler reads.
 func decodeRequest(req *protocol.Request, b []byte) {
-	req.Type = protocol.RequestType(byteOrder.Uint32(b[reqOffType:]))
-	req.Flags = byteOrder.Uint32(b[reqOffFlags:])
-	req.RequestID = byteOrder.Uint64(b[reqOffRequestID:])
-	req.UserData = byteOrder.Uint64(b[reqOffUserData:])
+	req.Type = protocol.RequestType(byteOrder.Uint32(b[protocol.RequestTypeOffset:]))
+	req.Flags = byteOrder.Uint32(b[protocol.RequestFlagsOffset:])
+	req.RequestID = byteOrder.Uint64(b[protocol.RequestIDOffset:])
+	req.UserData = byteOrder.Uint64(b[protocol.RequestUserDataOffset:])
 	payload := b[protocol.RequestHeaderSize:protocol.RequestSize]
 	switch req.Type {
 	case protocol.ReqEcho, protocol.ReqWrite:
@@ -79,11 +65,11 @@ func (r *reply) setUsed(n int) { r.used = max(r.used, n) }
 // zeros.
 func (r *reply) encode(b []byte) {
 	b = b[:protocol.ResponseSize]
-	byteOrder.PutUint32(b[respOffStatus:], uint32(r.Status))
-	byteOrder.PutUint32(b[respOffReserved:], r.Reserved)
-	byteOrder.PutUint64(b[respOffRequestID:], r.RequestID)
-	byteOrder.PutUint64(b[respOffUserData:], r.UserData)
-	byteOrder.PutUint64(b[respOffResult:], r.Result)
+	byteOrder.PutUint32(b[protocol.ResponseStatusOffset:], uint32(r.Status))
+	byteOrder.PutUint32(b[protocol.ResponseReservedOffset:], r.Reserved)
+	byteOrder.PutUint64(b[protocol.ResponseRequestIDOffset:], r.RequestID)
+	byteOrder.PutUint64(b[protocol.ResponseUserDataOffset:], r.UserData)
+	byteOrder.PutUint64(b[protocol.ResponseResultOffset:], r.Result)
 	n := copy(b[protocol.ResponseHeaderSize:], r.Payload[:r.used])
 	clear(b[protocol.ResponseHeaderSize+n:])
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sstemu/sstemu/pkg/protocol"
 	"github.com/sstemu/sstemu/pkg/sstdev"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
 
@@ -47,7 +46,7 @@ type scriptedBackend struct {
 }
 
 func (b *scriptedBackend) OfferedFeatures() protocol.Feature {
-	return virtiodev.BaseFeatures | virtiodev.TransportFeatures
+	return protocol.BaseFeatures | protocol.TransportFeatures
 }
 
 func (b *scriptedBackend) AckFeatures(f protocol.Feature) error {
@@ -57,13 +56,13 @@ func (b *scriptedBackend) AckFeatures(f protocol.Feature) error {
 	return b.ackErr
 }
 
-func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [virtiodev.NumQueues]virtqueue.Layout, irq func(int)) error {
+func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [protocol.NumQueues]virtqueue.Layout, irq func(int)) error {
 	if b.attachErr != nil {
 		return b.attachErr
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q, err := virtqueue.NewDevice(mem, l[virtiodev.QueueRequest], virtqueue.FeaturesFromBits(uint64(b.features)))
+	q, err := virtqueue.NewDevice(mem, l[protocol.QueueRequest], virtqueue.FeaturesFromBits(uint64(b.features)))
 	if err != nil {
 		return err
 	}
@@ -72,11 +71,11 @@ func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [virtiodev.NumQue
 			return err
 		}
 	}
-	evt, err := virtqueue.NewDevice(mem, l[virtiodev.QueueEvent], virtqueue.FeaturesFromBits(uint64(b.features)))
+	evt, err := virtqueue.NewDevice(mem, l[protocol.QueueEvent], virtqueue.FeaturesFromBits(uint64(b.features)))
 	if err != nil {
 		return err
 	}
-	b.mem, b.used, b.req, b.evt, b.evtUsed, b.irq = mem, l[virtiodev.QueueRequest].Used, q, evt, l[virtiodev.QueueEvent], irq
+	b.mem, b.used, b.req, b.evt, b.evtUsed, b.irq = mem, l[protocol.QueueRequest].Used, q, evt, l[protocol.QueueEvent], irq
 	return nil
 }
 
@@ -99,7 +98,7 @@ func (b *scriptedBackend) returnEvent(n uint32) bool {
 	}
 	irq := b.irq
 	b.mu.Unlock()
-	irq(virtiodev.QueueEvent)
+	irq(protocol.QueueEvent)
 	return true
 }
 
@@ -111,7 +110,7 @@ func (b *scriptedBackend) Reset() {
 }
 
 func (b *scriptedBackend) Notify(queue int) {
-	if queue != virtiodev.QueueRequest {
+	if queue != protocol.QueueRequest {
 		return
 	}
 	b.mu.Lock()
@@ -171,7 +170,7 @@ func (b *scriptedBackend) serve() {
 	need := q.NeedsInterrupt() || corrupted
 	b.mu.Unlock()
 	if need {
-		irq(virtiodev.QueueRequest)
+		irq(protocol.QueueRequest)
 	}
 }
 
@@ -248,7 +247,7 @@ func TestNotificationSuppression(t *testing.T) {
 		{"event idx, suppressed", true, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			features := sstdev.DriverFeatures &^ virtiodev.FeatureEventIdx
+			features := sstdev.DriverFeatures &^ protocol.FeatureEventIdx
 			if tc.eventIdx {
 				features = sstdev.DriverFeatures
 			}

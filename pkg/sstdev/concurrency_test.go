@@ -14,7 +14,6 @@ import (
 
 	"github.com/sstemu/sstemu/pkg/protocol"
 	"github.com/sstemu/sstemu/pkg/sstdev"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
 // requireAllFree checks that every slot is back and nothing is in flight.
@@ -38,12 +37,12 @@ func TestStress(t *testing.T) {
 		eventIdx bool
 	}{
 		{"event idx", 0, true},
-		{"flag suppression", sstdev.DriverFeatures &^ virtiodev.FeatureEventIdx, false},
+		{"flag suppression", sstdev.DriverFeatures &^ protocol.FeatureEventIdx, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l5 fakeL5
 			r := newRig(t, sstdev.Config{Features: tc.features}, l5.serve)
-			assert.Equal(t, tc.eventIdx, r.dev.Stats().Features&virtiodev.FeatureEventIdx != 0)
+			assert.Equal(t, tc.eventIdx, r.dev.Stats().Features&protocol.FeatureEventIdx != 0)
 
 			ids := make([][]uint64, writers)
 			errs := make(chan error, writers)

@@ -7,7 +7,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/protocol"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
 
@@ -16,7 +15,7 @@ const (
 	// MaxDevices is how many devices the driver supports: /dev/sst0 … /dev/sst15.
 	MaxDevices = 16
 	// QueueSize is the number of entries of each of the three virtqueues.
-	QueueSize = virtiodev.QueueSize
+	QueueSize = protocol.QueueSize
 	// descsPerRequest is the length of a request chain: the request, then the response.
 	descsPerRequest = 2
 	// NumSlots is the number of requests a device keeps in flight at once: every slot's
@@ -43,7 +42,7 @@ const (
 // suppression and VIRTIO_F_VERSION_1. Indirect descriptors are not accepted: the driver
 // always places direct two-descriptor chains.
 const DriverFeatures = protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory |
-	protocol.FeatureEvents | protocol.FeatureReset | virtiodev.FeatureEventIdx | virtiodev.FeatureVersion1
+	protocol.FeatureEvents | protocol.FeatureReset | protocol.FeatureEventIdx | protocol.FeatureVersion1
 
 // Backend is the virtio device a Device drives; *virtiodev.Device implements it. The
 // Device owns its Backend once bound: Close resets it and, if it implements io.Closer,
@@ -53,7 +52,7 @@ type Backend interface {
 	// negotiation, queue set-up (DRIVER_OK) and reset.
 	OfferedFeatures() protocol.Feature
 	AckFeatures(f protocol.Feature) error
-	Attach(mem *virtqueue.GuestMemory, layouts [virtiodev.NumQueues]virtqueue.Layout, interrupt func(queue int)) error
+	Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]virtqueue.Layout, interrupt func(queue int)) error
 	Reset()
 	// Notify is the available-buffer notification (the queue's doorbell); it must not
 	// block.

@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/protocol"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
 
@@ -23,7 +22,7 @@ type Device struct {
 	path    string
 	log     zerolog.Logger
 	mem     *virtqueue.GuestMemory
-	layouts [virtiodev.NumQueues]virtqueue.Layout
+	layouts [protocol.NumQueues]virtqueue.Layout
 	slots   [NumSlots]*slot
 	free    chan *slot // free slots; receiving one is the right to submit a request
 	evBufs  [NumEventBuffers]uint64
@@ -199,7 +198,7 @@ func (d *Device) probe(b Backend) error {
 	}
 	devConfig := b.Config()
 	rf := virtqueue.FeaturesFromBits(uint64(acked))
-	var drivers [virtiodev.NumQueues]*virtqueue.Driver
+	var drivers [protocol.NumQueues]*virtqueue.Driver
 	for q, l := range d.layouts {
 		drv, err := virtqueue.NewDriver(d.mem, l, rf)
 		if err != nil {
@@ -208,7 +207,7 @@ func (d *Device) probe(b Backend) error {
 		}
 		drivers[q] = drv
 	}
-	evt := drivers[virtiodev.QueueEvent]
+	evt := drivers[protocol.QueueEvent]
 	var evHead [QueueSize]uint64
 	for _, a := range d.evBufs {
 		head, err := evt.Add([]virtqueue.Buffer{{Addr: a, Len: protocol.EventSize, Writable: true}})
@@ -228,7 +227,7 @@ func (d *Device) probe(b Backend) error {
 	d.evt, d.evHead = evt, evHead
 	d.evMu.Unlock()
 	d.qmu.Lock()
-	d.be, d.req = b, drivers[virtiodev.QueueRequest]
+	d.be, d.req = b, drivers[protocol.QueueRequest]
 	d.features, d.devConfig = acked, devConfig
 	d.byHead, d.inFlight, d.broken = [QueueSize]*slot{}, 0, nil
 	d.active = true
@@ -448,7 +447,7 @@ func (d *Device) submit(s *slot) syscall.Errno {
 	d.stats.writes.Add(1)
 	if notify {
 		d.stats.notifies.Add(1)
-		b.Notify(virtiodev.QueueRequest)
+		b.Notify(protocol.QueueRequest)
 	}
 	return 0
 }
@@ -474,9 +473,9 @@ func (d *Device) complete(s *slot, usedLen uint32, errno syscall.Errno) {
 func (d *Device) interrupt(queue int) {
 	d.stats.interrupts.Add(1)
 	switch queue {
-	case virtiodev.QueueRequest:
+	case protocol.QueueRequest:
 		d.collectRequests()
-	case virtiodev.QueueEvent:
+	case protocol.QueueEvent:
 		d.collectEvents()
 	}
 }
@@ -617,7 +616,7 @@ func (d *Device) collectEvents() {
 		b := d.be
 		d.qmu.Unlock()
 		if b != nil {
-			b.Notify(virtiodev.QueueEvent)
+			b.Notify(protocol.QueueEvent)
 		}
 	}
 }

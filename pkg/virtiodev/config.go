@@ -6,22 +6,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/protocol"
-	"github.com/sstemu/sstemu/pkg/virtqueue"
-)
-
-// Queue indices of the virtio-sst device. Requests and their responses both travel on
-// QueueRequest; QueueResponse exists (the driver sets it up) but is never used;
-// QueueEvent carries SSTEvent buffers from device to driver.
-const (
-	QueueRequest  = 0
-	QueueResponse = 1
-	QueueEvent    = 2
-	// NumQueues is the number of virtqueues of the device.
-	NumQueues = 3
-	// QueueSize is the maximum (and the reference's only) size of each virtqueue.
-	QueueSize = 128
-	// MaxQueuePairs is SSTConfig.max_queues: one request queue.
-	MaxQueuePairs = 1
 )
 
 // Defaults of Config.
@@ -31,34 +15,18 @@ const (
 	DefaultEventBacklog = 64
 )
 
-// Transport feature bits (VirtIO 1.x §6) the device offers besides the virtio-sst bits of
-// package protocol. They live in the same 64-bit feature word.
-const (
-	FeatureIndirectDesc protocol.Feature = 1 << virtqueue.FeatureIndirectDesc
-	FeatureEventIdx     protocol.Feature = 1 << virtqueue.FeatureEventIdx
-	FeatureVersion1     protocol.Feature = 1 << 32
-)
-
-// Feature sets. The device always offers BaseFeatures and TransportFeatures, and adds
-// protocol.FeatureEvents while it is connected to the SST component.
-const (
-	BaseFeatures      = protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | protocol.FeatureReset
-	TransportFeatures = FeatureIndirectDesc | FeatureEventIdx | FeatureVersion1
-	// SupportedFeatures is every bit the device may ever offer; AckFeatures accepts any
-	// subset of it.
-	SupportedFeatures = BaseFeatures | protocol.FeatureEvents | TransportFeatures
-	// DeviceFeatureMask selects the device-specific bits (0–23) of a feature word: what
-	// GET_INFO reports as capabilities and the config space as features.
-	DeviceFeatureMask protocol.Feature = 1<<24 - 1
-)
+// SupportedFeatures is every bit the device may ever offer: protocol.BaseFeatures and
+// protocol.TransportFeatures always, protocol.FeatureEvents while it is connected to the
+// SST component. AckFeatures accepts any subset of it.
+const SupportedFeatures = protocol.BaseFeatures | protocol.FeatureEvents | protocol.TransportFeatures
 
 // Config configures a Device.
 type Config struct {
 	// DeviceID is SSTConfig.device_id (the QEMU property device-id).
 	DeviceID uint32
 	// Dialer opens the byte stream to the SST component (layer 5): PipeDialer for an
-	// in-process component, UnixDialer for an external one (--sst-socket). Nil means an
-	// in-process sstcomponent with its default configuration, owned by the device.
+	// in-process component, UnixDialer for an external one (--sst-socket). It is the only
+	// way the device knows layer 5, and it is required.
 	Dialer Dialer
 	// ReconnectMin and ReconnectMax bound the exponential back-off between connection
 	// attempts (defaults 50 ms and 1 s).
@@ -77,6 +45,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
+	if c.Dialer == nil {
+		return &ConfigError{Field: "Dialer", Reason: "nil: the device needs a link to an SST component"}
+	}
 	if c.ReconnectMin <= 0 {
 		c.ReconnectMin = DefaultReconnectMin
 	}

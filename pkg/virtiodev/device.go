@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/protocol"
-	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
 
@@ -22,7 +20,6 @@ type Device struct {
 	cfg  Config
 	log  zerolog.Logger
 	link *link
-	own  *sstcomponent.Component // the default in-process layer 5, if Config.Dialer was nil
 
 	negotiated atomic.Uint64 // protocol.Feature acknowledged by the driver
 	linkUp     atomic.Bool
@@ -37,8 +34,8 @@ type Device struct {
 	evMu    sync.Mutex
 	backlog eventBacklog
 
-	kick    [NumQueues]chan struct{} // driver notifications, coalesced
-	free    chan *slot               // pool of forwarding slots
+	kick    [protocol.NumQueues]chan struct{} // driver notifications, coalesced
+	free    chan *slot                        // pool of forwarding slots
 	scratch [protocol.ResponseSize]byte
 	ans     answerer // device goroutine's scratch for its own answers
 
@@ -62,7 +59,7 @@ type attachment struct {
 	interrupt func(queue int)
 	// broken marks a queue whose ring the driver corrupted (a sticky *RingError); the
 	// device ignores it until the next reset. Only the device goroutine touches it.
-	broken [NumQueues]bool
+	broken [protocol.NumQueues]bool
 }
 
 // New creates a device, starts its goroutines and begins connecting to the SST component
@@ -71,20 +68,11 @@ func New(cfg Config) (*Device, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	var own *sstcomponent.Component
-	if cfg.Dialer == nil {
-		c, err := sstcomponent.New(sstcomponent.Config{DeviceID: cfg.DeviceID, Logger: cfg.Logger})
-		if err != nil {
-			return nil, fmt.Errorf("virtiodev: default in-process SST component: %w", err)
-		}
-		own, cfg.Dialer = c, PipeDialer(c.ServeConn)
-	}
 	d := &Device{
-		own:      own,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		backlog:  newEventBacklog(cfg.EventBacklog),
-		free:     make(chan *slot, 2*QueueSize),
+		free:     make(chan *slot, 2*protocol.QueueSize),
 		idle:     make(chan struct{}, 1),
 		linkDone: make(chan struct{}),
 		stop:     make(chan struct{}),
@@ -111,15 +99,15 @@ func (d *Device) Config() protocol.Config {
 	return protocol.Config{
 		Version:   protocol.Version,
 		DeviceID:  d.cfg.DeviceID,
-		Features:  protocol.Feature(d.negotiated.Load()) & DeviceFeatureMask,
-		MaxQueues: MaxQueuePairs,
+		Features:  protocol.Feature(d.negotiated.Load()) & protocol.DeviceFeatureMask,
+		MaxQueues: protocol.MaxQueuePairs,
 	}
 }
 
-// OfferedFeatures returns the features the device offers now: BaseFeatures and
-// TransportFeatures, plus protocol.FeatureEvents while connected to the SST component.
+// OfferedFeatures returns the features the device offers now: protocol.BaseFeatures and
+// protocol.TransportFeatures, plus protocol.FeatureEvents while connected to the SST component.
 func (d *Device) OfferedFeatures() protocol.Feature {
-	f := BaseFeatures | TransportFeatures
+	f := protocol.BaseFeatures | protocol.TransportFeatures
 	if d.linkUp.Load() {
 		f |= protocol.FeatureEvents
 	}
@@ -129,7 +117,7 @@ func (d *Device) OfferedFeatures() protocol.Feature {
 // AckFeatures records the features the driver accepted. f must be a subset of
 // SupportedFeatures (EVENTS is accepted even while the link happens to be down, since
 // the offer follows the link); it must be called before Attach. The ring features
-// (FeatureEventIdx, FeatureIndirectDesc) take effect at Attach; GET_INFO reports the
+// (protocol.FeatureEventIdx, protocol.FeatureIndirectDesc) take effect at Attach; GET_INFO reports the
 // device-specific bits as capabilities.
 func (d *Device) AckFeatures(f protocol.Feature) error {
 	if d.closing.Load() {
@@ -158,8 +146,8 @@ func (d *Device) NegotiatedFeatures() protocol.Feature {
 // layout is accepted for it), interrupt the used-buffer notification the device raises
 // for a queue. interrupt may be nil (a polling driver); it may be called from several
 // device goroutines at once, must not block for long and must not call Attach, Reset,
-// Shutdown or Close. Each queue is at most QueueSize entries.
-func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [NumQueues]virtqueue.Layout, interrupt func(queue int)) error {
+// Shutdown or Close. Each queue is at most protocol.QueueSize entries.
+func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]virtqueue.Layout, interrupt func(queue int)) error {
 	if d.closing.Load() {
 		return ErrClosed
 	}
@@ -172,12 +160,12 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [NumQueues]virtqueue
 		return ErrAttached
 	}
 	f := virtqueue.FeaturesFromBits(d.negotiated.Load())
-	var queues [NumQueues]*virtqueue.Device
+	var queues [protocol.NumQueues]*virtqueue.Device
 	for q, l := range layouts {
-		if q == QueueResponse && l == (virtqueue.Layout{}) {
+		if q == protocol.QueueResponse && l == (virtqueue.Layout{}) {
 			continue
 		}
-		if l.Size > QueueSize {
+		if l.Size > protocol.QueueSize {
 			return &QueueError{Queue: q, Err: &virtqueue.LayoutError{Field: "size", Value: uint64(l.Size),
 				Reason: "larger than the device's queue size 128"}}
 		}
@@ -188,9 +176,9 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [NumQueues]virtqueue
 		queues[q] = vq
 	}
 	d.gen++
-	d.att = &attachment{gen: d.gen, req: queues[QueueRequest], evt: queues[QueueEvent], interrupt: interrupt}
-	d.signal(QueueRequest)
-	d.signal(QueueEvent)
+	d.att = &attachment{gen: d.gen, req: queues[protocol.QueueRequest], evt: queues[protocol.QueueEvent], interrupt: interrupt}
+	d.signal(protocol.QueueRequest)
+	d.signal(protocol.QueueEvent)
 	return nil
 }
 
@@ -199,7 +187,7 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [NumQueues]virtqueue
 // coalesce. Kicks of queue 1 and of unknown queues are ignored, as is any kick before
 // Attach.
 func (d *Device) Notify(queue int) {
-	if queue == QueueRequest || queue == QueueEvent {
+	if queue == protocol.QueueRequest || queue == protocol.QueueEvent {
 		d.signal(queue)
 	}
 }
@@ -257,10 +245,6 @@ func (d *Device) Shutdown(ctx context.Context) error {
 		<-d.linkDone
 		close(d.stop)
 		<-d.loopDone
-		if d.own != nil {
-			// Its only connection is already closed, so this returns at once.
-			_ = d.own.Shutdown(context.Background())
-		}
 	})
 	return d.closeErr
 }
@@ -279,9 +263,9 @@ func (d *Device) loop() {
 	defer close(d.loopDone)
 	for {
 		select {
-		case <-d.kick[QueueRequest]:
+		case <-d.kick[protocol.QueueRequest]:
 			d.serviceRequests()
-		case <-d.kick[QueueEvent]:
+		case <-d.kick[protocol.QueueEvent]:
 			d.serviceEvents()
 		case <-d.stop:
 			return
@@ -294,7 +278,7 @@ func (d *Device) loop() {
 func (d *Device) serviceRequests() {
 	d.attMu.RLock()
 	a := d.att
-	if a == nil || a.broken[QueueRequest] {
+	if a == nil || a.broken[protocol.QueueRequest] {
 		d.attMu.RUnlock()
 		return
 	}
@@ -302,8 +286,8 @@ func (d *Device) serviceRequests() {
 	for {
 		c, ok, err := a.req.Pop()
 		if err != nil {
-			if d.popFailed(a.req, QueueRequest, err) {
-				a.broken[QueueRequest] = true
+			if d.popFailed(a.req, protocol.QueueRequest, err) {
+				a.broken[protocol.QueueRequest] = true
 				break
 			}
 			continue
@@ -321,7 +305,7 @@ func (d *Device) serviceRequests() {
 	need := a.req.NeedsInterrupt()
 	d.attMu.RUnlock()
 	if need {
-		a.interrupt(QueueRequest)
+		a.interrupt(protocol.QueueRequest)
 	}
 }
 
@@ -329,7 +313,7 @@ func (d *Device) serviceRequests() {
 // until the next reset.
 func (d *Device) popFailed(q *virtqueue.Device, queue int, err error) (broken bool) {
 	d.stats.errors.Add(1)
-	if queue == QueueRequest {
+	if queue == protocol.QueueRequest {
 		d.stats.requests.Add(1)
 	}
 	var ce *virtqueue.ChainError
@@ -381,7 +365,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 		default:
 			d.ans.answer(s.req[:], resp, protocol.Feature(d.negotiated.Load()))
 			if t == protocol.ReqReset {
-				d.emit(protocol.EventReset, binary.LittleEndian.Uint64(s.req[idsOffset:]))
+				d.emit(protocol.EventReset, binary.LittleEndian.Uint64(s.req[protocol.RequestIDOffset:]))
 			}
 		}
 	}
@@ -407,7 +391,7 @@ func (d *Device) reply(q *virtqueue.Device, c virtqueue.Chain, resp []byte) {
 func (d *Device) complete(s *slot, resp []byte, st protocol.Status) {
 	switch st {
 	case protocol.StatusOK:
-		copy(resp[idsOffset:idsOffset+idsSize], s.req[idsOffset:idsOffset+idsSize])
+		copy(resp[protocol.ResponseRequestIDOffset:][:protocol.IDsSize], s.req[protocol.RequestIDOffset:][:protocol.IDsSize])
 	case protocol.StatusTimeout:
 		d.stats.timeouts.Add(1)
 		statusResponse(resp, st, s.req[:])
@@ -434,7 +418,7 @@ func (d *Device) flush() {
 	need := a != nil && a.req.NeedsInterrupt()
 	d.attMu.RUnlock()
 	if need {
-		a.interrupt(QueueRequest)
+		a.interrupt(protocol.QueueRequest)
 	}
 }
 
@@ -469,14 +453,14 @@ func (d *Device) emit(t protocol.EventType, data uint64) {
 	if dropped {
 		d.stats.eventsDropped.Add(1)
 	}
-	d.signal(QueueEvent)
+	d.signal(protocol.QueueEvent)
 }
 
 // serviceEvents fills posted event buffers from the backlog.
 func (d *Device) serviceEvents() {
 	d.attMu.RLock()
 	a := d.att
-	if a == nil || a.broken[QueueEvent] {
+	if a == nil || a.broken[protocol.QueueEvent] {
 		d.attMu.RUnlock()
 		return
 	}
@@ -485,8 +469,8 @@ func (d *Device) serviceEvents() {
 	for d.backlog.n > 0 {
 		c, ok, err := a.evt.Pop()
 		if err != nil {
-			if d.popFailed(a.evt, QueueEvent, err) {
-				a.broken[QueueEvent] = true
+			if d.popFailed(a.evt, protocol.QueueEvent, err) {
+				a.broken[protocol.QueueEvent] = true
 				break
 			}
 			continue
@@ -515,7 +499,7 @@ func (d *Device) serviceEvents() {
 	need := a.evt.NeedsInterrupt()
 	d.attMu.RUnlock()
 	if need {
-		a.interrupt(QueueEvent)
+		a.interrupt(protocol.QueueEvent)
 	}
 }
 

@@ -66,18 +66,6 @@ func TestRouteOf(t *testing.T) {
 	}
 }
 
-// TestSharedIDOffsets checks the assumption that request_id and user_data sit at the
-// same offsets in SSTRequest and SSTResponse (the device copies them as one block).
-func TestSharedIDOffsets(t *testing.T) {
-	req := protocol.Request{RequestID: 0x0102030405060708, UserData: 0x1112131415161718}
-	rb, err := req.MarshalBinary()
-	require.NoError(t, err)
-	resp := protocol.Response{RequestID: req.RequestID, UserData: req.UserData}
-	pb, err := resp.MarshalBinary()
-	require.NoError(t, err)
-	assert.Equal(t, rb[idsOffset:idsOffset+idsSize], pb[idsOffset:idsOffset+idsSize])
-}
-
 func TestNewConfigErrors(t *testing.T) {
 	d := newFakeSST().dialer()
 	tests := []struct {
@@ -88,6 +76,7 @@ func TestNewConfigErrors(t *testing.T) {
 		{"max below min", Config{Dialer: d, ReconnectMin: time.Second, ReconnectMax: time.Millisecond}, "ReconnectMax"},
 		{"negative timeout", Config{Dialer: d, ResponseTimeout: -1}, "ResponseTimeout"},
 		{"negative backlog", Config{Dialer: d, EventBacklog: -1}, "EventBacklog"},
+		{"no link to layer 5", Config{}, "Dialer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,14 +106,14 @@ func TestFeaturesAndConfig(t *testing.T) {
 	require.ErrorAs(t, dev.AckFeatures(protocol.FeatureMultiQueue|protocol.FeatureEcho), &fe)
 	assert.Equal(t, protocol.FeatureMultiQueue, fe.Acked&^fe.Supported)
 
-	require.NoError(t, dev.AckFeatures(protocol.FeatureEcho|protocol.FeatureEvents|FeatureEventIdx))
+	require.NoError(t, dev.AckFeatures(protocol.FeatureEcho|protocol.FeatureEvents|protocol.FeatureEventIdx))
 	assert.Equal(t, protocol.Config{Version: 0x00010000, DeviceID: 7,
 		Features: protocol.FeatureEcho | protocol.FeatureEvents, MaxQueues: 1}, dev.Config())
 
 	mem := virtqueue.NewGuestMemory(1 << 20)
-	var layouts [NumQueues]virtqueue.Layout
+	var layouts [protocol.NumQueues]virtqueue.Layout
 	for q := range layouts {
-		layouts[q], err = mem.AllocQueue(QueueSize)
+		layouts[q], err = mem.AllocQueue(protocol.QueueSize)
 		require.NoError(t, err)
 	}
 	require.NoError(t, dev.Attach(mem, layouts, nil))
@@ -140,26 +129,26 @@ func TestFeaturesAndConfig(t *testing.T) {
 	require.NoError(t, dev.Close())
 	assert.ErrorIs(t, dev.AckFeatures(0), ErrClosed)
 	assert.ErrorIs(t, dev.Attach(mem, layouts, nil), ErrClosed)
-	dev.Notify(QueueRequest) // a no-op, and must not block
+	dev.Notify(protocol.QueueRequest) // a no-op, and must not block
 }
 
 func TestAttachErrors(t *testing.T) {
 	mem := virtqueue.NewGuestMemory(1 << 20)
-	good, err := mem.AllocQueue(QueueSize)
+	good, err := mem.AllocQueue(protocol.QueueSize)
 	require.NoError(t, err)
-	good2, err := mem.AllocQueue(QueueSize)
+	good2, err := mem.AllocQueue(protocol.QueueSize)
 	require.NoError(t, err)
-	big, err := mem.AllocQueue(2 * QueueSize)
+	big, err := mem.AllocQueue(2 * protocol.QueueSize)
 	require.NoError(t, err)
 	tests := []struct {
 		name    string
-		layouts [NumQueues]virtqueue.Layout
+		layouts [protocol.NumQueues]virtqueue.Layout
 		queue   int // -1: accepted
 	}{
-		{"queue 1 unset", [NumQueues]virtqueue.Layout{good, {}, good2}, -1},
-		{"request queue too big", [NumQueues]virtqueue.Layout{big, {}, good2}, QueueRequest},
-		{"event queue unset", [NumQueues]virtqueue.Layout{good, {}, {}}, QueueEvent},
-		{"request queue outside memory", [NumQueues]virtqueue.Layout{{Size: 16, Desc: 1 << 30, Avail: 1 << 30, Used: 1 << 30}, {}, good2}, QueueRequest},
+		{"queue 1 unset", [protocol.NumQueues]virtqueue.Layout{good, {}, good2}, -1},
+		{"request queue too big", [protocol.NumQueues]virtqueue.Layout{big, {}, good2}, protocol.QueueRequest},
+		{"event queue unset", [protocol.NumQueues]virtqueue.Layout{good, {}, {}}, protocol.QueueEvent},
+		{"request queue outside memory", [protocol.NumQueues]virtqueue.Layout{{Size: 16, Desc: 1 << 30, Avail: 1 << 30, Used: 1 << 30}, {}, good2}, protocol.QueueRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,7 +171,7 @@ func TestAttachErrors(t *testing.T) {
 // out from protocol.md (device answers) or from the fake SST's definition (forwarded).
 func TestAnswers(t *testing.T) {
 	f := newFakeSST()
-	acked := protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | FeatureVersion1
+	acked := protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | protocol.FeatureVersion1
 	h := upHarness(t, f, harnessOpts{features: acked})
 
 	type check func(t *testing.T, req *protocol.Request, resp protocol.Response)
@@ -327,11 +316,11 @@ func TestMalformedChain(t *testing.T) {
 	ch := make(chan virtqueue.UsedElem, 1)
 	h.waiters[head] = ch
 	// desc.addr is the first field of descriptor head.
-	require.NoError(t, h.mem.WriteU64(h.layouts[QueueRequest].Desc+virtqueue.DescSize*uint64(head), guestMemSize+4096))
+	require.NoError(t, h.mem.WriteU64(h.layouts[protocol.QueueRequest].Desc+virtqueue.DescSize*uint64(head), guestMemSize+4096))
 	_, err = h.req.Publish()
 	h.mu.Unlock()
 	require.NoError(t, err)
-	h.dev.Notify(QueueRequest)
+	h.dev.Notify(protocol.QueueRequest)
 	u := h.wait(ch)
 	assert.Zero(t, u.Len)
 	st := h.dev.Stats()
@@ -520,7 +509,7 @@ func TestEventsOnLinkUpAndDown(t *testing.T) {
 	assert.Equal(t, protocol.EventReset, e.Type)
 	assert.Equal(t, uint64(55), e.Data)
 	assert.Equal(t, uint64(4), h.dev.Stats().Events)
-	assert.Positive(t, h.interrupts[QueueEvent].Load())
+	assert.Positive(t, h.interrupts[protocol.QueueEvent].Load())
 }
 
 // TestEventBacklog: events wait for buffers, the backlog keeps the newest, and a buffer
@@ -580,7 +569,7 @@ func TestResetDiscardsStale(t *testing.T) {
 	assert.Equal(t, zero, got, "stale answer written into guest memory")
 
 	f.delay.Store(0)
-	require.NoError(t, h.dev.AckFeatures(BaseFeatures))
+	require.NoError(t, h.dev.AckFeatures(protocol.BaseFeatures))
 	h.attach()
 	req := newRequest(protocol.ReqCompute, 2, 2)
 	resp, _ := h.do(req)
@@ -702,11 +691,11 @@ func TestCloseAnswersInFlight(t *testing.T) {
 // TestInterruptSuppression: with the driver's NO_INTERRUPT flag (or EVENT_IDX) set, the
 // device raises no interrupt, yet the answers are in the used ring.
 func TestInterruptSuppression(t *testing.T) {
-	for _, feats := range []protocol.Feature{BaseFeatures, BaseFeatures | FeatureEventIdx} {
+	for _, feats := range []protocol.Feature{protocol.BaseFeatures, protocol.BaseFeatures | protocol.FeatureEventIdx} {
 		t.Run(feats.String(), func(t *testing.T) {
 			h := upHarness(t, newFakeSST(), harnessOpts{features: feats})
 			require.NoError(t, h.req.DisableInterrupts())
-			before := h.interrupts[QueueRequest].Load()
+			before := h.interrupts[protocol.QueueRequest].Load()
 			chans := make([]<-chan virtqueue.UsedElem, 0, 2)
 			for i, typ := range []protocol.RequestType{protocol.ReqNoop, protocol.ReqCompute} {
 				p := <-h.pairs
@@ -717,7 +706,7 @@ func TestInterruptSuppression(t *testing.T) {
 					{Addr: p.respAddr, Len: protocol.ResponseSize, Writable: true}}))
 			}
 			eventually(t, "both answered", func() bool { return h.dev.Stats().Responses == 2 })
-			assert.Equal(t, before, h.interrupts[QueueRequest].Load(), "interrupt despite suppression")
+			assert.Equal(t, before, h.interrupts[protocol.QueueRequest].Load(), "interrupt despite suppression")
 			h.collect()
 			for _, ch := range chans {
 				assert.Equal(t, uint32(protocol.ResponseSize), h.wait(ch).Len)
@@ -727,7 +716,7 @@ func TestInterruptSuppression(t *testing.T) {
 			assert.False(t, pending)
 			resp, _ := h.do(newRequest(protocol.ReqNoop, 9, 9))
 			assert.Equal(t, protocol.StatusOK, resp.Status)
-			assert.Greater(t, h.interrupts[QueueRequest].Load(), before)
+			assert.Greater(t, h.interrupts[protocol.QueueRequest].Load(), before)
 		})
 	}
 }
@@ -765,17 +754,17 @@ func TestDialerGetsLifetimeContext(t *testing.T) {
 func TestBrokenRing(t *testing.T) {
 	h := upHarness(t, newFakeSST(), harnessOpts{})
 	const availIdxOffset = 2 // flags u16, then idx u16
-	require.NoError(t, h.mem.WriteU16(h.layouts[QueueRequest].Avail+availIdxOffset, 3*QueueSize))
-	h.dev.Notify(QueueRequest)
+	require.NoError(t, h.mem.WriteU16(h.layouts[protocol.QueueRequest].Avail+availIdxOffset, 3*protocol.QueueSize))
+	h.dev.Notify(protocol.QueueRequest)
 	eventually(t, "ring error counted", func() bool { return h.dev.Stats().Errors == 1 })
 	for range 5 {
-		h.dev.Notify(QueueRequest)
+		h.dev.Notify(protocol.QueueRequest)
 	}
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, uint64(1), h.dev.Stats().Errors)
 
 	h.dev.Reset()
-	require.NoError(t, h.dev.AckFeatures(BaseFeatures))
+	require.NoError(t, h.dev.AckFeatures(protocol.BaseFeatures))
 	h.attach()
 	resp, _ := h.do(newRequest(protocol.ReqNoop, 1, 2))
 	assert.Equal(t, protocol.StatusOK, resp.Status)
@@ -800,11 +789,11 @@ func TestOwnAnswerBytes(t *testing.T) {
 	}
 	zeros := make([]byte, protocol.MaxDataSize)
 	info := make([]byte, protocol.MaxDataSize)
-	le.PutUint32(info[0:], 0x00010000)                                      // version
-	le.PutUint32(info[4:], 0b101)                                           // capabilities: ECHO|MEMORY, the device bits negotiated
-	le.PutUint64(info[8:], 1000000)                                         // max_compute_units
-	le.PutUint64(info[16:], 0x10000000)                                     // memory_size
-	caps := protocol.FeatureEcho | protocol.FeatureMemory | FeatureVersion1 // VERSION_1 is no capability
+	le.PutUint32(info[0:], 0x00010000)                                               // version
+	le.PutUint32(info[4:], 0b101)                                                    // capabilities: ECHO|MEMORY, the device bits negotiated
+	le.PutUint64(info[8:], 1000000)                                                  // max_compute_units
+	le.PutUint64(info[16:], 0x10000000)                                              // memory_size
+	caps := protocol.FeatureEcho | protocol.FeatureMemory | protocol.FeatureVersion1 // VERSION_1 is no capability
 	tests := []struct {
 		name    string
 		typ     uint32
@@ -835,4 +824,14 @@ func TestOwnAnswerBytes(t *testing.T) {
 			assert.Equal(t, tt.payload(in), out[32:], "payload")
 		})
 	}
+}
+
+// TestTransportFeatureBits checks that the transport bits of package protocol are the bit
+// numbers package virtqueue reads from a negotiated feature word.
+func TestTransportFeatureBits(t *testing.T) {
+	assert.Equal(t, protocol.Feature(1)<<virtqueue.FeatureEventIdx, protocol.FeatureEventIdx)
+	assert.Equal(t, protocol.Feature(1)<<virtqueue.FeatureIndirectDesc, protocol.FeatureIndirectDesc)
+	assert.Equal(t, virtqueue.Features{EventIdx: true, IndirectDesc: true},
+		virtqueue.FeaturesFromBits(uint64(protocol.TransportFeatures)))
+	assert.Zero(t, protocol.TransportFeatures&protocol.DeviceFeatureMask, "transport bits lie above the device-specific ones")
 }

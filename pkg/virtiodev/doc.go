@@ -10,7 +10,7 @@
 //	offered := dev.OfferedFeatures()                 // feature negotiation
 //	err = dev.AckFeatures(offered & wanted)
 //	err = dev.Attach(mem, [3]virtqueue.Layout{req, resp, evt}, interrupt) // DRIVER_OK
-//	dev.Notify(virtiodev.QueueRequest)               // the driver's kick; never blocks
+//	dev.Notify(protocol.QueueRequest)                // the driver's kick; never blocks
 //	…interrupt(queue) is called when used buffers are ready…
 //	dev.Reset(); dev.Stats(); dev.Config(); dev.Shutdown(ctx) / dev.Close()
 //
@@ -35,8 +35,7 @@
 // # The link to layer 5
 //
 // The link is any byte stream a Dialer opens: an in-memory pipe to an in-process
-// component (PipeDialer; with a nil Config.Dialer the device runs its own default
-// sstcomponent) or a Unix socket to an external one (UnixDialer). A writer goroutine sends
+// component (PipeDialer) or a Unix socket to an external one (UnixDialer). A writer goroutine sends
 // queued requests in batches and a reader goroutine matches each whole response (never a
 // short read) to the oldest request outstanding, so many requests are in flight at once
 // and the device goroutine never waits on the link. On the in-memory pipe, whose writes

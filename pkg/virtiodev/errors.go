@@ -39,7 +39,7 @@ func (e *ConfigError) Error() string {
 
 // QueueError reports a queue layout that Attach refused.
 type QueueError struct {
-	Queue int   // queue index (QueueRequest, QueueResponse or QueueEvent)
+	Queue int   // queue index (protocol.QueueRequest, protocol.QueueResponse or protocol.QueueEvent)
 	Err   error // why
 }
 

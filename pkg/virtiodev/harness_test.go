@@ -31,7 +31,7 @@ type harness struct {
 	evt *virtqueue.Driver
 	dev *Device
 
-	layouts [NumQueues]virtqueue.Layout // of the current attachment
+	layouts [protocol.NumQueues]virtqueue.Layout // of the current attachment
 
 	mu      sync.Mutex
 	waiters map[uint16]chan virtqueue.UsedElem
@@ -40,7 +40,7 @@ type harness struct {
 	events  chan protocol.Event
 	evLens  chan uint32
 
-	interrupts [NumQueues]atomic.Uint64
+	interrupts [protocol.NumQueues]atomic.Uint64
 }
 
 // bufPair is one request buffer and one response buffer in guest memory.
@@ -60,7 +60,7 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 	h := &harness{
 		t: t, dev: dev, mem: virtqueue.NewGuestMemory(guestMemSize),
 		waiters: map[uint16]chan virtqueue.UsedElem{},
-		pairs:   make(chan bufPair, QueueSize),
+		pairs:   make(chan bufPair, protocol.QueueSize),
 		evHeads: map[uint16]uint64{},
 		events:  make(chan protocol.Event, 1024),
 		evLens:  make(chan uint32, 1024),
@@ -68,12 +68,12 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 	if !o.noAck {
 		f := o.features
 		if f == 0 {
-			f = BaseFeatures | TransportFeatures
+			f = protocol.BaseFeatures | protocol.TransportFeatures
 		}
 		require.NoError(t, dev.AckFeatures(f))
 	}
 	h.attach()
-	for range QueueSize {
+	for range protocol.QueueSize {
 		r, err := h.mem.Alloc(protocol.RequestSize, 8)
 		require.NoError(t, err)
 		w, err := h.mem.Alloc(protocol.ResponseSize, 8)
@@ -87,17 +87,17 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 func (h *harness) attach() {
 	h.t.Helper()
 	f := virtqueue.FeaturesFromBits(uint64(h.dev.NegotiatedFeatures()))
-	var layouts [NumQueues]virtqueue.Layout
+	var layouts [protocol.NumQueues]virtqueue.Layout
 	for q := range layouts {
-		l, err := h.mem.AllocQueue(QueueSize)
+		l, err := h.mem.AllocQueue(protocol.QueueSize)
 		require.NoError(h.t, err)
 		layouts[q] = l
 	}
 	h.layouts = layouts
 	var err error
-	h.req, err = virtqueue.NewDriver(h.mem, layouts[QueueRequest], f)
+	h.req, err = virtqueue.NewDriver(h.mem, layouts[protocol.QueueRequest], f)
 	require.NoError(h.t, err)
-	h.evt, err = virtqueue.NewDriver(h.mem, layouts[QueueEvent], f)
+	h.evt, err = virtqueue.NewDriver(h.mem, layouts[protocol.QueueEvent], f)
 	require.NoError(h.t, err)
 	h.mu.Lock()
 	h.waiters = map[uint16]chan virtqueue.UsedElem{}
@@ -110,9 +110,9 @@ func (h *harness) attach() {
 func (h *harness) interrupt(q int) {
 	h.interrupts[q].Add(1)
 	switch q {
-	case QueueRequest:
+	case protocol.QueueRequest:
 		h.collect()
-	case QueueEvent:
+	case protocol.QueueEvent:
 		h.collectEvents()
 	}
 }
@@ -184,7 +184,7 @@ func (h *harness) submit(bufs []virtqueue.Buffer) <-chan virtqueue.UsedElem {
 	h.mu.Unlock()
 	require.NoError(h.t, err)
 	if notify {
-		h.dev.Notify(QueueRequest)
+		h.dev.Notify(protocol.QueueRequest)
 	}
 	return ch
 }
@@ -241,7 +241,7 @@ func (h *harness) postEventBuffers(n int, size uint32) {
 	h.mu.Unlock()
 	require.NoError(h.t, err)
 	if notify {
-		h.dev.Notify(QueueEvent)
+		h.dev.Notify(protocol.QueueEvent)
 	}
 }
 

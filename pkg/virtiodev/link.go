@@ -433,7 +433,7 @@ func (f *fifo) at(i int) *slot { return f.buf[(f.head+i)&(len(f.buf)-1)] }
 
 func (f *fifo) push(s *slot) {
 	if f.n == len(f.buf) {
-		grown := make([]*slot, max(2*len(f.buf), 2*QueueSize))
+		grown := make([]*slot, max(2*len(f.buf), 2*protocol.QueueSize))
 		for i := range f.n {
 			grown[i] = f.at(i)
 		}

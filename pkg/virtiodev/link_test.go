@@ -195,7 +195,7 @@ func TestMemConn(t *testing.T) {
 
 func TestFIFOGrows(t *testing.T) {
 	var f fifo
-	slots := make([]*slot, 3*QueueSize+5)
+	slots := make([]*slot, 3*protocol.QueueSize+5)
 	for i := range slots {
 		slots[i] = new(slot)
 	}

@@ -6,14 +6,6 @@ import (
 	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
-// Byte ranges shared by SSTRequest and SSTResponse: request_id (u64) and user_data (u64)
-// sit at offsets 8 and 16 in both, so the device copies them as one 16-byte block.
-const (
-	idsOffset = protocol.RequestIDOffset
-	idsSize   = 16
-	typeSize  = 4 // SSTRequest.type, u32 at offset 0
-)
-
 // Route says who answers a request type.
 type Route uint8
 
@@ -53,9 +45,9 @@ func RouteOf(t protocol.RequestType) Route {
 	}
 }
 
-// requestType reads SSTRequest.type from an encoded request of at least typeSize bytes.
+// requestType reads SSTRequest.type from an encoded request of at least 4 bytes.
 func requestType(req []byte) protocol.RequestType {
-	return protocol.RequestType(binary.LittleEndian.Uint32(req[:typeSize]))
+	return protocol.RequestType(binary.LittleEndian.Uint32(req[protocol.RequestTypeOffset:]))
 }
 
 // answerer builds the responses the device gives by itself. It owns a scratch structure,
@@ -78,15 +70,10 @@ func (a *answerer) answer(in, out []byte, caps protocol.Feature) {
 	case protocol.ReqGetInfo:
 		a.resp = protocol.Response{
 			Status:    protocol.StatusOK,
-			RequestID: binary.LittleEndian.Uint64(in[idsOffset:]),
-			UserData:  binary.LittleEndian.Uint64(in[idsOffset+8:]),
+			RequestID: binary.LittleEndian.Uint64(in[protocol.RequestIDOffset:]),
+			UserData:  binary.LittleEndian.Uint64(in[protocol.RequestUserDataOffset:]),
 		}
-		a.resp.SetInfo(protocol.Info{
-			Version:         protocol.Version,
-			Capabilities:    uint32(caps & DeviceFeatureMask),
-			MaxComputeUnits: protocol.MaxComputeUnits,
-			MemorySize:      protocol.DeviceMemorySize,
-		})
+		a.resp.SetInfo(protocol.DeviceInfo(caps))
 		_ = a.resp.Encode(out) // out is exactly ResponseSize long
 	default:
 		statusResponse(out, protocol.StatusInvalid, in)
@@ -98,8 +85,8 @@ func (a *answerer) answer(in, out []byte, caps protocol.Feature) {
 // too short to hold whole stays zero.
 func statusResponse(out []byte, st protocol.Status, in []byte) {
 	clear(out)
-	binary.LittleEndian.PutUint32(out, uint32(st))
-	for off := idsOffset; off < idsOffset+idsSize; off += 8 {
+	binary.LittleEndian.PutUint32(out[protocol.ResponseStatusOffset:], uint32(st))
+	for off := protocol.RequestIDOffset; off < protocol.RequestIDOffset+protocol.IDsSize; off += 8 {
 		if len(in) >= off+8 {
 			copy(out[off:off+8], in[off:off+8])
 		}

@@ -49,7 +49,7 @@ func rooflineGEMM(m, n, k, flopsPerCycle float64) protocol.GEMMResult {
 // advances by each COMPUTE's and GEMM's cycles.
 func TestWithSSTComponent(t *testing.T) {
 	comp := newComponent(t)
-	h := newHarness(t, fastConfig(PipeDialer(comp.ServeConn)), harnessOpts{features: BaseFeatures})
+	h := newHarness(t, fastConfig(PipeDialer(comp.ServeConn)), harnessOpts{features: protocol.BaseFeatures})
 	eventually(t, "link up", func() bool { return h.dev.Stats().LinkUp })
 
 	data := []byte("the quick brown fox jumps over the lazy dog")
@@ -188,18 +188,4 @@ func BenchmarkRoundTripSST(b *testing.B) {
 
 func BenchmarkRoundTripSSTParallel(b *testing.B) {
 	benchRoundTrips(b, PipeDialer(newComponent(b).ServeConn), true)
-}
-
-// TestDefaultInProcessSST: with no Dialer the device runs its own component with the
-// reference's defaults (COMPUTE latency_model 0 costs 100 cycles per unit).
-func TestDefaultInProcessSST(t *testing.T) {
-	h := newHarness(t, Config{}, harnessOpts{})
-	eventually(t, "link up", func() bool { return h.dev.Stats().LinkUp })
-	r := &protocol.Request{RequestID: 1}
-	r.SetCompute(protocol.Compute{ComputeUnits: 5})
-	resp, _ := h.do(r)
-	assert.Equal(t, protocol.StatusOK, resp.Status)
-	assert.Equal(t, protocol.ComputeResult{Cycles: 500, Timestamp: 0}, resp.Compute())
-	require.NoError(t, h.dev.Close())
-	assert.False(t, h.dev.Stats().LinkUp)
 }
