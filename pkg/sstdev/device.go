@@ -1,6 +1,7 @@
 package sstdev
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,9 @@ type Device struct {
 	evHead    [QueueSize]uint64 // head descriptor → event buffer address
 	lastEvent protocol.Event
 	linkUp    bool
+	// linkUpCh is closed when a LINK_UP event makes linkUp true and replaced by an open
+	// one when LINK_DOWN makes it false: WaitLinkUp waits on it.
+	linkUpCh chan struct{}
 
 	stats counters
 }
@@ -107,6 +111,8 @@ func New(cfg Config) (*Device, error) {
 		mem:  virtqueue.NewGuestMemory(GuestMemorySize),
 		free: make(chan *slot, NumSlots),
 		gone: make(chan struct{}),
+
+		linkUpCh: make(chan struct{}),
 	}
 	d.log = cfg.Logger.With().Str("device", d.path).Logger()
 	d.resetDone = sync.NewCond(&d.qmu)
@@ -349,6 +355,27 @@ func (d *Device) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// WaitLinkUp waits until the device reports, with a LINK_UP event on its event queue,
+// that it is connected to the SST component; it returns at once if the latest link event
+// was LINK_UP. It returns ctx's error when ctx ends first and ErrClosed when the device is
+// closed. Until the link is up, timing requests are answered NO_DEVICE.
+func (d *Device) WaitLinkUp(ctx context.Context) error {
+	d.evMu.Lock()
+	up, ch := d.linkUp, d.linkUpCh
+	d.evMu.Unlock()
+	if up {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-d.gone:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats returns a snapshot of the device's counters.
@@ -640,9 +667,15 @@ func (d *Device) recordEvent(addr uint64, n uint32, raw []byte) {
 	d.lastEvent = e
 	switch e.Type {
 	case protocol.EventLinkUp:
+		if !d.linkUp {
+			close(d.linkUpCh)
+		}
 		d.linkUp = true
 		d.log.Info().Uint64("connection", e.Data).Msg("sstdev: device connected to the SST component")
 	case protocol.EventLinkDown:
+		if d.linkUp {
+			d.linkUpCh = make(chan struct{})
+		}
 		d.linkUp = false
 		d.log.Warn().Uint64("connection", e.Data).Msg("sstdev: device lost the SST component")
 	default:

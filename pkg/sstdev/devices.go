@@ -1,6 +1,7 @@
 package sstdev
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,17 @@ func (s *Devices) Stats() []Stats {
 		out[i] = d.Stats()
 	}
 	return out
+}
+
+// WaitLinkUp waits until every device's link to the SST component is up (see
+// Device.WaitLinkUp); it returns the first device's error otherwise.
+func (s *Devices) WaitLinkUp(ctx context.Context) error {
+	for _, d := range s.devs {
+		if err := d.WaitLinkUp(ctx); err != nil {
+			return fmt.Errorf("sstdev: %s: waiting for the link to the SST component: %w", d.path, err)
+		}
+	}
+	return nil
 }
 
 // Close closes every device (and its backend) and returns their errors joined.

@@ -40,7 +40,7 @@ func closedFileError(op, path string) error {
 	return &os.PathError{Op: op, Path: path, Err: closedError{}}
 }
 
-// ErrClosed is returned by Bind and Reset after Close.
+// ErrClosed is returned by Bind, Reset and WaitLinkUp after Close.
 var ErrClosed = errors.New("sstdev: device closed")
 
 // ErrBound is returned by Bind on a Device that already has a backend.

@@ -66,7 +66,7 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, d.Bind(newBackend(t, l5.serve)))
 	require.True(t, d.Ready())
 	require.ErrorIs(t, d.Bind(newBackend(t, l5.serve)), sstdev.ErrBound)
-	eventually(t, "link up", func() bool { return d.Stats().LinkUp })
+	waitLinkUp(t, d)
 
 	cs := d.DeviceConfig()
 	assert.Equal(t, uint32(0x00010000), cs.Version)

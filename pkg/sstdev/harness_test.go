@@ -180,7 +180,7 @@ func newRig(t testing.TB, cfg sstdev.Config, serve func(context.Context, io.Read
 		require.NoError(t, err)
 	}
 	t.Cleanup(func() { _ = d.Close() })
-	eventually(t, "link up event", func() bool { return d.Stats().LinkUp })
+	waitLinkUp(t, d)
 	return &rig{dev: d, backend: b}
 }
 
@@ -190,6 +190,14 @@ func (r *rig) open(t testing.TB) *sstdev.File {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
 	return f
+}
+
+// waitLinkUp waits, at most waitLimit, for the device's LINK_UP event.
+func waitLinkUp(t testing.TB, d *sstdev.Device) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	require.NoError(t, d.WaitLinkUp(ctx))
 }
 
 // eventually polls cond until it holds or fails the test.
