@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"time"
@@ -16,8 +15,8 @@ import (
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
+	"github.com/sstemu/sstemu/pkg/stack"
 	"github.com/sstemu/sstemu/pkg/tcpfront"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
 // serveCommand is `sstemu serve`: the whole stack, or layers 1–4 with an external SST, or
@@ -64,23 +63,13 @@ func serveCommand() *cli.Command {
 	}
 }
 
-// stack is the running layers, top to bottom; the lower ones are nil when replaced by real
-// ones.
-type stack struct {
-	front     *tcpfront.Server        // L1
-	server    *deviceserver.Server    // L2
-	chardevs  *sstdev.Devices         // L3
-	virtio    []*virtiodev.Device     // L4
-	component *sstcomponent.Component // L5, in-process
-}
-
 func runServe(c *cli.Context) error {
 	log, err := newLogger(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
 	if c.IsSet("sst-socket") && c.IsSet("device") {
-		return errors.New("--sst-socket and --device exclude each other: --device replaces layers 3–5, --sst-socket layer 5")
+		return fmt.Errorf("--sst-socket and --device: %w", stack.ErrExclusive)
 	}
 	if n := c.Int("devices"); n < 1 || n > sstdev.MaxDevices {
 		return fmt.Errorf("--devices %d: want 1 … %d", n, sstdev.MaxDevices)
@@ -90,21 +79,28 @@ func runServe(c *cli.Context) error {
 	ctx, stop := withShutdownSignals(c.Context)
 	defer stop()
 
-	st, err := buildStack(ctx, c, log)
+	opts, err := stackOptions(c, log)
+	if err != nil {
+		return err
+	}
+	// The five layers, wired from the bottom up by stack.Build: L5 the SST component (or
+	// --sst-socket), L4 the virtio-sst devices, L3 /dev/sst0 … (or --device for L3–L5),
+	// L2 the device server, L1 the DeviceGEMM front end, which is served below.
+	st, err := stack.Build(ctx, opts)
 	if err != nil {
 		return err
 	}
 	// Bind every listener before serving anything, so a failure leaves nothing running.
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
-		st.close(log)
+		closeStack(st, log)
 		return fmt.Errorf("--listen: %w", err)
 	}
 	var hl net.Listener
 	if addr := c.String("http"); addr != "" {
 		if hl, err = net.Listen("tcp", addr); err != nil {
 			ln.Close()
-			st.close(log)
+			closeStack(st, log)
 			return fmt.Errorf("--http: %w", err)
 		}
 	}
@@ -112,7 +108,7 @@ func runServe(c *cli.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	log.Info().Str("component", "tcpfront").Str("addr", ln.Addr().String()).Msg("listening")
 	g.Go(func() error {
-		if err := st.front.Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
+		if err := st.Front().Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -134,186 +130,46 @@ func runServe(c *cli.Context) error {
 		log.Info().Msg("shutting down: finishing the ops in flight")
 		sctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
 		defer cancel()
-		err := st.front.Shutdown(sctx)
+		err := st.Front().Shutdown(sctx)
 		if stats != nil {
 			err = errors.Join(err, stats.Shutdown(sctx))
 		}
 		return err
 	})
 	runErr := g.Wait()
-	st.close(log)
-	if err := st.writeReport(c.App.Writer); err != nil {
+	closeStack(st, log)
+	if err := st.WriteReport(c.App.Writer); err != nil {
 		return err
 	}
 	return runErr
 }
 
-// buildStack wires the layers bottom-up: L5, L4, L3, L2, L1.
-func buildStack(ctx context.Context, c *cli.Context, log zerolog.Logger) (*stack, error) {
-	st := &stack{}
-	var openers []deviceserver.Opener
-	if path := c.String("device"); path != "" {
-		// Layers 3–5 are real: the device server opens the device file as it would in a guest.
-		openers = []deviceserver.Opener{deviceserver.FileOpener(path)}
-		log.Info().Str("device", path).Msg("layers 3–5: device file")
-	} else {
-		// Layer 5: the SST component, in-process unless --sst-socket names an external one.
-		var dial virtiodev.Dialer
-		if path := c.String("sst-socket"); path != "" {
-			dial = virtiodev.UnixDialer(path)
-			log.Info().Str("sst_socket", path).Msg("layer 5: external SST component")
-		} else {
-			spec, err := modelSpecFromFlags(c)
-			if err != nil {
-				return nil, err
-			}
-			hz, err := sstcomponent.ParseFrequency(c.String("clock"))
-			if err != nil {
-				return nil, fmt.Errorf("--clock: %w", err)
-			}
-			st.component, err = sstcomponent.New(sstcomponent.Config{
-				ClockHz: hz, Model: spec.Kind, Params: spec.Params,
-				Logger: log.With().Str("layer", "sst").Logger(),
-			})
-			if err != nil {
-				return nil, err
-			}
-			dial = virtiodev.PipeDialer(st.component.ServeConn)
-			log.Info().Str("model", spec.Kind).Str("preset", spec.Preset).Msg("layer 5: in-process SST component")
-		}
+// closeStack releases the layers once layer 1 has stopped; what fails to close is logged.
+func closeStack(st *stack.Stack, log zerolog.Logger) {
+	if err := st.Close(); err != nil {
+		log.Warn().Err(err).Msg("closing the layers")
+	}
+}
 
-		// Layer 4: one virtio-sst device per /dev/sstN, each with its own link to layer 5.
-		n := c.Int("devices")
-		for i := range n {
-			d, err := virtiodev.New(virtiodev.Config{
-				DeviceID: uint32(i), Dialer: dial,
-				Logger: log.With().Str("layer", "virtio").Int("device", i).Logger(),
-			})
-			if err != nil {
-				st.close(log)
-				return nil, err
-			}
-			st.virtio = append(st.virtio, d)
-		}
-
-		// Layer 3: the driver binds each virtio device and presents /dev/sstN.
-		devs, err := sstdev.NewDevices(n, sstdev.Config{
-			Timeout: c.Duration("device-timeout"),
-			Logger:  log.With().Str("layer", "sstdev").Logger(),
-		}, func(i int) (sstdev.Backend, error) { return st.virtio[i], nil })
+// stackOptions reads the layers' flags: which layers run in-process and how.
+func stackOptions(c *cli.Context, log zerolog.Logger) (stack.Options, error) {
+	opts := stack.Options{
+		SSTSocket: c.String("sst-socket"), DeviceFile: c.String("device"),
+		Devices: c.Int("devices"), DeviceTimeout: c.Duration("device-timeout"),
+		MaxHandles: c.Int("max-inflight"),
+		Addr:       c.String("listen"), MaxOpBytes: c.Int64("max-op-bytes"), MaxInflightBytes: c.Int64("max-inflight-bytes"),
+		MaxConns: c.Int("max-conns"), ReadTimeout: c.Duration("read-timeout"),
+		Logger: log,
+	}
+	if opts.SSTSocket == "" && opts.DeviceFile == "" {
+		spec, err := modelSpecFromFlags(c)
 		if err != nil {
-			st.close(log)
-			return nil, err
+			return stack.Options{}, err
 		}
-		st.chardevs = devs
-		for _, d := range devs.All() {
-			openers = append(openers, func() (deviceserver.DeviceFile, error) {
-				f, err := d.Open()
-				if err != nil {
-					return nil, err // a nil interface, not a nil *sstdev.File
-				}
-				return f, nil
-			})
-		}
-		waitForLinks(ctx, devs, linkWait, log)
-	}
-
-	// Layer 2: the device server, timing ops through the device handles.
-	st.server = deviceserver.New(deviceserver.Config{
-		Devices: openers, MaxHandles: c.Int("max-inflight"),
-		Logger: log.With().Str("layer", "deviceserver").Logger(),
-	})
-
-	// Layer 1: the DeviceGEMM front end.
-	st.front = &tcpfront.Server{
-		Addr: c.String("listen"), Executor: st.server,
-		MaxOpBytes: c.Int64("max-op-bytes"), MaxInflightBytes: c.Int64("max-inflight-bytes"), MaxConns: c.Int("max-conns"),
-		ReadTimeout: c.Duration("read-timeout"),
-		Logger:      log.With().Str("layer", "tcpfront").Logger(),
-	}
-	return st, nil
-}
-
-// linkWait bounds how long serve waits at start-up for the devices' links to layer 5; an
-// in-process SST is linked in microseconds, an external one may not be running yet.
-const linkWait = 2 * time.Second
-
-// waitForLinks waits until every device's link to layer 5 is up, so the first ops are timed
-// rather than answered NO_DEVICE; after linkWait it goes on, with a warning: ops are then
-// served untimed until the SST component appears.
-func waitForLinks(ctx context.Context, devs *sstdev.Devices, limit time.Duration, log zerolog.Logger) {
-	deadline := time.Now().Add(limit)
-	for {
-		down := 0
-		for _, st := range devs.Stats() {
-			if !st.LinkUp {
-				down++
-			}
-		}
-		if down == 0 {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			log.Warn().Int("devices_down", down).Dur("waited", limit).
-				Msg("layer 5 is not reachable yet: ops are served untimed until it is")
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// close releases the layers top-down, once layer 1 has stopped.
-func (st *stack) close(log zerolog.Logger) {
-	if st.server != nil {
-		if err := st.server.Close(); err != nil {
-			log.Warn().Err(err).Msg("closing device handles")
+		opts.Model, opts.Params, opts.Preset = spec.Kind, spec.Params, spec.Preset
+		if opts.ClockHz, err = sstcomponent.ParseFrequency(c.String("clock")); err != nil {
+			return stack.Options{}, fmt.Errorf("--clock: %w", err)
 		}
 	}
-	if st.chardevs != nil {
-		if err := st.chardevs.Close(); err != nil { // closes the virtio devices bound to them
-			log.Warn().Err(err).Msg("closing devices")
-		}
-	} else {
-		for _, d := range st.virtio {
-			d.Close()
-		}
-	}
-	if st.component != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := st.component.Shutdown(ctx); err != nil && !errors.Is(err, sstcomponent.ErrClosed) {
-			log.Warn().Err(err).Msg("shutting down the SST component")
-		}
-	}
-}
-
-// writeReport prints each layer's statistics, top-down, as SST prints its component's at
-// finish.
-func (st *stack) writeReport(w io.Writer) error {
-	f := st.front.Stats()
-	s := st.server.Stats()
-	fmt.Fprintf(w, "sstemu: front end: %d ops (GEMM %d, CONV %d, MATMUL %d), %d connections, %d bytes in, %d bytes out\n",
-		f.Ops, f.OpsGEMM, f.OpsConv, f.OpsMatmul, f.TotalConns, f.BytesIn, f.BytesOut)
-	for _, kind := range tcpfront.AllErrorKinds() {
-		if n := f.Errors[kind]; n > 0 {
-			fmt.Fprintf(w, "sstemu: front end: %d connections closed for %s\n", n, kind)
-		}
-	}
-	fmt.Fprintf(w, "sstemu: device server: %d ops, %d timed, %d untimed, %d invalid, %d timing requests, %d cycles\n",
-		s.Ops, s.Timed, s.Untimed, s.Failed, s.TimingRequest, s.Cycles)
-	if st.chardevs != nil {
-		for i, d := range st.chardevs.Stats() {
-			fmt.Fprintf(w, "sstemu: /dev/sst%d: %d writes, %d answers, %d timeouts, %d late answers\n",
-				i, d.Writes, d.Answers, d.Timeouts, d.LateAnswers)
-		}
-	}
-	for i, d := range st.virtio {
-		v := d.Stats()
-		fmt.Fprintf(w, "sstemu: virtio-sst %d: %d requests, %d responses, %d events, %d errors, %d forwarded, %d no-device\n",
-			i, v.Requests, v.Responses, v.Events, v.Errors, v.Forwarded, v.NoDevice)
-	}
-	if st.component != nil {
-		return st.component.WriteReport(w)
-	}
-	return nil
+	return opts, nil
 }

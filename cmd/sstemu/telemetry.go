@@ -12,36 +12,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/sstemu/sstemu/pkg/deviceserver"
-	"github.com/sstemu/sstemu/pkg/sstcomponent"
-	"github.com/sstemu/sstemu/pkg/sstdev"
-	"github.com/sstemu/sstemu/pkg/tcpfront"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
+	"github.com/sstemu/sstemu/pkg/stack"
 )
 
-// snapshot is every layer's statistics at one moment, as /stats serves it.
+// snapshot is the process's and every layer's statistics at one moment, as /stats
+// serves it.
 type snapshot struct {
-	Process      processStats        `json:"process"`
-	Front        tcpfront.Stats      `json:"front"`
-	DeviceServer deviceserver.Stats  `json:"device_server"`
-	CharDevices  []sstdev.Stats      `json:"char_devices,omitempty"`
-	Virtio       []virtiodev.Stats   `json:"virtio,omitempty"`
-	SST          *sstcomponent.Stats `json:"sst,omitempty"`
+	Process processStats `json:"process"`
+	stack.Stats
 }
 
-func (st *stack) snapshot() snapshot {
-	s := snapshot{Process: readProcessStats(), Front: st.front.Stats(), DeviceServer: st.server.Stats()}
-	if st.chardevs != nil {
-		s.CharDevices = st.chardevs.Stats()
-	}
-	for _, d := range st.virtio {
-		s.Virtio = append(s.Virtio, d.Stats())
-	}
-	if st.component != nil {
-		c := st.component.Stats()
-		s.SST = &c
-	}
-	return s
+func takeSnapshot(st *stack.Stack) snapshot {
+	return snapshot{Process: readProcessStats(), Stats: st.Stats()}
 }
 
 // processStats are the process-wide numbers a leak check compares before and after.
@@ -60,7 +42,7 @@ func readProcessStats() processStats {
 
 // statsHandler serves /stats (the snapshot as JSON) and /metrics (the same numbers in
 // Prometheus text format).
-func statsHandler(st *stack) http.Handler {
+func statsHandler(st *stack.Stack) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(snapshotCollector{st})
 	mux := http.NewServeMux()
@@ -68,7 +50,7 @@ func statsHandler(st *stack) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(st.snapshot())
+		_ = enc.Encode(takeSnapshot(st))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
@@ -78,14 +60,14 @@ func statsHandler(st *stack) http.Handler {
 // e.g. sstemu_virtio_forwarded{index="0"}, so a statistic added to any layer's Stats shows
 // up in /metrics without a second list to maintain. It is an unchecked collector: the
 // metric set follows the snapshot.
-type snapshotCollector struct{ st *stack }
+type snapshotCollector struct{ st *stack.Stack }
 
 // Describe sends nothing, which makes the collector unchecked.
 func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect flattens the snapshot's JSON form into gauges.
 func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	raw, err := json.Marshal(c.st.snapshot())
+	raw, err := json.Marshal(takeSnapshot(c.st))
 	if err != nil {
 		return
 	}
