@@ -8,9 +8,7 @@ import (
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/linalg"
-	"github.com/sstemu/sstemu/pkg/sstcomponent"
-	"github.com/sstemu/sstemu/pkg/sstdev"
-	"github.com/sstemu/sstemu/pkg/virtiodev"
+	"github.com/sstemu/sstemu/pkg/stack"
 )
 
 // timingCallers is how many goroutines ask for timings at once in the parallel benchmark
@@ -23,42 +21,21 @@ const linkUpWait = 5 * time.Second
 // benchShape is the small op of the reference client (protocol.md's example), 4×16×8.
 var benchShape = []linalg.GEMMShape{{M: 4, N: 16, K: 8}}
 
-// newTimingStack wires layers 2–5 in-process exactly as `sstemu serve` does with one
-// device: the SST component (L5) behind virtiodev.PipeDialer, one virtio-sst device (L4),
-// /dev/sst0 bound to it (L3) and the device server (L2) opening handles on it.
+// newTimingStack builds the in-process stack exactly as `sstemu serve` does with one
+// device and returns its layer 2, once the device's link to layer 5 is up.
 func newTimingStack(b *testing.B) *deviceserver.Server {
 	b.Helper()
-	comp, err := sstcomponent.New(sstcomponent.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), linkUpWait)
+	defer cancel()
+	st, err := stack.Build(ctx, stack.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	vdev, err := virtiodev.New(virtiodev.Config{Dialer: virtiodev.PipeDialer(comp.ServeConn)})
-	if err != nil {
+	b.Cleanup(func() { _ = st.Close() })
+	if err := st.Ready(ctx); err != nil {
 		b.Fatal(err)
 	}
-	devs, err := sstdev.NewDevices(1, sstdev.Config{}, func(int) (sstdev.Backend, error) { return vdev, nil })
-	if err != nil {
-		vdev.Close()
-		b.Fatal(err)
-	}
-	// The link to layer 5 comes up asynchronously; until then the device answers NO_DEVICE.
-	for deadline := time.Now().Add(linkUpWait); !vdev.Stats().LinkUp; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatalf("virtio-sst link to the SST component not up within %v", linkUpWait)
-		}
-	}
-	d := devs.Device(0)
-	srv := deviceserver.New(deviceserver.Config{
-		Devices: []deviceserver.Opener{func() (deviceserver.DeviceFile, error) { return d.Open() }},
-	})
-	b.Cleanup(func() {
-		_ = srv.Close()
-		_ = devs.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = comp.Shutdown(ctx)
-	})
-	return srv
+	return st.Server()
 }
 
 // checkTimed fails the benchmark unless t is a real answer from the device's model.

@@ -13,7 +13,7 @@ const benchParallelism = 32
 // virtio-sst device and the real SST component: GEMM timing requests go through layers
 // 3–5, ECHO requests only through layers 3–4 (the device answers them itself).
 func benchWriteRead(b *testing.B, req []byte, parallel bool) {
-	devs := newSST(b, 1, sstdev.Config{})
+	devs := newSST(b, 1)
 	d := devs.Device(0)
 	one := func(f *sstdev.File, buf []byte) {
 		if _, err := f.Write(req); err != nil {

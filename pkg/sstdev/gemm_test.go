@@ -1,6 +1,7 @@
 package sstdev_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"syscall"
@@ -10,37 +11,31 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/perfmodel"
-	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
+	"github.com/sstemu/sstemu/pkg/stack"
 	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
-// tutorialComponent is the real layer 5 with the tutorial's A100-like roofline: 64 FP32
+// tutorial is the real layer 5's model with the tutorial's A100-like roofline: 64 FP32
 // FLOP per cycle, 900 GB/s at 1.41 GHz.
-func tutorialComponent(t testing.TB) *sstcomponent.Component {
-	t.Helper()
-	c, err := sstcomponent.New(sstcomponent.Config{
-		Model:  perfmodel.KindRoofline,
-		Params: perfmodel.Params{FLOPsPerCycle: 64, BandwidthGBps: 900, ClockGHz: 1.41},
-	})
-	require.NoError(t, err)
-	return c
+var tutorial = stack.Options{
+	Model:  perfmodel.KindRoofline,
+	Params: perfmodel.Params{FLOPsPerCycle: 64, BandwidthGBps: 900, ClockGHz: 1.41},
 }
 
-// newSST creates n devices, each on its own virtio-sst device and SST component, and
-// waits until every device's link is up.
-func newSST(t testing.TB, n int, cfg sstdev.Config) *sstdev.Devices {
+// newSST builds the in-process stack with n devices, each on its own virtio-sst device
+// linked to the real layer 5, and waits until every device's link is up.
+func newSST(t testing.TB, n int) *sstdev.Devices {
 	t.Helper()
-	devs, err := sstdev.NewDevices(n, cfg, func(int) (sstdev.Backend, error) {
-		comp := tutorialComponent(t)
-		return virtiodev.New(virtiodev.Config{Dialer: virtiodev.PipeDialer(comp.ServeConn)})
-	})
+	opts := tutorial
+	opts.Devices = n
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	st, err := stack.Build(ctx, opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = devs.Close() })
-	for _, d := range devs.All() {
-		eventually(t, d.Path()+" link up", func() bool { return d.Stats().LinkUp })
-	}
-	return devs
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.Ready(ctx))
+	return st.Devices()
 }
 
 // GEMM payload offsets of an SSTResponse, relative to its payload (protocol.md).
@@ -54,7 +49,7 @@ const (
 // floor(896 / (900/1.41)) = floor(1.40…) = 1 cycle; cycles = max = 16.
 func TestGEMMThroughLayers3To5(t *testing.T) {
 	const devices, perDevice = 4, 3
-	devs := newSST(t, devices, sstdev.Config{})
+	devs := newSST(t, devices)
 	require.Equal(t, devices, devs.Len())
 
 	var wg sync.WaitGroup
@@ -100,7 +95,7 @@ func TestGEMMThroughLayers3To5(t *testing.T) {
 }
 
 func TestDevicesLookup(t *testing.T) {
-	devs := newSST(t, 2, sstdev.Config{})
+	devs := newSST(t, 2)
 	for _, tc := range []struct {
 		name  string
 		index int // -1: none

@@ -33,7 +33,7 @@ func opener(d *sstdev.Device) deviceserver.Opener {
 // (16 compute, 1 memory, 896 bytes) per 4×16×8 GEMM.
 func TestUnderLayer2(t *testing.T) {
 	const callers, opsPerCaller = 16, 10
-	devs := newSST(t, 2, sstdev.Config{})
+	devs := newSST(t, 2)
 	srv := deviceserver.New(deviceserver.Config{Devices: []deviceserver.Opener{
 		opener(devs.Device(0)), opener(devs.Device(1)),
 	}})
