@@ -55,7 +55,7 @@ func FuzzResponseDecode(f *testing.F) {
 func FuzzConfigEventDecode(f *testing.F) {
 	f.Add(make([]byte, ConfigSize))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var c Config
+		var c ConfigSpace
 		if c.Decode(in) == nil {
 			_ = c.String()
 			out := make([]byte, ConfigSize)

@@ -251,7 +251,7 @@ func TestResponseAccessorsAndReply(t *testing.T) {
 }
 
 func TestConfigAndEvent(t *testing.T) {
-	c := Config{Version: Version, DeviceID: 3, Features: FeatureEcho | FeatureCompute | FeatureMemory | FeatureReset, MaxQueues: 1}
+	c := ConfigSpace{Version: Version, DeviceID: 3, Features: FeatureEcho | FeatureCompute | FeatureMemory | FeatureReset, MaxQueues: 1}
 	b := make([]byte, ConfigSize)
 	require.NoError(t, c.Encode(b))
 	assert.Equal(t, fixture(ConfigSize, map[int][]byte{
@@ -260,7 +260,7 @@ func TestConfigAndEvent(t *testing.T) {
 		8:  {0x27},
 		16: {0x01},
 	}), b)
-	var c2 Config
+	var c2 ConfigSpace
 	require.NoError(t, c2.Decode(b))
 	assert.Equal(t, c, c2)
 	assert.Equal(t, "version=0x10000 device_id=3 features=ECHO|COMPUTE|MEMORY|RESET max_queues=1", c.String())
@@ -282,7 +282,7 @@ func TestDecodeRejectsWrongLengths(t *testing.T) {
 	}{
 		{"request", (&Request{}).Decode, RequestSize},
 		{"response", (&Response{}).Decode, ResponseSize},
-		{"config", (&Config{}).Decode, ConfigSize},
+		{"config", (&ConfigSpace{}).Decode, ConfigSize},
 		{"event", (&Event{}).Decode, EventSize},
 	}
 	for _, tt := range tests {

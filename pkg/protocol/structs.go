@@ -359,8 +359,9 @@ func (r *Response) SetGEMM(g GEMMResult) {
 	le.PutUint32(p[36:], 0)
 }
 
-// Config is struct SSTConfig, the device's config space.
-type Config struct {
+// ConfigSpace is struct SSTConfig, the device's config space (named so to tell it
+// from the Config options structs of the layer packages).
+type ConfigSpace struct {
 	Version   uint32
 	DeviceID  uint32
 	Features  Feature
@@ -368,7 +369,7 @@ type Config struct {
 }
 
 // Encode writes the 24-byte config space into b, which must be exactly ConfigSize long.
-func (c *Config) Encode(b []byte) error {
+func (c *ConfigSpace) Encode(b []byte) error {
 	if err := checkSize("SSTConfig", b, ConfigSize); err != nil {
 		return err
 	}
@@ -380,7 +381,7 @@ func (c *Config) Encode(b []byte) error {
 }
 
 // Decode fills c from b, which must be exactly ConfigSize long.
-func (c *Config) Decode(b []byte) error {
+func (c *ConfigSpace) Decode(b []byte) error {
 	if err := checkSize("SSTConfig", b, ConfigSize); err != nil {
 		return err
 	}
@@ -392,7 +393,7 @@ func (c *Config) Decode(b []byte) error {
 }
 
 // String summarises the config for logs.
-func (c *Config) String() string {
+func (c *ConfigSpace) String() string {
 	return fmt.Sprintf("version=%#x device_id=%d features=%s max_queues=%d", c.Version, c.DeviceID, c.Features, c.MaxQueues)
 }
 

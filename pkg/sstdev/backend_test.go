@@ -119,8 +119,8 @@ func (b *scriptedBackend) Notify(queue int) {
 	b.serve()
 }
 
-func (b *scriptedBackend) Config() protocol.Config {
-	return protocol.Config{Version: protocol.Version, MaxQueues: 1}
+func (b *scriptedBackend) ConfigSpace() protocol.ConfigSpace {
+	return protocol.ConfigSpace{Version: protocol.Version, MaxQueues: 1}
 }
 
 func (b *scriptedBackend) setAnswer(a scriptedAnswer) {

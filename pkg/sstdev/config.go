@@ -57,8 +57,8 @@ type Backend interface {
 	// Notify is the available-buffer notification (the queue's doorbell); it must not
 	// block.
 	Notify(queue int)
-	// Config reads the device's config space.
-	Config() protocol.Config
+	// ConfigSpace reads the device's config space.
+	ConfigSpace() protocol.ConfigSpace
 }
 
 // Config configures a Device.

@@ -40,14 +40,14 @@ type Device struct {
 	resetDone *sync.Cond // on qmu: signalled when a reset ends
 	be        Backend
 	req       *virtqueue.Driver
-	byHead    [QueueSize]*slot // head descriptor → the slot whose chain it starts
-	inFlight  int              // chains published and not yet completed
-	nextID    uint64           // last request_id given out
-	active    bool             // submissions accepted
-	resetting bool             // a Reset is re-probing; submissions wait
-	broken    error            // the device corrupted the used ring; fixed by Reset
-	features  protocol.Feature // negotiated
-	devConfig protocol.Config  // config space read at probe
+	byHead    [QueueSize]*slot     // head descriptor → the slot whose chain it starts
+	inFlight  int                  // chains published and not yet completed
+	nextID    uint64               // last request_id given out
+	active    bool                 // submissions accepted
+	resetting bool                 // a Reset is re-probing; submissions wait
+	broken    error                // the device corrupted the used ring; fixed by Reset
+	features  protocol.Feature     // negotiated
+	devConfig protocol.ConfigSpace // config space read at probe
 
 	// evMu guards the event queue.
 	evMu      sync.Mutex
@@ -160,8 +160,8 @@ func (d *Device) Index() int { return d.cfg.Index }
 // succeeds.
 func (d *Device) Ready() bool { return d.ready.Load() }
 
-// DeviceConfig returns the config space (SSTConfig) the driver read at probe.
-func (d *Device) DeviceConfig() protocol.Config {
+// ConfigSpace returns the config space (SSTConfig) the driver read at probe.
+func (d *Device) ConfigSpace() protocol.ConfigSpace {
 	d.qmu.Lock()
 	defer d.qmu.Unlock()
 	return d.devConfig
@@ -202,7 +202,7 @@ func (d *Device) probe(b Backend) error {
 	if err := b.AckFeatures(acked); err != nil {
 		return &ProbeError{Device: d.path, Step: "features", Err: err}
 	}
-	devConfig := b.Config()
+	devConfig := b.ConfigSpace()
 	rf := virtqueue.FeaturesFromBits(uint64(acked))
 	var drivers [protocol.NumQueues]*virtqueue.Driver
 	for q, l := range d.layouts {

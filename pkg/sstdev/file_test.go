@@ -68,7 +68,7 @@ func TestLifecycle(t *testing.T) {
 	require.ErrorIs(t, d.Bind(newBackend(t, l5.serve)), sstdev.ErrBound)
 	waitLinkUp(t, d)
 
-	cs := d.DeviceConfig()
+	cs := d.ConfigSpace()
 	assert.Equal(t, uint32(0x00010000), cs.Version)
 	assert.Equal(t, uint64(1), cs.MaxQueues)
 

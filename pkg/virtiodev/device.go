@@ -35,7 +35,7 @@ type Device struct {
 	backlog eventBacklog
 
 	kick    [protocol.NumQueues]chan struct{} // driver notifications, coalesced
-	free    chan *slot                        // pool of forwarding slots
+	free    chan *forwarded                   // pool of forwarding slots
 	scratch [protocol.ResponseSize]byte
 	ans     answerer // device goroutine's scratch for its own answers
 
@@ -72,7 +72,7 @@ func New(cfg Config) (*Device, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		backlog:  newEventBacklog(cfg.EventBacklog),
-		free:     make(chan *slot, 2*protocol.QueueSize),
+		free:     make(chan *forwarded, 2*protocol.QueueSize),
 		idle:     make(chan struct{}, 1),
 		linkDone: make(chan struct{}),
 		stop:     make(chan struct{}),
@@ -92,11 +92,11 @@ func New(cfg Config) (*Device, error) {
 	return d, nil
 }
 
-// Config returns the device's config space: SSTConfig with the protocol version, the
+// ConfigSpace returns the device's config space: SSTConfig with the protocol version, the
 // device id, the negotiated device features (as the reference device reports them; zero
 // before AckFeatures) and max_queues = 1.
-func (d *Device) Config() protocol.Config {
-	return protocol.Config{
+func (d *Device) ConfigSpace() protocol.ConfigSpace {
+	return protocol.ConfigSpace{
 		Version:   protocol.Version,
 		DeviceID:  d.cfg.DeviceID,
 		Features:  protocol.Feature(d.negotiated.Load()) & protocol.DeviceFeatureMask,
@@ -334,7 +334,7 @@ func (d *Device) popFailed(q *virtqueue.Device, queue int, err error) (broken bo
 // of its own or a hand-off to the link.
 func (d *Device) process(a *attachment, c virtqueue.Chain) {
 	d.stats.requests.Add(1)
-	s := d.getSlot()
+	s := d.getForwarded()
 	n, err := c.Gather(s.req[:])
 	resp := d.scratch[:]
 	switch {
@@ -369,7 +369,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 			}
 		}
 	}
-	d.putSlot(s)
+	d.putForwarded(s)
 	d.reply(a.req, c, resp)
 }
 
@@ -388,7 +388,7 @@ func (d *Device) reply(q *virtqueue.Device, c virtqueue.Chain, resp []byte) {
 }
 
 // complete implements linkClient: it answers a forwarded chain from a link goroutine.
-func (d *Device) complete(s *slot, resp []byte, st protocol.Status) {
+func (d *Device) complete(s *forwarded, resp []byte, st protocol.Status) {
 	switch st {
 	case protocol.StatusOK:
 		copy(resp[protocol.ResponseRequestIDOffset:][:protocol.IDsSize], s.req[protocol.RequestIDOffset:][:protocol.IDsSize])
@@ -407,7 +407,7 @@ func (d *Device) complete(s *slot, resp []byte, st protocol.Status) {
 	}
 	d.attMu.RUnlock()
 	s.chain = virtqueue.Chain{}
-	d.putSlot(s)
+	d.putForwarded(s)
 	d.doneInflight()
 }
 
@@ -503,16 +503,16 @@ func (d *Device) serviceEvents() {
 	}
 }
 
-func (d *Device) getSlot() *slot {
+func (d *Device) getForwarded() *forwarded {
 	select {
 	case s := <-d.free:
 		return s
 	default:
-		return new(slot)
+		return new(forwarded)
 	}
 }
 
-func (d *Device) putSlot(s *slot) {
+func (d *Device) putForwarded(s *forwarded) {
 	select {
 	case d.free <- s:
 	default:

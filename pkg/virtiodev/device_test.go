@@ -107,8 +107,8 @@ func TestFeaturesAndConfig(t *testing.T) {
 	assert.Equal(t, protocol.FeatureMultiQueue, fe.Acked&^fe.Supported)
 
 	require.NoError(t, dev.AckFeatures(protocol.FeatureEcho|protocol.FeatureEvents|protocol.FeatureEventIdx))
-	assert.Equal(t, protocol.Config{Version: 0x00010000, DeviceID: 7,
-		Features: protocol.FeatureEcho | protocol.FeatureEvents, MaxQueues: 1}, dev.Config())
+	assert.Equal(t, protocol.ConfigSpace{Version: 0x00010000, DeviceID: 7,
+		Features: protocol.FeatureEcho | protocol.FeatureEvents, MaxQueues: 1}, dev.ConfigSpace())
 
 	mem := virtqueue.NewGuestMemory(1 << 20)
 	var layouts [protocol.NumQueues]virtqueue.Layout
@@ -122,7 +122,7 @@ func TestFeaturesAndConfig(t *testing.T) {
 
 	dev.Reset()
 	assert.Equal(t, protocol.Feature(0), dev.NegotiatedFeatures())
-	assert.Equal(t, protocol.Feature(0), dev.Config().Features)
+	assert.Equal(t, protocol.Feature(0), dev.ConfigSpace().Features)
 	require.NoError(t, dev.AckFeatures(protocol.FeatureCompute))
 	require.NoError(t, dev.Attach(mem, layouts, nil))
 

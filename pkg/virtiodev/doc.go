@@ -12,7 +12,7 @@
 //	err = dev.Attach(mem, [3]virtqueue.Layout{req, resp, evt}, interrupt) // DRIVER_OK
 //	dev.Notify(protocol.QueueRequest)                // the driver's kick; never blocks
 //	…interrupt(queue) is called when used buffers are ready…
-//	dev.Reset(); dev.Stats(); dev.Config(); dev.Shutdown(ctx) / dev.Close()
+//	dev.Reset(); dev.Stats(); dev.ConfigSpace(); dev.Shutdown(ctx) / dev.Close()
 //
 // Queue 0 carries requests and their responses (one device-readable 4104-byte buffer
 // then one device-writable 4112-byte buffer per chain); queue 1 is unused; on queue 2 the

@@ -71,9 +71,9 @@ func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("virtiodev: SST did not answer within %v (oldest request waited %v)", e.Limit, e.Waited)
 }
 
-// slot carries one request forwarded to layer 5 from the device goroutine to its
-// completion. Slots are pooled: a steady stream of requests allocates nothing.
-type slot struct {
+// forwarded carries one request forwarded to layer 5 from the device goroutine to its
+// completion. They are pooled: a steady stream of requests allocates nothing.
+type forwarded struct {
 	req    [protocol.RequestSize]byte
 	chain  virtqueue.Chain // the popped chain to answer
 	gen    uint64          // attachment generation the chain belongs to
@@ -86,7 +86,7 @@ type linkClient interface {
 	// ResponseSize bytes layer 5 sent; otherwise the link failed and the client answers
 	// with st itself. resp is scratch owned by the caller, which the client may
 	// overwrite; complete must not block for long.
-	complete(s *slot, resp []byte, st protocol.Status)
+	complete(s *forwarded, resp []byte, st protocol.Status)
 	// flush is called after a run of complete calls, when no further response is
 	// buffered: the moment to raise an interrupt.
 	flush()
@@ -150,7 +150,7 @@ func (l *link) run(ctx context.Context) {
 // connection is up (the caller then answers NO_DEVICE). It never blocks on I/O. On a
 // stream that can take a write without waiting (the in-memory pipe), when the writer is
 // idle with nothing queued, it sends s itself instead of handing it to the writer.
-func (l *link) forward(s *slot) bool {
+func (l *link) forward(s *forwarded) bool {
 	ss := l.cur.Load()
 	if ss == nil {
 		return false
@@ -235,7 +235,7 @@ func (l *link) serve(ctx context.Context, conn io.ReadWriteCloser) {
 	l.cur.CompareAndSwap(s, nil)
 
 	s.mu.Lock()
-	lost := make([]*slot, 0, s.q.len())
+	lost := make([]*forwarded, 0, s.q.len())
 	for s.q.len() > 0 {
 		lost = append(lost, s.q.pop())
 	}
@@ -271,7 +271,7 @@ func (s *session) fail(err error, st protocol.Status) {
 // writer is done with. While it holds a batch, forward queues requests for it instead of
 // sending them itself, so the stream keeps the order of q.
 func (s *session) writer() {
-	var batch [maxWriteBatch]*slot
+	var batch [maxWriteBatch]*forwarded
 	buf := make([]byte, maxWriteBatch*protocol.RequestSize)
 	for {
 		select {
@@ -421,7 +421,7 @@ func (s *session) watchdog() {
 
 // fifo is a growable ring of slots.
 type fifo struct {
-	buf  []*slot
+	buf  []*forwarded
 	head int
 	n    int
 }
@@ -429,11 +429,11 @@ type fifo struct {
 func (f *fifo) len() int { return f.n }
 
 // at returns the i-th oldest slot; i < len.
-func (f *fifo) at(i int) *slot { return f.buf[(f.head+i)&(len(f.buf)-1)] }
+func (f *fifo) at(i int) *forwarded { return f.buf[(f.head+i)&(len(f.buf)-1)] }
 
-func (f *fifo) push(s *slot) {
+func (f *fifo) push(s *forwarded) {
 	if f.n == len(f.buf) {
-		grown := make([]*slot, max(2*len(f.buf), 2*protocol.QueueSize))
+		grown := make([]*forwarded, max(2*len(f.buf), 2*protocol.QueueSize))
 		for i := range f.n {
 			grown[i] = f.at(i)
 		}
@@ -444,7 +444,7 @@ func (f *fifo) push(s *slot) {
 }
 
 // pop removes and returns the oldest slot; len > 0.
-func (f *fifo) pop() *slot {
+func (f *fifo) pop() *forwarded {
 	s := f.buf[f.head]
 	f.buf[f.head] = nil
 	f.head = (f.head + 1) & (len(f.buf) - 1)

@@ -25,15 +25,15 @@ type completion struct {
 // recClient records what the link reports.
 type recClient struct {
 	mu    sync.Mutex
-	done  map[*slot][]completion
+	done  map[*forwarded][]completion
 	links chan bool
 }
 
 func newRecClient() *recClient {
-	return &recClient{done: map[*slot][]completion{}, links: make(chan bool, 16)}
+	return &recClient{done: map[*forwarded][]completion{}, links: make(chan bool, 16)}
 }
 
-func (c *recClient) complete(s *slot, resp []byte, st protocol.Status) {
+func (c *recClient) complete(s *forwarded, resp []byte, st protocol.Status) {
 	cp := completion{st: st}
 	if st == protocol.StatusOK {
 		cp.resp = bytes.Clone(resp)
@@ -107,9 +107,9 @@ func FuzzLinkResponses(f *testing.F) {
 		defer func() { cancel(); <-done }()
 
 		client.waitLink(t, true)
-		slots := make([]*slot, n)
+		slots := make([]*forwarded, n)
 		for i := range slots {
-			slots[i] = new(slot)
+			slots[i] = new(forwarded)
 			slots[i].req[0] = byte(i)
 			require.True(t, l.forward(slots[i]), "link up but forward refused")
 		}
@@ -128,7 +128,7 @@ func FuzzLinkResponses(f *testing.F) {
 				assert.Equal(t, protocol.StatusNoDevice, got[0].st, "request %d", i)
 			}
 		}
-		assert.False(t, l.forward(new(slot)), "forward accepted with the link down")
+		assert.False(t, l.forward(new(forwarded)), "forward accepted with the link down")
 	})
 }
 
@@ -195,9 +195,9 @@ func TestMemConn(t *testing.T) {
 
 func TestFIFOGrows(t *testing.T) {
 	var f fifo
-	slots := make([]*slot, 3*protocol.QueueSize+5)
+	slots := make([]*forwarded, 3*protocol.QueueSize+5)
 	for i := range slots {
-		slots[i] = new(slot)
+		slots[i] = new(forwarded)
 	}
 	// Interleave pushes and pops so that the ring wraps before it grows.
 	next := 0
@@ -317,10 +317,10 @@ func TestLinkKeepsOrderAcrossWritePaths(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	client.waitLink(t, true)
 
-	var slots []*slot
+	var slots []*forwarded
 	send := func(n int) {
 		for range n {
-			s := new(slot)
+			s := new(forwarded)
 			binary.LittleEndian.PutUint64(s.req[:], uint64(len(slots)))
 			slots = append(slots, s)
 			require.True(t, l.forward(s), "forward refused")
