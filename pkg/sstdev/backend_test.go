@@ -37,8 +37,8 @@ type scriptedBackend struct {
 	features protocol.Feature
 	mem      *virtqueue.GuestMemory
 	used     uint64 // used ring address of the request queue
-	req      *virtqueue.Device
-	evt      *virtqueue.Device // the event queue's device side
+	req      *virtqueue.DeviceQueue
+	evt      *virtqueue.DeviceQueue // the event queue's device side
 	evtUsed  virtqueue.Layout  // the event queue, for writing a malformed used entry by hand
 	irq      func(int)
 	resets   int
@@ -62,7 +62,7 @@ func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [protocol.NumQueu
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q, err := virtqueue.NewDevice(mem, l[protocol.QueueRequest], virtqueue.FeaturesFromBits(uint64(b.features)))
+	q, err := virtqueue.NewDeviceQueue(mem, l[protocol.QueueRequest], virtqueue.FeaturesFromBits(uint64(b.features)))
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func (b *scriptedBackend) Attach(mem *virtqueue.GuestMemory, l [protocol.NumQueu
 			return err
 		}
 	}
-	evt, err := virtqueue.NewDevice(mem, l[protocol.QueueEvent], virtqueue.FeaturesFromBits(uint64(b.features)))
+	evt, err := virtqueue.NewDeviceQueue(mem, l[protocol.QueueEvent], virtqueue.FeaturesFromBits(uint64(b.features)))
 	if err != nil {
 		return err
 	}

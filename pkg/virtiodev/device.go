@@ -55,7 +55,7 @@ type Device struct {
 // attachment is the set of queues the driver attached, valid until the next Reset.
 type attachment struct {
 	gen       uint64
-	req, evt  *virtqueue.Device
+	req, evt  *virtqueue.DeviceQueue
 	interrupt func(queue int)
 	// broken marks a queue whose ring the driver corrupted (a sticky *RingError); the
 	// device ignores it until the next reset. Only the device goroutine touches it.
@@ -160,7 +160,7 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]
 		return ErrAttached
 	}
 	f := virtqueue.FeaturesFromBits(d.negotiated.Load())
-	var queues [protocol.NumQueues]*virtqueue.Device
+	var queues [protocol.NumQueues]*virtqueue.DeviceQueue
 	for q, l := range layouts {
 		if q == protocol.QueueResponse && l == (virtqueue.Layout{}) {
 			continue
@@ -169,7 +169,7 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]
 			return &QueueError{Queue: q, Err: &virtqueue.LayoutError{Field: "size", Value: uint64(l.Size),
 				Reason: "larger than the device's queue size 128"}}
 		}
-		vq, err := virtqueue.NewDevice(mem, l, f)
+		vq, err := virtqueue.NewDeviceQueue(mem, l, f)
 		if err != nil {
 			return &QueueError{Queue: q, Err: err}
 		}
@@ -311,7 +311,7 @@ func (d *Device) serviceRequests() {
 
 // popFailed accounts for a chain Pop refused and reports whether the queue is unusable
 // until the next reset.
-func (d *Device) popFailed(q *virtqueue.Device, queue int, err error) (broken bool) {
+func (d *Device) popFailed(q *virtqueue.DeviceQueue, queue int, err error) (broken bool) {
 	d.stats.errors.Add(1)
 	if queue == protocol.QueueRequest {
 		d.stats.requests.Add(1)
@@ -375,7 +375,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 
 // reply writes resp into the chain's writable buffers (as much as fits) and returns the
 // chain with the number of bytes written.
-func (d *Device) reply(q *virtqueue.Device, c virtqueue.Chain, resp []byte) {
+func (d *Device) reply(q *virtqueue.DeviceQueue, c virtqueue.Chain, resp []byte) {
 	n, _ := c.Scatter(resp)
 	if err := q.PushUsed(c.Head, uint32(n)); err != nil {
 		d.stats.errors.Add(1)

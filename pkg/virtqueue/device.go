@@ -77,13 +77,13 @@ func (c *Chain) Scatter(src []byte) (int, error) {
 	return n, nil
 }
 
-// Device is the device side of one split virtqueue: it pops available chains, validating
+// DeviceQueue is the device side of one split virtqueue: it pops available chains, validating
 // every descriptor, returns them through the used ring, and decides whether the driver
 // must be interrupted. It keeps its own copy of which heads it holds, so it can refuse a
 // head the driver offers twice and a PushUsed of a head it never popped.
 //
-// A Device is safe for concurrent use (e.g. Pop on one goroutine, PushUsed on workers).
-type Device struct {
+// A DeviceQueue is safe for concurrent use (e.g. Pop on one goroutine, PushUsed on workers).
+type DeviceQueue struct {
 	mu  sync.Mutex
 	mem *GuestMemory
 	l   Layout
@@ -99,13 +99,13 @@ type Device struct {
 	steps     uint64   // descriptors read, for tests of bounded work
 }
 
-// NewDevice returns the device side of the queue at l in mem, which the driver has
+// NewDeviceQueue returns the device side of the queue at l in mem, which the driver has
 // initialised. Both indices start at 0 (§2.7.6, §2.7.8).
-func NewDevice(mem *GuestMemory, l Layout, f Features) (*Device, error) {
+func NewDeviceQueue(mem *GuestMemory, l Layout, f Features) (*DeviceQueue, error) {
 	if err := l.Validate(mem); err != nil {
 		return nil, err
 	}
-	return &Device{
+	return &DeviceQueue{
 		mem: mem, l: l, f: f,
 		held:     make([]bool, l.Size),
 		writeCap: make([]uint64, l.Size),
@@ -113,13 +113,13 @@ func NewDevice(mem *GuestMemory, l Layout, f Features) (*Device, error) {
 }
 
 // Layout returns the queue layout.
-func (d *Device) Layout() Layout { return d.l }
+func (d *DeviceQueue) Layout() Layout { return d.l }
 
 // Pop returns the next available chain, walked and validated. ok is false when the ring
 // is empty. A *ChainError means one bad chain: its ring entry is consumed, and if
 // Returnable the caller should PushUsed(err.Head, 0). A *RingError (the available idx
 // jumped) is sticky.
-func (d *Device) Pop() (c Chain, ok bool, err error) {
+func (d *DeviceQueue) Pop() (c Chain, ok bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.broken != nil {
@@ -167,7 +167,7 @@ func (d *Device) Pop() (c Chain, ok bool, err error) {
 // walk follows the chain at head through the descriptor table and at most one indirect
 // table, checking every rule. It reads at most Size+1 descriptors, so a loop ends in
 // RuleChainLength rather than a hang.
-func (d *Device) walk(head uint16) (Chain, uint64, error) {
+func (d *DeviceQueue) walk(head uint16) (Chain, uint64, error) {
 	fail := func(idx uint16, indirect bool, r Rule, format string, a ...any) (Chain, uint64, error) {
 		return Chain{}, 0, &ChainError{Head: head, Index: idx, Indirect: indirect, Rule: r, Detail: fmt.Sprintf(format, a...)}
 	}
@@ -257,7 +257,7 @@ func (d *Device) walk(head uint16) (Chain, uint64, error) {
 // PushUsed returns the chain at head to the driver with written bytes in its writable
 // buffers (§2.7.8): it writes the used element, then the used idx (§2.7.8.2: len before
 // idx). The head must be one the device holds and written at most its writable bytes.
-func (d *Device) PushUsed(head uint16, written uint32) error {
+func (d *DeviceQueue) PushUsed(head uint16, written uint32) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if head >= d.l.Size {
@@ -289,7 +289,7 @@ func (d *Device) PushUsed(head uint16, written uint32) error {
 // chains pushed since the last call (§2.7.7.2): with EVENT_IDX when the used idx passed
 // used_event (vring_need_event, wrap-safe), otherwise unless the driver set
 // VIRTQ_AVAIL_F_NO_INTERRUPT. It is false when nothing was pushed since the last call.
-func (d *Device) NeedsInterrupt() bool {
+func (d *DeviceQueue) NeedsInterrupt() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old, newIdx := d.signalled, d.usedIdx
@@ -312,7 +312,7 @@ func (d *Device) NeedsInterrupt() bool {
 // chains (§2.7.10.2), for a device that is busy draining the ring: VIRTQ_USED_F_NO_NOTIFY,
 // or with EVENT_IDX simply no longer advancing avail_event, so the driver notifies at
 // most once more. Advisory only: spurious notifications still come.
-func (d *Device) DisableNotifications() error {
+func (d *DeviceQueue) DisableNotifications() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.notifyOff = true
@@ -325,7 +325,7 @@ func (d *Device) DisableNotifications() error {
 // EnableNotifications asks the driver to notify on the next available chain
 // (§2.7.10.2), then re-reads the available idx and reports whether chains are already
 // pending, so the caller does not sleep on a notification the driver skipped.
-func (d *Device) EnableNotifications() (pending bool, err error) {
+func (d *DeviceQueue) EnableNotifications() (pending bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.notifyOff = false

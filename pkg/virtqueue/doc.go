@@ -13,7 +13,7 @@
 //   - Driver: Add a chain of device-readable then device-writable buffers, Publish the
 //     available idx and learn whether to notify the device, PopUsed to collect returned
 //     chains. Everything the device wrote is validated (*UsedError, *RingError).
-//   - Device: Pop the next available chain, walked and validated (*ChainError, with the
+//   - DeviceQueue: Pop the next available chain, walked and validated (*ChainError, with the
 //     rule and its spec section), Gather its readable bytes, Scatter into its writable
 //     buffers, PushUsed it back and ask NeedsInterrupt.
 //
@@ -37,7 +37,7 @@
 // # Notification suppression
 //
 // Without VIRTIO_F_EVENT_IDX the flags words are used: VIRTQ_AVAIL_F_NO_INTERRUPT
-// (Driver.DisableInterrupts) and VIRTQ_USED_F_NO_NOTIFY (Device.DisableNotifications).
+// (Driver.DisableInterrupts) and VIRTQ_USED_F_NO_NOTIFY (DeviceQueue.DisableNotifications).
 // With it, used_event and avail_event are maintained instead and compared with the
 // specification's wrap-safe vring_need_event (§2.7.7, §2.7.10). A busy device drains the
 // ring like this, so the driver notifies it about once per burst instead of per request:
@@ -97,7 +97,7 @@
 // The previous design held one sync.Mutex per GuestMemory access (about 20 ns each and
 // the largest lock cost in the timing path); the atomic load costs about 4 ns.
 //
-// Driver and Device each guard their own bookkeeping with a mutex, so several goroutines
+// Driver and DeviceQueue each guard their own bookkeeping with a mutex, so several goroutines
 // may Add while another pops used chains, or one goroutine Pops while workers PushUsed.
 // The device copies each descriptor once at Pop time, so a driver rewriting the table
 // afterwards cannot move the device's accesses.

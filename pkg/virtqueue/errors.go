@@ -104,7 +104,7 @@ func (r Rule) String() string {
 // Section returns the VirtIO 1.2 section(s) the rule comes from, e.g. "2.7.5.2".
 func (r Rule) Section() string { return ruleText[r].section }
 
-// ChainError reports a descriptor chain that the device side refused (Device.Pop).
+// ChainError reports a descriptor chain that the device side refused (DeviceQueue.Pop).
 //
 // The available ring entry has been consumed. If Returnable is true, the device now owns
 // Head and should give it back with PushUsed(Head, 0) so the driver can free it.
@@ -178,7 +178,7 @@ func (e *BufferError) Error() string {
 		e.Index, e.Buf.Addr, e.Buf.Len, e.Buf.Writable, e.Rule, e.Rule.Section())
 }
 
-// PushError reports a misuse of Device.PushUsed: a head the device does not own, or more
+// PushError reports a misuse of DeviceQueue.PushUsed: a head the device does not own, or more
 // bytes written than the chain can hold.
 type PushError struct {
 	Head    uint16

@@ -14,7 +14,7 @@ func Example() {
 	layout, _ := mem.AllocQueue(128)
 	feat := virtqueue.Features{EventIdx: true}
 	drv, _ := virtqueue.NewDriver(mem, layout, feat)
-	dev, _ := virtqueue.NewDevice(mem, layout, feat)
+	dev, _ := virtqueue.NewDeviceQueue(mem, layout, feat)
 
 	// Driver side: buffers in guest memory, one chain, publish, maybe notify.
 	req, _ := mem.Alloc(5, 8)

@@ -59,7 +59,7 @@ func FuzzDevicePop(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, err := NewDevice(mem, l, feat)
+		dev, err := NewDeviceQueue(mem, l, feat)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +263,7 @@ func TestFuzzSeedIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, _ := NewLayout(0, 8)
-	dev, err := NewDevice(mem, l, Features{IndirectDesc: true})
+	dev, err := NewDeviceQueue(mem, l, Features{IndirectDesc: true})
 	if err != nil {
 		t.Fatal(err)
 	}

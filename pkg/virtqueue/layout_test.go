@@ -82,7 +82,7 @@ func TestLayoutValidate(t *testing.T) {
 			var le *LayoutError
 			require.ErrorAs(t, err, &le)
 			assert.Equal(t, tc.field, le.Field)
-			_, err = NewDevice(mem, tc.l, Features{})
+			_, err = NewDeviceQueue(mem, tc.l, Features{})
 			require.Error(t, err)
 			_, err = NewDriver(mem, tc.l, Features{})
 			require.Error(t, err)

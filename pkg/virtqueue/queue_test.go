@@ -16,7 +16,7 @@ type pair struct {
 	mem *GuestMemory
 	l   Layout
 	drv *Driver
-	dev *Device
+	dev *DeviceQueue
 }
 
 func newPair(t testing.TB, memSize uint64, size uint16, f Features) *pair {
@@ -26,7 +26,7 @@ func newPair(t testing.TB, memSize uint64, size uint16, f Features) *pair {
 	require.NoError(t, err)
 	drv, err := NewDriver(mem, l, f)
 	require.NoError(t, err)
-	dev, err := NewDevice(mem, l, f)
+	dev, err := NewDeviceQueue(mem, l, f)
 	require.NoError(t, err)
 	return &pair{mem: mem, l: l, drv: drv, dev: dev}
 }

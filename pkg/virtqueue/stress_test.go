@@ -36,7 +36,7 @@ func newSlots(t testing.TB, mem *GuestMemory, n int) *slots {
 }
 
 // serve answers one chain the way the test device does and pushes it.
-func serve(dev *Device, c Chain) error {
+func serve(dev *DeviceQueue, c Chain) error {
 	var b [8]byte
 	if n, err := c.Gather(b[:]); err != nil || n != 8 {
 		return errors.Join(err, errors.New("short request"))
