@@ -39,7 +39,7 @@ type scriptedBackend struct {
 	used     uint64 // used ring address of the request queue
 	req      *virtqueue.DeviceQueue
 	evt      *virtqueue.DeviceQueue // the event queue's device side
-	evtUsed  virtqueue.Layout  // the event queue, for writing a malformed used entry by hand
+	evtUsed  virtqueue.Layout       // the event queue, for writing a malformed used entry by hand
 	irq      func(int)
 	resets   int
 	notifies int
