@@ -41,8 +41,7 @@ const (
 // virtio-sst bit (so GET_INFO reports them as capabilities), EVENT_IDX notification
 // suppression and VIRTIO_F_VERSION_1. Indirect descriptors are not accepted: the driver
 // always places direct two-descriptor chains.
-const DriverFeatures = protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory |
-	protocol.FeatureEvents | protocol.FeatureReset | protocol.FeatureEventIdx | protocol.FeatureVersion1
+const DriverFeatures = protocol.BaseFeatures | protocol.FeatureEvents | protocol.FeatureEventIdx | protocol.FeatureVersion1
 
 // Backend is the virtio device a Device drives; *virtiodev.Device implements it. The
 // Device owns its Backend once bound: Close resets it and, if it implements io.Closer,

@@ -72,9 +72,9 @@ func TestAddNoSpace(t *testing.T) {
 // TestAddWritesSpecLayout checks the bytes Add writes against §2.7.5 and §2.7.6 by hand.
 func TestAddWritesSpecLayout(t *testing.T) {
 	p := newPair(t, negMemSize, 8, Features{})
-	head, err := p.drv.Add([]Buffer{{Addr: 0x1122334455, Len: 0x10, Writable: false}, {Addr: 0x8000, Len: 0x20, Writable: true}})
+	_, err := p.drv.Add([]Buffer{{Addr: 0x1122334455, Len: 0x10, Writable: false}, {Addr: 0x8000, Len: 0x20, Writable: true}})
 	require.Error(t, err, "0x1122334455 is outside the 64 KiB arena")
-	head, err = p.drv.Add([]Buffer{{Addr: 0x8100, Len: 0x10}, {Addr: 0x8200, Len: 0x20, Writable: true}})
+	head, err := p.drv.Add([]Buffer{{Addr: 0x8100, Len: 0x10}, {Addr: 0x8200, Len: 0x20, Writable: true}})
 	require.NoError(t, err)
 	assert.EqualValues(t, 0, head, "free descriptors are handed out from 0")
 	var raw [32]byte
