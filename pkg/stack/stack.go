@@ -130,8 +130,11 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		}
 
 		// Layer 4: one virtio-sst device per /dev/sstN, each with its own link to layer 5.
-		n := max(opts.Devices, 1)
-		if n > sstdev.MaxDevices {
+		n := opts.Devices
+		if n == 0 {
+			n = 1
+		}
+		if n < 1 || n > sstdev.MaxDevices {
 			st.Close()
 			return nil, fmt.Errorf("stack: %d devices: want 1 … %d", n, sstdev.MaxDevices)
 		}

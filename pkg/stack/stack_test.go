@@ -173,6 +173,7 @@ func TestBuildErrors(t *testing.T) {
 	}{
 		{"device file and socket", stack.Options{DeviceFile: "/dev/sst0", SSTSocket: "/tmp/s"}, "exclude each other"},
 		{"too many devices", stack.Options{Devices: 17}, "17 devices"},
+		{"negative devices", stack.Options{Devices: -1}, "-1 devices"},
 		{"bad model", stack.Options{Model: "abacus"}, "abacus"},
 		{"negative device timeout", stack.Options{DeviceTimeout: -time.Second}, "Timeout"},
 	}
