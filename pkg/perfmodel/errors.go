@@ -42,7 +42,7 @@ func (e *OverflowError) Is(target error) bool { return target == ErrOverflow }
 // InvalidOpError reports which field of an op is invalid and why.
 type InvalidOpError struct {
 	Op     Op
-	Field  string // "M", "N", "K" or "DtypeSize"
+	Field  string // "M", "N", "K", "DtypeSize" or "Batch"
 	Reason string
 }
 

@@ -3,6 +3,7 @@ package perfmodel
 import (
 	"fmt"
 	"math/bits"
+	"strconv"
 )
 
 // Op is one GEMM, C[M,N] = A[M,K]·B[K,N], with elements of DtypeSize bytes (4 for float32).
@@ -64,7 +65,7 @@ type Estimate struct {
 // Model estimates the cost of GEMMs. Implementations are immutable and safe for
 // concurrent use; Estimate is a pure function of the op and the model's parameters.
 type Model interface {
-	// Name returns the model kind: "roofline", "tiled" or "systolic".
+	// Name returns the model kind: "roofline", "tiled", "systolic" or "gpu".
 	Name() string
 	// Estimate returns the op's cost, or an *InvalidOpError or *OverflowError.
 	Estimate(op Op) (Estimate, error)
@@ -75,10 +76,11 @@ const (
 	KindRoofline = "roofline"
 	KindTiled    = "tiled"
 	KindSystolic = "systolic"
+	KindGPU      = "gpu"
 )
 
 // Kinds returns the model kinds New accepts, in a fixed order.
-func Kinds() []string { return []string{KindRoofline, KindTiled, KindSystolic} }
+func Kinds() []string { return []string{KindRoofline, KindTiled, KindSystolic, KindGPU} }
 
 // New validates the parameters the kind uses and returns the model. Parameters the kind
 // does not use are ignored. Errors wrap ErrUnknownKind or ErrInvalidParam.
@@ -90,8 +92,58 @@ func New(kind string, p Params) (Model, error) {
 		return newTiled(p)
 	case KindSystolic:
 		return newSystolic(p)
+	case KindGPU:
+		return newGPU(p)
 	}
 	return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknownKind, kind, Kinds())
+}
+
+// BatchedEstimator is implemented by models that time a batch of independent GEMMs of one
+// shape as a single kernel (the gpu model: the batch's tiles share the waves and pay the
+// fixed cost once), rather than as batch separate GEMMs.
+type BatchedEstimator interface {
+	// EstimateBatched returns the cost of batch GEMMs of shape op, or an *InvalidOpError
+	// (also for batch = 0) or *OverflowError.
+	EstimateBatched(op Op, batch uint64) (Estimate, error)
+}
+
+// EstimateBatched answers a batched GEMM (batch ≥ 1 GEMMs of shape op, as torch.bmm) with
+// any model: a BatchedEstimator answers it itself; every other model answers batch × its
+// single-GEMM estimate, exactly: FLOPs, bytes and cycles are multiplied by batch (an
+// overflow is an *OverflowError), Bound and Utilization are the single GEMM's.
+func EstimateBatched(m Model, op Op, batch uint64) (Estimate, error) {
+	if b, ok := m.(BatchedEstimator); ok {
+		return b.EstimateBatched(op, batch)
+	}
+	if err := validateBatched(op, batch); err != nil {
+		return Estimate{}, err
+	}
+	e, err := m.Estimate(op)
+	if err != nil || batch == 1 {
+		return e, err
+	}
+	c := checked{model: m.Name(), op: op}
+	q := func(name string) string { return name + " of batch " + strconv.FormatUint(batch, 10) }
+	e.FLOPs = c.mul(q("flops"), e.FLOPs, batch)
+	e.MemoryBytes = c.mul(q("memory bytes"), e.MemoryBytes, batch)
+	e.ComputeCycles = c.mul(q("compute cycles"), e.ComputeCycles, batch)
+	e.MemoryCycles = c.mul(q("memory cycles"), e.MemoryCycles, batch)
+	e.Cycles = c.mul(q("cycles"), e.Cycles, batch)
+	if c.err != nil {
+		return Estimate{}, c.err
+	}
+	return e, nil
+}
+
+// validateBatched checks op and a batch count of at least 1.
+func validateBatched(op Op, batch uint64) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	if batch == 0 {
+		return &InvalidOpError{Op: op, Field: "Batch", Reason: "must be at least 1"}
+	}
+	return nil
 }
 
 // checked does 64-bit arithmetic for one estimate and remembers the first overflow, so a

@@ -50,6 +50,9 @@ func memCycles(bytes *big.Int, clockMHz, bwMBps uint64) *big.Int {
 func oracleEstimate(kind string, p Params, op Op) oracle {
 	bw, _ := toMilli("", "", p.BandwidthGBps)
 	clk, _ := toMilli("", "", p.ClockGHz)
+	if kind == KindGPU {
+		return oracleGPU(p, op, 1, clk, bw)
+	}
 	M, N, K, D := bi(op.M), bi(op.N), bi(op.K), bi(op.DtypeSize)
 	o := oracle{flops: bmul(big.NewInt(2), M, N, K)}
 	switch kind {

@@ -3,6 +3,7 @@ package perfmodel
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -68,6 +69,8 @@ type Params struct {
 	ArrayRows, ArrayCols uint64
 	// Dataflow is the systolic array's dataflow.
 	Dataflow Dataflow
+	// GPU holds the gpu model's parameters.
+	GPU GPUParams
 }
 
 // MaxRateMilli bounds the integer rate values (MB/s, MHz): 2^40, far above any real
@@ -95,6 +98,18 @@ const (
 	ParamDataflow                         // 0 = os, 1 = ws, 2 = is
 )
 
+// The gpu model's parameter ids start at 32, leaving 11…31 to the other models.
+const (
+	ParamGPUSMs              ParamID = iota + 32 // streaming multiprocessors
+	ParamGPUFP32FLOPsPerSM                       // FP32 (SIMT) FLOP per SM per cycle
+	ParamGPUTensorFLOPsPerSM                     // dense bf16/fp16 tensor-core FLOP per SM per cycle
+	ParamGPUL2Bytes                              // L2 cache bytes
+	ParamGPUTiles                                // bitmask over GPUTileCatalogue, single GEMMs
+	ParamGPUBatchedTiles                         // bitmask over GPUTileCatalogue, batched GEMMs
+	ParamGPUStageMilli                           // operand-staging cost, 1/1000 cycle per element per k step
+	ParamGPUKernelNs                             // fixed cost per kernel in ns
+)
+
 var paramNames = map[ParamID]string{
 	ParamFLOPsPerCycle: "flops_per_cycle",
 	ParamBandwidthMBps: "bandwidth_mbps",
@@ -106,14 +121,24 @@ var paramNames = map[ParamID]string{
 	ParamArrayRows:     "array_rows",
 	ParamArrayCols:     "array_cols",
 	ParamDataflow:      "dataflow",
+
+	ParamGPUSMs:              "gpu_sms",
+	ParamGPUFP32FLOPsPerSM:   "gpu_fp32_flops_per_sm",
+	ParamGPUTensorFLOPsPerSM: "gpu_tensor_flops_per_sm",
+	ParamGPUL2Bytes:          "gpu_l2_bytes",
+	ParamGPUTiles:            "gpu_tiles",
+	ParamGPUBatchedTiles:     "gpu_batched_tiles",
+	ParamGPUStageMilli:       "gpu_stage_milli",
+	ParamGPUKernelNs:         "gpu_kernel_ns",
 }
 
 // ParamIDs returns every defined ParamID in ascending order.
 func ParamIDs() []ParamID {
 	ids := make([]ParamID, 0, len(paramNames))
-	for id := ParamFLOPsPerCycle; id <= ParamDataflow; id++ {
+	for id := range paramNames {
 		ids = append(ids, id)
 	}
+	slices.Sort(ids)
 	return ids
 }
 
@@ -154,6 +179,13 @@ func (p *Params) Set(id ParamID, value uint64) error {
 	}
 	if value == 0 {
 		return bad("must be at least 1")
+	}
+	if (id == ParamGPUTiles || id == ParamGPUBatchedTiles) && validGPUTileMask(value) != "" {
+		return bad(validGPUTileMask(value))
+	}
+	if f := p.GPU.field(id); f != nil {
+		*f = value
+		return nil
 	}
 	switch id {
 	case ParamFLOPsPerCycle:
@@ -207,6 +239,9 @@ func (p Params) Get(id ParamID) (uint64, error) {
 		return p.ArrayCols, nil
 	case ParamDataflow:
 		return uint64(p.Dataflow), nil
+	}
+	if f := p.GPU.field(id); f != nil {
+		return *f, nil
 	}
 	return 0, fmt.Errorf("%w id %d", ErrUnknownParam, uint32(id))
 }

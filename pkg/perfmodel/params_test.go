@@ -51,6 +51,8 @@ func TestParamIDNumbers(t *testing.T) {
 	want := map[ParamID]uint32{
 		ParamFLOPsPerCycle: 1, ParamBandwidthMBps: 2, ParamClockMHz: 3, ParamTileM: 4, ParamTileN: 5,
 		ParamTileK: 6, ParamCyclesPerTile: 7, ParamArrayRows: 8, ParamArrayCols: 9, ParamDataflow: 10,
+		ParamGPUSMs: 32, ParamGPUFP32FLOPsPerSM: 33, ParamGPUTensorFLOPsPerSM: 34, ParamGPUL2Bytes: 35,
+		ParamGPUTiles: 36, ParamGPUBatchedTiles: 37, ParamGPUStageMilli: 38, ParamGPUKernelNs: 39,
 	}
 	for id, n := range want {
 		assert.Equal(t, n, uint32(id), id.String())

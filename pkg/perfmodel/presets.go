@@ -53,6 +53,64 @@ const (
 	tpuCyclesPerTile = 2 * tpuArray * tpuArray * tpuArray / tpuFLOPsPerCycle
 )
 
+// GPU figures (docs/models.md, "GPU presets", gives the sources). FP32 lanes × 2 FLOP per
+// FMA per SM per cycle; dense bf16 tensor-core FLOP per SM per cycle.
+const (
+	a100SMs           = 108  // A100 whitepaper: 108 SMs on the A100 product
+	a100FP32PerSM     = 128  // 64 FP32 cores/SM × 2: 108 × 128 × 1.41 GHz = 19.5 TFLOPS
+	a100TensorPerSM   = 2048 // 1024 dense FP16/BF16 FMA/SM/clk: 108 × 2048 × 1.41 GHz = 312 TFLOPS
+	a100ClockGHz      = 1.41 // boost clock
+	a100L2Bytes       = 40 << 20
+	a100PCIe40GBps    = 1555
+	a100PCIe80GBps    = 1935
+	h100TensorPerSM   = 3786 // 989.4 dense BF16 TFLOPS / (132 SMs × 1.98 GHz), rounded
+	h100FP32PerSM     = h100FP32LanesPerSM * 2
+	h100L2Bytes       = 50 << 20
+	gpuKernelNs       = 3000 // assumed fixed cost of one kernel: not calibrated, not a datasheet figure
+	gpuStageMilli     = 110  // calibrated on the A100 NeuSight rows only (TestGPUCalibration)
+	a100DenseFLOPs    = a100SMs * a100FP32PerSM
+	a100CyclesPerTile = (2*tutorialTile*tutorialTile*tutorialTile + a100DenseFLOPs - 1) / a100DenseFLOPs
+)
+
+// Threadblock tiles (M×N, bits of gpuTileCatalogue). The A100 sets are the tiles of the
+// cuBLAS 12.1 kernels that ran in the A100 NeuSight rows (ampere_sgemm_AxB covers N×M:
+// A along N); the H100 set is CUTLASS's SM80 SIMT SGEMM configurations.
+var (
+	a100Tiles        = mustGPUTileMask("128x128", "64x128", "32x128", "128x32", "32x64", "64x64", "32x32")
+	a100BatchedTiles = mustGPUTileMask("128x128")
+	cutlassSimtTiles = mustGPUTileMask("256x128", "128x256", "128x128", "128x64", "64x128", "64x64", "128x32", "32x128")
+)
+
+func mustGPUTileMask(names ...string) uint64 {
+	m, err := GPUTileMask(names...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// a100GPU returns the gpu parameters of an A100 (both PCIe parts share them).
+func a100GPU() GPUParams {
+	return GPUParams{
+		SMs: a100SMs, FP32FLOPsPerSM: a100FP32PerSM, TensorFLOPsPerSM: a100TensorPerSM, L2Bytes: a100L2Bytes,
+		Tiles: a100Tiles, BatchedTiles: a100BatchedTiles, StageMilli: gpuStageMilli, KernelNs: gpuKernelNs,
+	}
+}
+
+// a100Params returns an A100 PCIe preset's parameters at the given HBM bandwidth.
+func a100Params(bandwidthGBps float64) Params {
+	return Params{
+		FLOPsPerCycle: a100DenseFLOPs,
+		BandwidthGBps: bandwidthGBps,
+		ClockGHz:      a100ClockGHz,
+		TileM:         tutorialTile, TileN: tutorialTile, TileK: tutorialTile,
+		CyclesPerTile: a100CyclesPerTile,
+		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
+		Dataflow: OutputStationary,
+		GPU:      a100GPU(),
+	}
+}
+
 // presets returns a fresh copy of the preset table.
 func presets() []Preset {
 	tutorial := Params{
@@ -63,12 +121,17 @@ func presets() []Preset {
 		CyclesPerTile: tutorialCyclesPerTile,
 		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
 		Dataflow: OutputStationary,
+		GPU:      a100GPU(),
 	}
 	h100 := tutorial
 	h100.FLOPsPerCycle = h100FLOPsPerCycle
 	h100.BandwidthGBps = h100BandwidthGBps
 	h100.ClockGHz = h100ClockGHz
 	h100.CyclesPerTile = h100CyclesPerTile
+	h100.GPU = GPUParams{
+		SMs: h100SMs, FP32FLOPsPerSM: h100FP32PerSM, TensorFLOPsPerSM: h100TensorPerSM, L2Bytes: h100L2Bytes,
+		Tiles: cutlassSimtTiles, BatchedTiles: cutlassSimtTiles, StageMilli: gpuStageMilli, KernelNs: gpuKernelNs,
+	}
 
 	tpu := Params{
 		FLOPsPerCycle: tpuFLOPsPerCycle,
@@ -78,6 +141,7 @@ func presets() []Preset {
 		CyclesPerTile: tpuCyclesPerTile,
 		ArrayRows:     tpuArray, ArrayCols: tpuArray,
 		Dataflow: WeightStationary,
+		GPU:      a100GPU(),
 	}
 	return []Preset{
 		{
@@ -89,10 +153,24 @@ func presets() []Preset {
 		},
 		{
 			Name:        "h100-sxm",
-			Description: "H100 SXM5 FP32 (non-tensor) roofline: 132 SMs × 128 lanes × 2 = 33,792 FLOP/cycle, 3,350 GB/s HBM3, 1.98 GHz boost (66.9 TFLOPS)",
-			Source:      "NVIDIA H100 Tensor Core GPU datasheet (FP32 67 TFLOPS, 3.35 TB/s) and Hopper architecture whitepaper (132 SMs, 128 FP32 cores/SM)",
+			Description: "H100 SXM5 FP32 (non-tensor) roofline: 132 SMs × 128 lanes × 2 = 33,792 FLOP/cycle, 3,350 GB/s HBM3, 1.98 GHz boost (66.9 TFLOPS); with --model gpu: 132 SMs, 989 TFLOPS dense bf16, 50 MB L2, CUTLASS SM80 SIMT tiles",
+			Source:      "NVIDIA H100 Tensor Core GPU datasheet (FP32 67 TFLOPS, BF16 1,979 TFLOPS with sparsity, 3.35 TB/s) and Hopper architecture whitepaper (132 SMs, 128 FP32 cores/SM, 50 MB L2)",
 			Model:       KindRoofline,
 			Params:      h100,
+		},
+		{
+			Name:        "a100-pcie-40gb",
+			Description: "A100 PCIe 40 GB as one GPU kernel per GEMM: 108 SMs × 128 FP32 FLOP/cycle (19.5 TFLOPS), 2,048 bf16 tensor FLOP/SM/cycle (312 TFLOPS), 1.41 GHz, 1,555 GB/s HBM2, 40 MB L2",
+			Source:      "NVIDIA A100 Tensor Core GPU datasheet (FP32 19.5 TFLOPS, BF16 312 TFLOPS dense, 40GB PCIe 1,555 GB/s) and Ampere GA100 whitepaper (108 SMs, 64 FP32 cores/SM, 40 MB L2, 1410 MHz boost)",
+			Model:       KindGPU,
+			Params:      a100Params(a100PCIe40GBps),
+		},
+		{
+			Name:        "a100-80gb-pcie",
+			Description: "A100 PCIe 80 GB: as a100-pcie-40gb with 1,935 GB/s HBM2e",
+			Source:      "NVIDIA A100 Tensor Core GPU datasheet (80GB PCIe: 1,935 GB/s) and Ampere GA100 whitepaper",
+			Model:       KindGPU,
+			Params:      a100Params(a100PCIe80GBps),
 		},
 		{
 			Name:        "tpu-128",
