@@ -16,6 +16,8 @@ func FuzzEstimate(f *testing.F) {
 	f.Add(uint8(2), uint8(2), uint64(max32), uint64(1), uint64(1), uint64(2), uint32(10), uint64(2), uint32(8), uint64(3))
 	f.Add(uint8(0), uint8(1), uint64(max32), uint64(1<<31), uint64(1), uint64(2), uint32(3), uint64(MaxRateMilli), uint32(2), uint64(1))
 	f.Add(uint8(2), uint8(0), uint64(200), uint64(130), uint64(50), uint64(2), uint32(10), uint64(0), uint32(9), uint64(1))
+	f.Add(uint8(3), uint8(4), uint64(196), uint64(196), uint64(64), uint64(4), uint32(32), uint64(3), uint32(36), uint64(1024))
+	f.Add(uint8(3), uint8(1), uint64(max32), uint64(4096), uint64(4096), uint64(2), uint32(35), uint64(1), uint32(39), uint64(1<<63))
 	f.Fuzz(func(t *testing.T, kindSel, presetSel uint8, m, n, k, d uint64, id1 uint32, v1 uint64, id2 uint32, v2 uint64) {
 		all := Presets()
 		preset := all[int(presetSel)%len(all)]
@@ -80,6 +82,8 @@ func FuzzSet(f *testing.F) {
 	f.Add(uint32(10), uint64(3))
 	f.Add(uint32(0), uint64(1))
 	f.Add(uint32(3), uint64(MaxRateMilli+1))
+	f.Add(uint32(36), uint64(1<<11))
+	f.Add(uint32(38), uint64(110))
 	f.Fuzz(func(t *testing.T, id uint32, value uint64) {
 		p, err := LookupPreset(DefaultPreset)
 		if err != nil {
