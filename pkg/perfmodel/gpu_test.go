@@ -271,3 +271,23 @@ func TestISqrt(t *testing.T) {
 		assert.Equal(t, tc[1], isqrt(tc[0]), "isqrt(%d)", tc[0])
 	}
 }
+
+func BenchmarkGPU(b *testing.B) { benchmarkModel(b, "a100-pcie-40gb") }
+
+// BenchmarkGPUBatched times one batched estimate with the H100's eight candidate tiles.
+func BenchmarkGPUBatched(b *testing.B) {
+	m, err := New(KindGPU, presetParams(b, "h100-sxm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var sink uint64
+	for b.Loop() {
+		e, err := EstimateBatched(m, Op{M: 196, N: 196, K: 64, DtypeSize: 4}, 384)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink += e.Cycles
+	}
+	_ = sink
+}
