@@ -165,6 +165,9 @@ func statsOf(errs []float64) errStats {
 type validationGroup struct {
 	set, device, op        string
 	gpu, roofline, roofOff []float64
+	// sumGPU and sumMeasured total the predicted and measured µs, for the error of the
+	// summed latency (the metric of NeuSight's per-op-type comparison).
+	sumGPU, sumMeasured float64
 }
 
 // validate scores every row with the gpu model (plus the harness offset), the datasheet
@@ -189,7 +192,10 @@ func validate(t testing.TB, rows []valRow) []*validationGroup {
 			models[mk] = ms
 		}
 		rel := func(pred float64) float64 { return math.Abs(pred-r.measuredUS) / r.measuredUS }
-		g.gpu = append(g.gpu, rel(kernelUS(t, ms[0], p, r)+r.offsetUS))
+		pred := kernelUS(t, ms[0], p, r) + r.offsetUS
+		g.gpu = append(g.gpu, rel(pred))
+		g.sumGPU += pred
+		g.sumMeasured += r.measuredUS
 		roof := kernelUS(t, ms[1], p, r)
 		g.roofline = append(g.roofline, rel(roof))
 		g.roofOff = append(g.roofOff, rel(roof+r.offsetUS))
@@ -204,6 +210,8 @@ func mergeGroups(op string, gs ...*validationGroup) *validationGroup {
 		m.gpu = append(m.gpu, g.gpu...)
 		m.roofline = append(m.roofline, g.roofline...)
 		m.roofOff = append(m.roofOff, g.roofOff...)
+		m.sumGPU += g.sumGPU
+		m.sumMeasured += g.sumMeasured
 	}
 	return m
 }
@@ -211,12 +219,12 @@ func mergeGroups(op string, gs ...*validationGroup) *validationGroup {
 // validationTable formats the groups as the Markdown table of docs/models.md.
 func validationTable(gs []*validationGroup) string {
 	var b strings.Builder
-	b.WriteString("| data | device | op | rows | gpu MAPE % | gpu median % | gpu p90 % | roofline MAPE % | roofline + offset MAPE % |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| data | device | op | rows | gpu MAPE % | gpu median % | gpu p90 % | gpu Σ error % | roofline MAPE % | roofline + offset MAPE % |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range gs {
 		s, r, ro := statsOf(g.gpu), statsOf(g.roofline), statsOf(g.roofOff)
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
-			g.set, g.device, g.op, len(g.gpu), s.mape, s.median, s.p90, r.mape, ro.mape)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f | %.1f | %.1f | %+.1f | %.1f | %.1f |\n",
+			g.set, g.device, g.op, len(g.gpu), s.mape, s.median, s.p90, 100*(g.sumGPU-g.sumMeasured)/g.sumMeasured, r.mape, ro.mape)
 	}
 	return b.String()
 }
