@@ -26,9 +26,11 @@ const (
 //	go test ./pkg/perfmodel -run TestGPUCalibration -v
 func TestGPUCalibration(t *testing.T) {
 	var a100 []valRow
+	params := map[string]Params{}
 	for _, r := range neusightRows(t) {
 		if strings.HasPrefix(r.preset, "a100-") {
 			a100 = append(a100, r)
+			params[r.preset] = presetParams(t, r.preset)
 		}
 	}
 	best := struct {
@@ -37,22 +39,30 @@ func TestGPUCalibration(t *testing.T) {
 		linear, bmmOffs float64
 	}{mape: math.Inf(1)}
 	for stage := uint64(calStageStep); stage <= calStageMax; stage += calStageStep {
-		kernel := make([]float64, len(a100))
-		for i, r := range a100 {
-			p := presetParams(t, r.preset)
+		// kernel and measured µs of the rows, per op type.
+		var kernel, measured [2][]float64
+		models := map[string]Model{}
+		for _, r := range a100 {
+			p := params[r.preset]
 			p.GPU.StageMilli = stage
-			kernel[i] = kernelUS(t, mustNew(t, KindGPU, p), p, r)
+			if models[r.preset] == nil {
+				models[r.preset] = mustNew(t, KindGPU, p)
+			}
+			k := 1
+			if r.op == "linear" {
+				k = 0
+			}
+			kernel[k] = append(kernel[k], kernelUS(t, models[r.preset], p, r))
+			measured[k] = append(measured[k], r.measuredUS)
 		}
 		total := 0.0
 		var offs [2]float64
-		for k, op := range []string{"linear", "bmm"} {
+		for k := range offs {
 			bestSum := math.Inf(1)
 			for off := 0.0; off <= calOffsetMaxUS; off++ {
 				sum := 0.0
-				for i, r := range a100 {
-					if r.op == op {
-						sum += math.Abs(kernel[i]+off-r.measuredUS) / r.measuredUS
-					}
+				for i, y := range measured[k] {
+					sum += math.Abs(kernel[k][i]+off-y) / y
 				}
 				if sum < bestSum {
 					bestSum, offs[k] = sum, off

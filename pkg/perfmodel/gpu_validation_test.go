@@ -132,9 +132,10 @@ func llmcompassRows(t testing.TB) []valRow {
 
 // kernelUS returns the model's time for the row's (batched) GEMM in µs.
 func kernelUS(t testing.TB, m Model, p Params, r valRow) float64 {
-	t.Helper()
 	e, err := EstimateBatched(m, r.op4, r.batch)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("%s %v batch %d: %v", m.Name(), r.op4, r.batch, err)
+	}
 	return float64(e.Cycles) / (p.ClockGHz * 1000)
 }
 
@@ -176,6 +177,7 @@ func validate(t testing.TB, rows []valRow) []*validationGroup {
 	var groups []*validationGroup
 	byKey := map[string]*validationGroup{}
 	models := map[string][3]Model{}
+	presets := map[string]Params{}
 	for _, r := range rows {
 		key := r.set + "|" + r.device + "|" + r.op
 		g := byKey[key]
@@ -184,7 +186,11 @@ func validate(t testing.TB, rows []valRow) []*validationGroup {
 			byKey[key] = g
 			groups = append(groups, g)
 		}
-		p := presetParams(t, r.preset)
+		p := presets[r.preset]
+		if p == (Params{}) {
+			p = presetParams(t, r.preset)
+			presets[r.preset] = p
+		}
 		mk := r.preset + strconv.FormatUint(r.op4.DtypeSize, 10)
 		ms, ok := models[mk]
 		if !ok {
