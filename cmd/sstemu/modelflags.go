@@ -40,6 +40,8 @@ func modelFlags() []cli.Flag {
 			Usage: "memory bandwidth in GB/s (every model's memory bound)", DefaultText: "the preset's"},
 		&cli.StringFlag{Name: "model-clock", EnvVars: []string{"SSTEMU_MODEL_CLOCK"},
 			Usage: "the modelled device's clock, e.g. 1.41GHz: bytes per cycle = bandwidth / model clock"},
+		&cli.StringSliceFlag{Name: "model-param", EnvVars: []string{"SSTEMU_MODEL_PARAM"},
+			Usage: "set any model parameter `name=value` by its CONFIGURE name and integer encoding (docs/models.md), e.g. gpu_sms=108; repeatable, applied last"},
 	}
 }
 
@@ -108,6 +110,23 @@ func modelSpecFromFlags(c *cli.Context) (modelSpec, error) {
 			return modelSpec{}, fmt.Errorf("--model-clock: %w", err)
 		}
 		p.ClockGHz = hz / 1e9
+	}
+	for _, kv := range c.StringSlice("model-param") {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return modelSpec{}, fmt.Errorf("--model-param %q: want name=value", kv)
+		}
+		id, err := perfmodel.ParseParamID(strings.TrimSpace(name))
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--model-param %q: %w", kv, err)
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--model-param %q: value is not an unsigned integer", kv)
+		}
+		if err := p.Set(id, v); err != nil {
+			return modelSpec{}, fmt.Errorf("--model-param %q: %w", kv, err)
+		}
 	}
 	if _, err := s.build(); err != nil {
 		return modelSpec{}, fmt.Errorf("model %s: %w", s, err)

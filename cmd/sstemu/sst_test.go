@@ -75,6 +75,15 @@ func TestModelFlags(t *testing.T) {
 				assert.Equal(t, "tiled", s.Kind)
 				assert.Equal(t, []uint64{128, 64, 32, 99}, []uint64{s.Params.TileM, s.Params.TileN, s.Params.TileK, s.Params.CyclesPerTile})
 			}},
+		{name: "gpu model on the h100-sxm preset", args: []string{"--model", "gpu", "--preset", "h100-sxm",
+			"--model-param", "gpu_sms=100", "--model-param", "gpu_kernel_ns = 2500"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, "gpu", s.Kind)
+				assert.Equal(t, []uint64{100, 256, 2500}, []uint64{s.Params.GPU.SMs, s.Params.GPU.FP32FLOPsPerSM, s.Params.GPU.KernelNs})
+			}},
+		{name: "gpu preset picks the gpu model", args: []string{"--preset", "a100-pcie-40gb"}, check: func(t *testing.T, s modelSpec) {
+			assert.Equal(t, "gpu", s.Kind)
+		}},
 		{name: "environment", env: map[string]string{"SSTEMU_MODEL": "tiled", "SSTEMU_ARRAY": "8x8"},
 			check: func(t *testing.T, s modelSpec) {
 				assert.Equal(t, "tiled", s.Kind)
@@ -98,6 +107,8 @@ func TestModelFlags(t *testing.T) {
 		{[]string{"--preset", "nope"}, "--preset"}, {[]string{"--model", "quantum"}, "--model"},
 		{[]string{"--array", "12"}, "--array"}, {[]string{"--array", "0x4"}, "--array"}, {[]string{"--array", "4x-4"}, "--array"},
 		{[]string{"--dataflow", "diagonal"}, "--dataflow"}, {[]string{"--model-clock", "1"}, "--model-clock"},
+		{[]string{"--model-param", "gpu_sms"}, "--model-param"}, {[]string{"--model-param", "warp_size=32"}, "--model-param"},
+		{[]string{"--model-param", "gpu_sms=-1"}, "--model-param"}, {[]string{"--model-param", "gpu_tiles=0"}, "--model-param"},
 		{[]string{"--flops-per-cycle", "0"}, "FLOPsPerCycle"}, {[]string{"--tile", "1x2"}, "--tile"},
 	} {
 		t.Run("reject "+strings.Join(tt.args, " "), func(t *testing.T) {
