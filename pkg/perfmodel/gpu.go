@@ -155,9 +155,8 @@ func (gpu) Name() string { return KindGPU }
 // Estimate times op as a single-GEMM kernel: EstimateBatched(op, 1).
 func (m gpu) Estimate(op Op) (Estimate, error) { return m.EstimateBatched(op, 1) }
 
-// gpuChoice is the chosen tile of an estimate with the quantities that follow from it.
+// gpuChoice is one candidate tile's grid (tiles along M and N) and main-loop cycles.
 type gpuChoice struct {
-	tile           gpuTile
 	tilesM, tilesN uint64
 	cycles         uint64
 }
@@ -229,7 +228,7 @@ func (c *checked) mulDivCeil(quantity string, a, b, d uint64) uint64 {
 // tileCycles returns the main-loop cycles of the kernel with tile t.
 func (m gpu) tileCycles(c *checked, op Op, batch uint64, t gpuTile, rate, stage uint64) gpuChoice {
 	const cc = "compute cycles"
-	ch := gpuChoice{tile: t, tilesM: ceilDiv(op.M, t.TM), tilesN: ceilDiv(op.N, t.TN)}
+	ch := gpuChoice{tilesM: ceilDiv(op.M, t.TM), tilesN: ceilDiv(op.N, t.TN)}
 	tiles := c.mul("tiles", c.mul("tiles", ch.tilesM, ch.tilesN), batch)
 	steps := c.mul(cc, ceilDiv(tiles, m.sms), op.K) // waves · K
 	mma := c.mulDivCeil(cc, steps, 2*t.TM*t.TN, rate)
