@@ -59,7 +59,7 @@ func BenchmarkTimingLayers2to5(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if t := srv.Time(ctx, benchShape); !t.Timed {
-				b.Errorf("untimed: %s", t.UntimedReason)
+				b.Errorf("untimed: %s", t.UntimedErr)
 				return
 			}
 		}
@@ -76,7 +76,7 @@ func BenchmarkTimingLayers2to5Serial(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if t := srv.Time(ctx, benchShape); !t.Timed {
-			b.Fatalf("untimed: %s", t.UntimedReason)
+			b.Fatalf("untimed: %s", t.UntimedErr)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")

@@ -71,11 +71,12 @@ func FuzzDeviceResponse(f *testing.F) {
 			binary.LittleEndian.PutUint64(got[16:], file.userData)
 		}
 		wantTimed := n == 4112 && binary.LittleEndian.Uint32(got) == 0 && binary.LittleEndian.Uint64(got[16:]) == file.userData
-		assert.Equal(t, wantTimed, res.Timing.Timed, "timed (reason %q)", res.Timing.UntimedReason)
+		assert.Equal(t, wantTimed, res.Timing.Timed, "timed (cause %s: %v)", res.Timing.Untimed, res.Timing.UntimedErr)
 		if wantTimed {
 			assert.Equal(t, binary.LittleEndian.Uint64(got[32:]), res.Timing.Cycles)
 		} else {
-			assert.NotEmpty(t, res.Timing.UntimedReason)
+			assert.NotEqual(t, UntimedNone, res.Timing.Untimed)
+			assert.Error(t, res.Timing.UntimedErr)
 		}
 	})
 }

@@ -68,8 +68,8 @@ type Op struct {
 }
 
 // Timing is the simulated cost of one op as the device reported it. An op whose timing
-// could not be obtained (device absent, timeout) has Timed false and its result is still
-// returned to the client.
+// could not be obtained (device absent, timeout) has Timed false, Untimed saying why, and
+// its result is still returned to the client.
 type Timing struct {
 	Timed         bool
 	Requests      int    // GEMM requests sent to the device for this op
@@ -77,7 +77,8 @@ type Timing struct {
 	ComputeCycles uint64
 	MemoryCycles  uint64
 	MemoryBytes   uint64
-	UntimedReason string // why Timed is false, for logs
+	Untimed       UntimedCause // why Timed is false; UntimedNone when it is true
+	UntimedErr    error        // the detail of Untimed, for logs; nil when timed
 }
 
 // Result is an op's output: a row-major float32 tensor and its timing.

@@ -60,9 +60,9 @@ type Server struct {
 	devices []*handlePool
 	next    atomic.Uint64 // round-robin cursor over devices
 	tag     atomic.Uint64 // user_data of the next timing request, to match its response
-	// lastUntimed is the reason of the latest untimed op while the device is failing, nil
-	// while ops are timed: warnings are logged once per change of reason.
-	lastUntimed atomic.Pointer[string]
+	// lastUntimed is the cause of the latest untimed op while the device is failing,
+	// UntimedNone while ops are timed: warnings are logged once per change of cause.
+	lastUntimed atomic.Uint32
 	stats       counters
 }
 
@@ -100,15 +100,16 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 	res.Timing = s.timeBatches(ctx, gemms)
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
-	if !res.Timing.Timed {
-		// Warn when the reason changes (the SST went away, timed out, came back with another
-		// fault), not once per op: an outage under load is tens of thousands of ops.
-		if last := s.lastUntimed.Swap(&res.Timing.UntimedReason); last == nil || *last != res.Timing.UntimedReason {
+	if cause := res.Timing.Untimed; !res.Timing.Timed {
+		// Warn when the cause changes (the SST went away, timed out, came back with another
+		// fault), not once per op: an outage under load is tens of thousands of ops. A
+		// shutdown is no fault: its untimed ops stay at debug level.
+		if last := UntimedCause(s.lastUntimed.Swap(uint32(cause))); last != cause && cause != UntimedClosed && cause != UntimedCanceled {
 			ev = s.log.Warn()
 		}
-		ev = ev.Str("untimed", res.Timing.UntimedReason)
+		ev = ev.Stringer("untimed", cause).AnErr("error", res.Timing.UntimedErr)
 	} else {
-		s.lastUntimed.Store(nil)
+		s.lastUntimed.Store(uint32(UntimedNone))
 	}
 	ev.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", res.Shape).
 		Int("gemm_requests", res.Timing.Requests).Uint64("cycles", res.Timing.Cycles).
@@ -172,24 +173,28 @@ func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
 // answers, each scaled by its batch's count.
 func (s *Server) timeBatches(ctx context.Context, batches []linalg.GEMMBatch) Timing {
 	if len(s.devices) == 0 {
-		return Timing{UntimedReason: "no device"}
+		return Timing{Untimed: UntimedNoDevice, UntimedErr: errNoDevice}
 	}
 	pool := s.devices[(s.next.Add(1)-1)%uint64(len(s.devices))]
-	h, err := pool.get(ctx)
+	h, cause, err := pool.get(ctx)
 	if err != nil {
-		return Timing{UntimedReason: err.Error()}
+		return Timing{Untimed: cause, UntimedErr: err}
 	}
 	var t Timing
 	for _, b := range batches {
-		r, err := s.timeOne(h, b.Shape)
+		r, cause, err := s.timeOne(h, b.Shape)
 		if err != nil {
-			pool.discard(h)
-			return Timing{Requests: t.Requests, UntimedReason: err.Error()}
+			if cause == UntimedInvalidShape {
+				pool.put(h) // nothing was sent: the handle is as good as before
+			} else {
+				pool.discard(h)
+			}
+			return Timing{Requests: t.Requests, Untimed: cause, UntimedErr: err}
 		}
 		t.Requests++
 		if !t.add(r, uint64(b.Count)) {
 			pool.put(h)
-			return Timing{Requests: t.Requests, UntimedReason: "op's total cycles overflow 64 bits"}
+			return Timing{Requests: t.Requests, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 		}
 	}
 	pool.put(h)
@@ -234,34 +239,48 @@ func coalesce(gemms []linalg.GEMMShape) []linalg.GEMMBatch {
 // float32Size is the dtype size of every tensor the front end accepts.
 const float32Size = 4
 
-func (s *Server) timeOne(h *handle, g linalg.GEMMShape) (protocol.GEMMResult, error) {
+// Details of the untimed causes that carry no error of their own.
+var (
+	errNoDevice = errors.New("no device configured")
+	errOverflow = errors.New("op's total cycles or bytes overflow 64 bits")
+)
+
+// timeOne sends one GEMM timing request on h and reads its answer; on failure it says why
+// as an UntimedCause, with the detail.
+func (s *Server) timeOne(h *handle, g linalg.GEMMShape) (protocol.GEMMResult, UntimedCause, error) {
 	if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 {
-		return protocol.GEMMResult{}, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
+		return protocol.GEMMResult{}, UntimedInvalidShape, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
 	}
 	tag := s.tag.Add(1)
 	h.req.Type = protocol.ReqGEMM
 	h.req.UserData = tag
 	h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
 	if err := h.req.Encode(h.wbuf[:]); err != nil {
-		return protocol.GEMMResult{}, err
+		return protocol.GEMMResult{}, UntimedDeviceError, err
 	}
 	if _, err := h.file.Write(h.wbuf[:]); err != nil {
-		return protocol.GEMMResult{}, fmt.Errorf("device write: %w", err)
+		return protocol.GEMMResult{}, deviceCause(err), fmt.Errorf("device write: %w", err)
 	}
 	n, err := h.file.Read(h.rbuf[:])
 	if err != nil {
-		return protocol.GEMMResult{}, fmt.Errorf("device read: %w", err)
+		return protocol.GEMMResult{}, deviceCause(err), fmt.Errorf("device read: %w", err)
 	}
 	if err := h.resp.Decode(h.rbuf[:n]); err != nil {
-		return protocol.GEMMResult{}, fmt.Errorf("device read: %w", err)
+		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device read: %w", err)
 	}
 	if h.resp.UserData != tag {
-		return protocol.GEMMResult{}, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
+		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
 	}
-	if h.resp.Status != protocol.StatusOK {
-		return protocol.GEMMResult{}, fmt.Errorf("device status %s", h.resp.Status)
+	switch h.resp.Status {
+	case protocol.StatusOK:
+		return h.resp.GEMM(), UntimedNone, nil
+	case protocol.StatusNoDevice:
+		return protocol.GEMMResult{}, UntimedLinkDown, fmt.Errorf("device status %s", h.resp.Status)
+	case protocol.StatusTimeout:
+		return protocol.GEMMResult{}, UntimedTimeout, fmt.Errorf("device status %s", h.resp.Status)
+	default:
+		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device status %s", h.resp.Status)
 	}
-	return h.resp.GEMM(), nil
 }
 
 // handle is one open device file with its request and response buffers.
@@ -286,30 +305,34 @@ func newHandlePool(open Opener, max int) *handlePool {
 	return &handlePool{open: open, idle: make(chan *handle, max), slots: make(chan struct{}, max)}
 }
 
-func (p *handlePool) get(ctx context.Context) (*handle, error) {
+// get returns an idle handle, or opens one while fewer than max exist, or waits for one;
+// on failure it says why as an UntimedCause, with the detail.
+func (p *handlePool) get(ctx context.Context) (*handle, UntimedCause, error) {
 	p.mu.Lock()
 	shut := p.shut
 	p.mu.Unlock()
 	if shut {
-		return nil, errors.New("device server closed")
+		return nil, UntimedClosed, errServerClosed
 	}
 	select {
 	case h := <-p.idle:
-		return h, nil
+		return h, UntimedNone, nil
 	default:
 	}
 	select {
 	case h := <-p.idle:
-		return h, nil
+		return h, UntimedNone, nil
 	case p.slots <- struct{}{}:
 		f, err := p.open()
 		if err != nil {
 			<-p.slots
-			return nil, fmt.Errorf("device open: %w", err)
+			// Whatever stops an open (ENODEV before the device is ready, a missing
+			// file, a permission), the device cannot be used.
+			return nil, UntimedDeviceUnavailable, fmt.Errorf("device open: %w", err)
 		}
-		return &handle{file: f}, nil
+		return &handle{file: f}, UntimedNone, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, UntimedCanceled, ctx.Err()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,14 +129,23 @@ func TestGEMMComputedAndTimed(t *testing.T) {
 }
 
 func TestUntimedWhenTheDeviceFails(t *testing.T) {
+	// The driver's errors come as an *os.PathError holding the errno, as from /dev/sst0.
+	pathErr := func(errno syscall.Errno) error { return &os.PathError{Op: "write", Path: "/dev/sst0", Err: errno} }
 	tests := []struct {
-		name string
-		dev  *fakeDevice
-		want string
+		name     string
+		dev      *fakeDevice
+		cause    UntimedCause
+		wantName string
+		detail   string
 	}{
-		{"write error", &fakeDevice{writeErr: syscall.ETIMEDOUT}, "timed out"},
-		{"status", &fakeDevice{status: protocol.StatusNoDevice}, "NO_DEVICE"},
-		{"mismatched response", &fakeDevice{corruptTag: true}, "user_data"},
+		{"driver timeout", &fakeDevice{writeErr: pathErr(syscall.ETIMEDOUT)}, UntimedTimeout, "timeout", "timed out"},
+		{"device removed", &fakeDevice{writeErr: pathErr(syscall.ENODEV)}, UntimedDeviceUnavailable, "device_unavailable", "no such device"},
+		{"I/O error", &fakeDevice{writeErr: pathErr(syscall.EIO)}, UntimedDeviceError, "device_error", "input/output error"},
+		{"file closed", &fakeDevice{writeErr: pathErr(syscall.EINTR)}, UntimedClosed, "closed", "interrupted"},
+		{"status NO_DEVICE", &fakeDevice{status: protocol.StatusNoDevice}, UntimedLinkDown, "link_down", "NO_DEVICE"},
+		{"status TIMEOUT", &fakeDevice{status: protocol.StatusTimeout}, UntimedTimeout, "timeout", "TIMEOUT"},
+		{"status ERROR", &fakeDevice{status: protocol.StatusError}, UntimedDeviceError, "device_error", "ERROR"},
+		{"mismatched response", &fakeDevice{corruptTag: true}, UntimedDeviceError, "device_error", "user_data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,11 +157,84 @@ func TestUntimedWhenTheDeviceFails(t *testing.T) {
 			require.NoError(t, err, "the client still gets its result")
 			assert.Equal(t, []float32{19, 22, 43, 50}, res.Data)
 			assert.False(t, res.Timing.Timed)
-			assert.Contains(t, res.Timing.UntimedReason, tt.want)
-			assert.Equal(t, uint64(1), s.Stats().Untimed)
+			assert.Equal(t, tt.cause, res.Timing.Untimed)
+			assert.Equal(t, tt.wantName, res.Timing.Untimed.String())
+			require.Error(t, res.Timing.UntimedErr)
+			assert.Contains(t, res.Timing.UntimedErr.Error(), tt.detail)
+			st := s.Stats()
+			assert.Equal(t, uint64(1), st.Untimed)
+			assert.Equal(t, uint64(1), st.UntimedByCause[tt.cause])
 			assert.Equal(t, tt.dev.opened.Load(), tt.dev.closed.Load(), "a failed handle is closed, not reused")
 		})
 	}
+}
+
+func TestUntimedCausesOfTheServer(t *testing.T) {
+	gemm := func() *Op {
+		return &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{3}, B: []float32{4}}}
+	}
+	t.Run("closed", func(t *testing.T) {
+		dev := &fakeDevice{}
+		s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+		require.NoError(t, s.Close())
+		res, err := s.Execute(context.Background(), gemm())
+		require.NoError(t, err)
+		assert.Equal(t, UntimedClosed, res.Timing.Untimed)
+		assert.Zero(t, dev.opened.Load())
+	})
+	t.Run("canceled", func(t *testing.T) {
+		// The only handle is taken: an op whose context is already done gives up waiting.
+		dev := &fakeDevice{}
+		s := New(Config{Devices: []Opener{dev.open}, MaxHandles: 1, Logger: zerolog.Nop()})
+		defer s.Close()
+		pool := s.devices[0]
+		h, _, err := pool.get(context.Background())
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		res, err := s.Execute(ctx, gemm())
+		require.NoError(t, err)
+		assert.Equal(t, UntimedCanceled, res.Timing.Untimed)
+		assert.ErrorIs(t, res.Timing.UntimedErr, context.Canceled)
+		pool.put(h)
+	})
+	t.Run("invalid_shape", func(t *testing.T) {
+		dev := &fakeDevice{}
+		s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+		defer s.Close()
+		tm := s.Time(context.Background(), []linalg.GEMMShape{{M: 1, N: 1, K: 1}, {M: 1 << 33, N: 1, K: 1}})
+		assert.Equal(t, UntimedInvalidShape, tm.Untimed)
+		assert.Equal(t, 1, tm.Requests, "the first GEMM was sent")
+		assert.Equal(t, int64(0), dev.closed.Load(), "nothing bad was sent: the handle is kept")
+	})
+	t.Run("overflow", func(t *testing.T) {
+		dev := &fakeDevice{}
+		s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+		defer s.Close()
+		big := linalg.GEMMShape{M: 1 << 31, N: 1 << 31, K: 2} // 2^63 fake cycles, twice
+		tm := s.Time(context.Background(), []linalg.GEMMShape{big, big})
+		assert.Equal(t, UntimedOverflow, tm.Untimed)
+		assert.False(t, tm.Timed)
+	})
+}
+
+// The cause names are a contract (logs, /stats, the wire): they are unique, snake_case,
+// and only UntimedNone is empty.
+func TestUntimedCauseNames(t *testing.T) {
+	seen := map[string]bool{}
+	want := []string{"no_device", "closed", "canceled", "device_unavailable", "link_down", "timeout",
+		"device_error", "overflow", "invalid_shape"}
+	var got []string
+	for _, c := range UntimedCauses() {
+		name := c.String()
+		assert.Regexp(t, `^[a-z]+(_[a-z]+)*$`, name)
+		assert.False(t, seen[name], "duplicate %q", name)
+		seen[name] = true
+		got = append(got, name)
+	}
+	assert.Equal(t, want, got)
+	assert.Empty(t, UntimedNone.String())
+	assert.Equal(t, "cause(200)", UntimedCause(200).String())
 }
 
 func TestNoDeviceAndBadOps(t *testing.T) {
@@ -159,7 +242,8 @@ func TestNoDeviceAndBadOps(t *testing.T) {
 	res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{3}, B: []float32{4}}})
 	require.NoError(t, err)
 	assert.Equal(t, []float32{12}, res.Data)
-	assert.Equal(t, "no device", res.Timing.UntimedReason)
+	assert.Equal(t, UntimedNoDevice, res.Timing.Untimed)
+	assert.Equal(t, uint64(1), s.Stats().UntimedByCause[UntimedNoDevice])
 
 	_, err = s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 2, N: 1, K: 1, A: []float32{3}, B: []float32{4}}})
 	assert.Error(t, err, "A shorter than M·K")
@@ -173,7 +257,8 @@ func TestOpenErrorIsUntimed(t *testing.T) {
 	res, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{1}, B: []float32{1}}})
 	require.NoError(t, err)
 	assert.False(t, res.Timing.Timed)
-	assert.Contains(t, res.Timing.UntimedReason, "no such device")
+	assert.Equal(t, UntimedDeviceUnavailable, res.Timing.Untimed)
+	assert.ErrorIs(t, res.Timing.UntimedErr, syscall.ENODEV)
 }
 
 func TestConcurrentOpsSpreadOverDevicesWithBoundedHandles(t *testing.T) {

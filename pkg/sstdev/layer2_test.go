@@ -66,7 +66,7 @@ func TestUnderLayer2(t *testing.T) {
 	n := 0
 	for res := range results {
 		n++
-		require.True(t, res.Timing.Timed, res.Timing.UntimedReason)
+		require.True(t, res.Timing.Timed, res.Timing.UntimedErr)
 		assert.Equal(t, deviceserver.Timing{Timed: true, Requests: 1, Cycles: 16, ComputeCycles: 16,
 			MemoryCycles: 1, MemoryBytes: 896}, res.Timing)
 		assert.Equal(t, []int{4, 16}, res.Shape)

@@ -308,6 +308,11 @@ func (st *Stack) WriteReport(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "sstemu: device server: %d ops, %d timed, %d untimed, %d invalid, %d timing requests, %d cycles\n",
 		s.Ops, s.Timed, s.Untimed, s.Failed, s.TimingRequest, s.Cycles)
+	for _, cause := range deviceserver.UntimedCauses() {
+		if n := s.UntimedByCause[cause]; n > 0 {
+			fmt.Fprintf(w, "sstemu: device server: %d ops untimed for %s\n", n, cause)
+		}
+	}
 	if st.devices != nil {
 		for i, d := range st.devices.Stats() {
 			fmt.Fprintf(w, "sstemu: %s: %d writes, %d answers, %d timeouts, %d late answers\n",
