@@ -14,13 +14,13 @@ import (
 
 // With --device, layers 3–5 are whatever file is named. A file that is not a virtio-sst
 // device cannot time an op, but the client still gets correct results, and every op is
-// logged and counted as untimed with the reason.
+// logged and counted as untimed with its cause and the error behind it.
 func TestServeOnDeviceFileThatCannotTime(t *testing.T) {
 	tests := []struct {
-		name, path, reason string
+		name, path, cause, detail string
 	}{
-		{"missing device", filepath.Join(t.TempDir(), "sst0"), "no such file"},
-		{"not a virtio-sst device", "/dev/null", "device read"},
+		{"missing device", filepath.Join(t.TempDir(), "sst0"), "device_unavailable", "no such file"},
+		{"not a virtio-sst device", "/dev/null", "device_error", "device read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,9 +32,11 @@ func TestServeOnDeviceFileThatCannotTime(t *testing.T) {
 				gemm(t, c, r, 5, 3, 7)
 			}
 			l := p.waitFor(5*time.Second, "an untimed op", func(m map[string]any) bool { return isOp(m) && m["untimed"] != nil })
-			assert.Contains(t, l["untimed"], tt.reason)
+			assert.Equal(t, tt.cause, l["untimed"])
+			assert.Contains(t, l["error"], tt.detail)
 			require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second))
 			assert.Contains(t, p.output(), fmt.Sprintf("device server: %d ops, 0 timed, %d untimed", 3, 3))
+			assert.Contains(t, p.output(), fmt.Sprintf("device server: %d ops untimed for %s\n", 3, tt.cause))
 		})
 	}
 }

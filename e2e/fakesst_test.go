@@ -155,7 +155,7 @@ func TestSlowSST(t *testing.T) {
 	p := start(t, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--sst-socket", sock,
 		"--device-timeout", deviceTimeout.String(), "--log-level", "debug")
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
-	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["message"] == "virtiodev: connected to SST" })
+	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["layer"] == "virtiodev" && m["message"] == "connected to SST" })
 
 	var (
 		wg               sync.WaitGroup
@@ -195,7 +195,9 @@ func TestSlowSST(t *testing.T) {
 	assert.Zero(t, s.DeviceServer.Timed)
 	assert.Equal(t, int64(slowOps), s.CharDevices[0].Timeouts, "/dev/sst0 timeouts")
 	untimed := p.waitFor(5*time.Second, "an untimed op line", func(m map[string]any) bool { return isOp(m) && m["untimed"] != nil })
-	assert.Contains(t, untimed["untimed"], "timed out")
+	assert.Equal(t, "timeout", untimed["untimed"])
+	assert.Contains(t, untimed["error"], "timed out")
+	assert.Equal(t, uint64(slowOps), s.DeviceServer.UntimedByCause["timeout"], "every slow op untimed for the driver's timeout")
 
 	// The late answers come back and their slots are reclaimed.
 	s = eventuallyStats(t, httpAddr, 5*time.Second, "the late answers reclaimed", func(s stats) bool {
@@ -242,7 +244,7 @@ func TestMaxInflight(t *testing.T) {
 	p := start(t, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--sst-socket", sock,
 		"--max-inflight", "2")
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
-	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["message"] == "virtiodev: connected to SST" })
+	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["layer"] == "virtiodev" && m["message"] == "connected to SST" })
 	var wg sync.WaitGroup
 	for i := 0; i < clients; i++ {
 		wg.Add(1)

@@ -82,7 +82,7 @@ func TestSSTKilledAndRestarted(t *testing.T) {
 	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
 	p := start(t, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--sst-socket", sock)
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
-	p.waitFor(10*time.Second, "the link to SST", func(m map[string]any) bool { return m["message"] == "virtiodev: connected to SST" })
+	p.waitFor(10*time.Second, "the link to SST", func(m map[string]any) bool { return m["layer"] == "virtiodev" && m["message"] == "connected to SST" })
 
 	stop := make(chan struct{})
 	wait := loadLoop(t, addr, 8, stop)

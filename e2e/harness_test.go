@@ -149,11 +149,17 @@ func (p *proc) output() string {
 	return p.raw.String()
 }
 
-// listenAddr waits for the "listening" line of the given component and returns its address.
-func (p *proc) listenAddr(component string) string {
+// listenAddr waits for the "listening" line of a listener and returns its address:
+// "tcpfront" is the DeviceGEMM front end, "http" the statistics (logged by the command,
+// layer sstemu).
+func (p *proc) listenAddr(listener string) string {
 	p.t.Helper()
-	l := p.waitFor(10*time.Second, "listening on "+component, func(m map[string]any) bool {
-		return m["message"] == "listening" && m["component"] == component
+	layer := listener
+	if listener == "http" {
+		layer = "sstemu"
+	}
+	l := p.waitFor(10*time.Second, "listening on "+listener, func(m map[string]any) bool {
+		return m["message"] == "listening" && m["layer"] == layer
 	})
 	return l["addr"].(string)
 }

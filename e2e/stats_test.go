@@ -19,8 +19,8 @@ import (
 	"github.com/sstemu/sstemu/pkg/loadgen"
 )
 
-// stats is the part of `sstemu serve`'s /stats JSON the reliability tests read. Field
-// names follow the JSON keys (encoding/json matches them case-insensitively).
+// stats is the part of `sstemu serve`'s /stats JSON the reliability tests read, with its
+// snake_case keys.
 type stats struct {
 	Process struct {
 		Goroutines     int    `json:"goroutines"`
@@ -28,25 +28,48 @@ type stats struct {
 		HeapInuseBytes uint64 `json:"heap_inuse_bytes"`
 	} `json:"process"`
 	Front struct {
-		Ops, OpsGEMM, BytesIn, BytesOut, TotalConns uint64
-		Errors                                      map[string]uint64
-		ActiveConns, OpsInFlight                    int64
+		Ops         uint64            `json:"ops"`
+		OpsGEMM     uint64            `json:"ops_gemm"`
+		BytesIn     uint64            `json:"bytes_in"`
+		BytesOut    uint64            `json:"bytes_out"`
+		TotalConns  uint64            `json:"total_conns"`
+		Errors      map[string]uint64 `json:"errors"`
+		ActiveConns int64             `json:"active_conns"`
+		OpsInFlight int64             `json:"ops_in_flight"`
 	} `json:"front"`
 	DeviceServer struct {
-		Ops, GEMM, Timed, Untimed, Failed, TimingRequest, Cycles uint64
+		Ops            uint64            `json:"ops"`
+		GEMM           uint64            `json:"gemm"`
+		Timed          uint64            `json:"timed"`
+		Untimed        uint64            `json:"untimed"`
+		UntimedByCause map[string]uint64 `json:"untimed_by_cause"`
+		Failed         uint64            `json:"failed"`
+		TimingRequest  uint64            `json:"timing_requests"`
+		Cycles         uint64            `json:"cycles"`
 	} `json:"device_server"`
 	CharDevices []struct {
-		Writes, Answers, Timeouts, LateAnswers, SlotWaits int64
-		FreeSlots, InFlight, Abandoned                    int
+		Writes      int64 `json:"writes"`
+		Answers     int64 `json:"answers"`
+		Timeouts    int64 `json:"timeouts"`
+		LateAnswers int64 `json:"late_answers"`
+		SlotWaits   int64 `json:"slot_waits"`
+		FreeSlots   int   `json:"free_slots"`
+		InFlight    int   `json:"in_flight"`
+		Abandoned   int   `json:"abandoned"`
 	} `json:"char_devices"`
 	Virtio []struct {
-		Requests, Responses, Forwarded, NoDevice, LinkUps, LinkDowns uint64
-		LinkUp                                                       bool
-		InFlight                                                     int64
+		Requests  uint64 `json:"requests"`
+		Responses uint64 `json:"responses"`
+		Forwarded uint64 `json:"forwarded"`
+		NoDevice  uint64 `json:"no_device"`
+		LinkUps   uint64 `json:"link_ups"`
+		LinkDowns uint64 `json:"link_downs"`
+		LinkUp    bool   `json:"link_up"`
+		InFlight  int64  `json:"in_flight"`
 	} `json:"virtio"`
 	SST *struct {
-		Total    uint64
-		Requests []uint64
+		Total    uint64   `json:"total"`
+		Requests []uint64 `json:"requests"`
 	} `json:"sst"`
 }
 

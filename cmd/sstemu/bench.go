@@ -53,10 +53,11 @@ func benchCommand() *cli.Command {
 }
 
 func runBench(c *cli.Context) error {
-	log, err := newLogger(c, os.Stderr)
+	root, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
 	}
+	log := layerLogger(root, cmdLayer)
 	m, n, k, err := loadgen.ParseShape(c.String("shape"))
 	if err != nil {
 		return err

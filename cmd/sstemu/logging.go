@@ -11,6 +11,20 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// The log vocabulary: every line has a `layer` key naming the package that logged it
+// (tcpfront, deviceserver, sstdev, virtiodev, sstcomponent, stack; cmdLayer for the
+// command's own lines), set once per logger; a key keeps one JSON type on every line
+// (`device` is always the device's index, a path is `device_file` or `socket`); messages
+// do not repeat the layer's name.
+
+// cmdLayer is the layer key of the lines the command itself logs.
+const cmdLayer = "sstemu"
+
+// layerLogger is root with the layer key set, for the lines of one package.
+func layerLogger(root zerolog.Logger, layer string) zerolog.Logger {
+	return root.With().Str("layer", layer).Logger()
+}
+
 // logFlags are accepted by every long-running command.
 func logFlags() []cli.Flag {
 	return []cli.Flag{

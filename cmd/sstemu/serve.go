@@ -64,10 +64,11 @@ func serveCommand() *cli.Command {
 }
 
 func runServe(c *cli.Context) error {
-	log, err := newLogger(c, c.App.ErrWriter)
+	root, err := newLogger(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
+	log := layerLogger(root, cmdLayer)
 	if c.IsSet("sst-socket") && c.IsSet("device") {
 		return fmt.Errorf("--sst-socket and --device: %w", stack.ErrExclusive)
 	}
@@ -79,7 +80,7 @@ func runServe(c *cli.Context) error {
 	ctx, stop := withShutdownSignals(c.Context)
 	defer stop()
 
-	opts, err := stackOptions(c, log)
+	opts, err := stackOptions(c, root)
 	if err != nil {
 		return err
 	}
@@ -106,7 +107,6 @@ func runServe(c *cli.Context) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	log.Info().Str("component", "tcpfront").Str("addr", ln.Addr().String()).Msg("listening")
 	g.Go(func() error {
 		if err := st.Front().Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
 			return err
@@ -115,7 +115,7 @@ func runServe(c *cli.Context) error {
 	})
 	var stats *http.Server
 	if hl != nil {
-		log.Info().Str("component", "http").Str("addr", hl.Addr().String()).Msg("listening")
+		log.Info().Str("addr", hl.Addr().String()).Msg("listening") // tcpfront logs its own
 		stats = &http.Server{Handler: statsHandler(st), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := stats.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
@@ -151,15 +151,16 @@ func closeStack(st *stack.Stack, log zerolog.Logger) {
 	}
 }
 
-// stackOptions reads the layers' flags: which layers run in-process and how.
-func stackOptions(c *cli.Context, log zerolog.Logger) (stack.Options, error) {
+// stackOptions reads the layers' flags: which layers run in-process and how; the layers
+// log to root, each with its layer key.
+func stackOptions(c *cli.Context, root zerolog.Logger) (stack.Options, error) {
 	opts := stack.Options{
 		SSTSocket: c.String("sst-socket"), DeviceFile: c.String("device"),
 		Devices: c.Int("devices"), DeviceTimeout: c.Duration("device-timeout"),
 		MaxHandles: c.Int("max-inflight"),
 		Addr:       c.String("listen"), MaxOpBytes: c.Int64("max-op-bytes"), MaxInflightBytes: c.Int64("max-inflight-bytes"),
 		MaxConns: c.Int("max-conns"), ReadTimeout: c.Duration("read-timeout"),
-		Logger: log,
+		Logger: root,
 	}
 	if opts.SSTSocket == "" && opts.DeviceFile == "" {
 		spec, err := modelSpecFromFlags(c)

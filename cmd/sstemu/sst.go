@@ -52,7 +52,7 @@ func sstCommand() *cli.Command {
 }
 
 func runSST(c *cli.Context) error {
-	log, err := newLogger(c, c.App.ErrWriter)
+	root, err := newLogger(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
@@ -61,8 +61,9 @@ func runSST(c *cli.Context) error {
 		if v < 0 || v >= len(verboseLevels) {
 			return fmt.Errorf("--verbose %d: want 0, 1, 2 or 3", v)
 		}
-		log = log.Level(verboseLevels[v])
+		root = root.Level(verboseLevels[v])
 	}
+	log := layerLogger(root, cmdLayer)
 	spec, err := modelSpecFromFlags(c)
 	if err != nil {
 		return err
@@ -77,7 +78,7 @@ func runSST(c *cli.Context) error {
 	}
 	comp, err := sstcomponent.New(sstcomponent.Config{
 		Name: c.String("name"), DeviceID: uint32(id), ClockHz: hz,
-		Model: spec.Kind, Params: spec.Params, Logger: log,
+		Model: spec.Kind, Params: spec.Params, Logger: layerLogger(root, "sstcomponent"),
 	})
 	if err != nil {
 		return err

@@ -4,19 +4,24 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/protocol"
+	"github.com/sstemu/sstemu/pkg/sstcomponent"
+	"github.com/sstemu/sstemu/pkg/sstdev"
 	"github.com/sstemu/sstemu/pkg/stack"
+	"github.com/sstemu/sstemu/pkg/tcpfront"
+	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
-// snapshot is the process's and every layer's statistics at one moment, as /stats
-// serves it.
+// snapshot is the process's and every layer's statistics at one moment, as /stats serves
+// it (snake_case keys throughout) and /metrics reads it.
 type snapshot struct {
 	Process processStats `json:"process"`
 	stack.Stats
@@ -40,11 +45,8 @@ func readProcessStats() processStats {
 	return processStats{Goroutines: runtime.NumGoroutine(), HeapAllocBytes: m.HeapAlloc, HeapInuseBytes: m.HeapInuse, SysBytes: m.Sys}
 }
 
-// statsHandler serves /stats (the snapshot as JSON) and /metrics (the same numbers in
-// Prometheus text format).
+// statsHandler serves /stats (the snapshot as JSON) and /metrics (Prometheus text).
 func statsHandler(st *stack.Stack) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(snapshotCollector{st})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -52,93 +54,240 @@ func statsHandler(st *stack.Stack) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(takeSnapshot(st))
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(newMetricsRegistry(func() snapshot { return takeSnapshot(st) }), promhttp.HandlerOpts{}))
 	return mux
 }
 
-// snapshotCollector exposes every number of the snapshot as a gauge named after its path,
-// e.g. sstemu_virtio_forwarded{index="0"}, so a statistic added to any layer's Stats shows
-// up in /metrics without a second list to maintain. It is an unchecked collector: the
-// metric set follows the snapshot.
-type snapshotCollector struct{ st *stack.Stack }
-
-// Describe sends nothing, which makes the collector unchecked.
-func (snapshotCollector) Describe(chan<- *prometheus.Desc) {}
-
-// Collect flattens the snapshot's JSON form into gauges.
-func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	raw, err := json.Marshal(takeSnapshot(c.st))
-	if err != nil {
-		return
-	}
-	var tree any
-	if json.Unmarshal(raw, &tree) != nil {
-		return
-	}
-	flatten("sstemu", "", tree, func(name, index string, v float64) {
-		labels := []string{}
-		values := []string{}
-		if index != "" {
-			labels, values = []string{"index"}, []string{index}
-		}
-		desc := prometheus.NewDesc(name, "sstemu statistic "+name, labels, nil)
-		if m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, v, values...); err == nil {
-			ch <- m
-		}
-	})
+// newMetricsRegistry is the registry /metrics serves: the layers' statistics, read from
+// snap at every scrape, plus the standard Go runtime, process and build collectors.
+func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newStackCollector(snap),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return reg
 }
 
-// flatten walks a decoded JSON value, calling emit for every number and boolean with its
-// metric name; the index of the outermost array (the device number) becomes a label.
-func flatten(name, index string, v any, emit func(name, index string, v float64)) {
-	switch t := v.(type) {
-	case float64:
-		emit(name, index, t)
-	case bool:
-		if t {
-			emit(name, index, 1)
-		} else {
-			emit(name, index, 0)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			flatten(name+"_"+metricName(k), index, t[k], emit)
-		}
-	case []any:
-		for i, e := range t {
-			if index == "" {
-				flatten(name, strconv.Itoa(i), e, emit)
-			} else {
-				flatten(name+"_"+strconv.Itoa(i), index, e, emit)
+// metricNamespace prefixes every sstemu metric; the subsystem is the layer's package, as
+// the layer key of the logs.
+const metricNamespace = "sstemu"
+
+// metric is one family of the stack collector: its description and how to read its
+// samples from a snapshot.
+type metric struct {
+	desc    *prometheus.Desc
+	kind    prometheus.ValueType
+	collect func(s *snapshot, emit func(v float64, labels ...string))
+}
+
+// stackCollector exports the layers' Stats snapshots as Prometheus metrics at scrape
+// time: counters (_total) for monotonic counts, gauges for levels, one family per
+// quantity with labels for the device index, the op, the error kind or the untimed cause.
+// Feature bits, event timestamps and other fields that are no quantity stay in /stats.
+type stackCollector struct {
+	snap    func() snapshot
+	metrics []metric
+}
+
+// newStackCollector describes every family; snap is called once per scrape.
+func newStackCollector(snap func() snapshot) *stackCollector {
+	c := &stackCollector{snap: snap}
+	add := func(subsystem, name, help string, kind prometheus.ValueType, labels []string, collect func(s *snapshot, emit func(v float64, labels ...string))) {
+		desc := prometheus.NewDesc(prometheus.BuildFQName(metricNamespace, subsystem, name), help, labels, nil)
+		c.metrics = append(c.metrics, metric{desc: desc, kind: kind, collect: collect})
+	}
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	device := []string{"device"}
+
+	// Layer 1: the DeviceGEMM front end.
+	add("tcpfront", "ops_total", "Ops executed and answered by the DeviceGEMM front end, by op type.", counter, []string{"op"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			emit(float64(s.Front.OpsGEMM), "gemm")
+			emit(float64(s.Front.OpsConv), "conv")
+			emit(float64(s.Front.OpsMatmul), "matmul")
+		})
+	add("tcpfront", "received_bytes_total", "Bytes of fully decoded request frames.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.BytesIn)) })
+	add("tcpfront", "sent_bytes_total", "Bytes of responses sent (counted as each write starts).", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.BytesOut)) })
+	add("tcpfront", "connection_errors_total", "Connections closed or refused for a bad request or a failure, by error kind.", counter, []string{"kind"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			for _, k := range tcpfront.AllErrorKinds() {
+				emit(float64(s.Front.Errors[k]), k.String())
 			}
-		}
+		})
+	add("tcpfront", "accepted_connections_total", "Client connections accepted, including those refused at once.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.TotalConns)) })
+	add("tcpfront", "open_connections", "Client connections open now.", gauge, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.ActiveConns)) })
+	add("tcpfront", "ops_in_flight", "Ops being executed or answered now.", gauge, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.OpsInFlight)) })
+
+	// Layer 2: the device server.
+	add("deviceserver", "ops_total", "Ops computed by the device server, by op type.", counter, []string{"op"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			emit(float64(s.DeviceServer.GEMM), "gemm")
+			emit(float64(s.DeviceServer.Conv), "conv")
+			emit(float64(s.DeviceServer.Matmul), "matmul")
+		})
+	add("deviceserver", "timed_ops_total", "Ops the device timed.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.Timed)) })
+	add("deviceserver", "untimed_ops_total", "Ops computed but not timed, by cause (see deviceserver.UntimedCause).", counter, []string{"cause"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			for _, cause := range deviceserver.UntimedCauses() {
+				emit(float64(s.DeviceServer.UntimedByCause[cause]), cause.String())
+			}
+		})
+	add("deviceserver", "invalid_ops_total", "Ops rejected as invalid before computing.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.Failed)) })
+	add("deviceserver", "timing_requests_total", "GEMM timing requests sent to the devices.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.TimingRequest)) })
+	add("deviceserver", "simulated_cycles_total", "Simulated device cycles over all timed ops.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.Cycles)) })
+
+	// Layer 3: the /dev/sstN character devices.
+	perChar := func(name, help string, kind prometheus.ValueType, v func(d *sstdev.Stats) float64) {
+		add("sstdev", name, help, kind, device, func(s *snapshot, emit func(float64, ...string)) {
+			for i := range s.CharDevices {
+				emit(v(&s.CharDevices[i]), strconv.Itoa(i))
+			}
+		})
+	}
+	perChar("opens_total", "Successful opens of the device file.", counter, func(d *sstdev.Stats) float64 { return float64(d.Opens) })
+	perChar("open_files", "Files of the device open now.", gauge, func(d *sstdev.Stats) float64 { return float64(d.OpenFiles) })
+	perChar("writes_total", "Requests written to the device.", counter, func(d *sstdev.Stats) float64 { return float64(d.Writes) })
+	perChar("answers_total", "Answers stored for a writer.", counter, func(d *sstdev.Stats) float64 { return float64(d.Answers) })
+	perChar("reads_total", "Responses read out of the device file.", counter, func(d *sstdev.Stats) float64 { return float64(d.Reads) })
+	add("sstdev", "failed_writes_total", "Writes that failed after they were accepted, by reason: the driver's timeout (ETIMEDOUT), the file closed meanwhile (EINTR), a device failure (EIO, ENODEV).",
+		counter, []string{"device", "reason"}, func(s *snapshot, emit func(float64, ...string)) {
+			for i, d := range s.CharDevices {
+				dev := strconv.Itoa(i)
+				emit(float64(d.Timeouts), dev, "timeout")
+				emit(float64(d.Interrupted), dev, "interrupted")
+				emit(float64(d.Failed), dev, "device_error")
+			}
+		})
+	perChar("late_answers_total", "Answers that arrived after their writer gave up.", counter, func(d *sstdev.Stats) float64 { return float64(d.LateAnswers) })
+	perChar("slot_waits_total", "Writes that found every request slot busy and waited.", counter, func(d *sstdev.Stats) float64 { return float64(d.SlotWaits) })
+	perChar("free_slots", "Request slots free now.", gauge, func(d *sstdev.Stats) float64 { return float64(d.FreeSlots) })
+	perChar("requests_in_flight", "Requests the device holds now.", gauge, func(d *sstdev.Stats) float64 { return float64(d.InFlight) })
+	perChar("abandoned_requests", "Requests in flight whose writer gave up.", gauge, func(d *sstdev.Stats) float64 { return float64(d.Abandoned) })
+	perChar("interrupts_total", "Used-buffer notifications received from the virtio device.", counter, func(d *sstdev.Stats) float64 { return float64(d.Interrupts) })
+	perChar("notifies_total", "Available-buffer notifications sent to the virtio device.", counter, func(d *sstdev.Stats) float64 { return float64(d.Notifies) })
+	perChar("resets_total", "Resets of the virtio device by the driver.", counter, func(d *sstdev.Stats) float64 { return float64(d.Resets) })
+	perChar("events_total", "SSTEvents received from the virtio device.", counter, func(d *sstdev.Stats) float64 { return float64(d.Events) })
+	perChar("link_up", "1 if the latest link event said the device reaches the SST component, else 0.", gauge, func(d *sstdev.Stats) float64 { return bool01(d.LinkUp) })
+	perChar("ready", "1 if the device file can be opened, else 0.", gauge, func(d *sstdev.Stats) float64 { return bool01(d.Ready) })
+
+	// Layer 4: the virtio-sst devices.
+	perVirtio := func(name, help string, kind prometheus.ValueType, v func(d *virtiodev.Stats) float64) {
+		add("virtiodev", name, help, kind, device, func(s *snapshot, emit func(float64, ...string)) {
+			for i := range s.Virtio {
+				emit(v(&s.Virtio[i]), strconv.Itoa(i))
+			}
+		})
+	}
+	perVirtio("requests_total", "Chains popped from the request queue, good or bad.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Requests) })
+	perVirtio("responses_total", "Chains completed with a whole response, of any status.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Responses) })
+	perVirtio("events_total", "SSTEvents delivered on the event queue.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Events) })
+	perVirtio("driver_errors_total", "Faults found in what the driver gave the device: short buffers, malformed chains.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Errors) })
+	perVirtio("forwarded_requests_total", "Requests forwarded to the SST component.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Forwarded) })
+	add("virtiodev", "failed_requests_total", "Requests the device answered itself with a failure status: no_device (no link to the SST component), timeout (the link was dropped for not answering), invalid (unknown request type).",
+		counter, []string{"device", "status"}, func(s *snapshot, emit func(float64, ...string)) {
+			for i, d := range s.Virtio {
+				dev := strconv.Itoa(i)
+				emit(float64(d.NoDevice), dev, "no_device")
+				emit(float64(d.Timeouts), dev, "timeout")
+				emit(float64(d.Invalid), dev, "invalid")
+			}
+		})
+	perVirtio("stale_answers_total", "Answers of the SST component discarded because the driver reset the device meanwhile.", counter, func(d *virtiodev.Stats) float64 { return float64(d.Stale) })
+	perVirtio("dropped_events_total", "Events lost because the event backlog was full.", counter, func(d *virtiodev.Stats) float64 { return float64(d.EventsDropped) })
+	perVirtio("link_ups_total", "Connections made to the SST component.", counter, func(d *virtiodev.Stats) float64 { return float64(d.LinkUps) })
+	perVirtio("link_downs_total", "Connections to the SST component lost.", counter, func(d *virtiodev.Stats) float64 { return float64(d.LinkDowns) })
+	perVirtio("dial_failures_total", "Failed attempts to connect to the SST component.", counter, func(d *virtiodev.Stats) float64 { return float64(d.DialFailures) })
+	add("virtiodev", "link_drops_total", "Connections the device dropped itself, by reason: timeout (no answer in time), protocol_error (an answer nobody asked for).",
+		counter, []string{"device", "reason"}, func(s *snapshot, emit func(float64, ...string)) {
+			for i, d := range s.Virtio {
+				dev := strconv.Itoa(i)
+				emit(float64(d.LinkTimeouts), dev, "timeout")
+				emit(float64(d.LinkProtocolErrors), dev, "protocol_error")
+			}
+		})
+	perVirtio("link_up", "1 if the device is connected to the SST component now, else 0.", gauge, func(d *virtiodev.Stats) float64 { return bool01(d.LinkUp) })
+	perVirtio("requests_in_flight", "Requests sent to the SST component and not yet answered.", gauge, func(d *virtiodev.Stats) float64 { return float64(d.InFlight) })
+
+	// Layer 5: the in-process SST component (absent with --sst-socket or --device).
+	sst := func(name, help string, kind prometheus.ValueType, v func(c *sstcomponent.Stats) float64) {
+		add("sstcomponent", name, help, kind, nil, func(s *snapshot, emit func(float64, ...string)) {
+			if s.SST != nil {
+				emit(v(s.SST))
+			}
+		})
+	}
+	add("sstcomponent", "requests_total", "Whole requests received by the SST component, by request type (unknown: an undefined type).", counter, []string{"type"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			if s.SST == nil {
+				return
+			}
+			for t, n := range s.SST.Requests {
+				emit(float64(n), strings.ToLower(protocol.RequestType(t).String()))
+			}
+			emit(float64(s.SST.Unknown), "unknown")
+		})
+	sst("invalid_responses_total", "Requests answered with status INVALID.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Invalid) })
+	sst("truncated_requests_total", "Connections that ended in the middle of a request.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Truncated) })
+	sst("connections_total", "Connections served, including open ones.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Connections) })
+	sst("compute_cycles_total", "Cycles of the COMPUTE requests answered OK.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Compute.Sum) })
+	add("sstcomponent", "gemms_total", "GEMMs simulated by the performance model, by the resource that bounded them.", counter, []string{"bound"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			if s.SST != nil {
+				emit(float64(s.SST.GEMM.ComputeBound), "compute")
+				emit(float64(s.SST.GEMM.MemoryBound), "memory")
+			}
+		})
+	sst("gemm_cycles_total", "Cycles of the simulated GEMMs.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.GEMM.Cycles.Sum) })
+	sst("gemm_compute_cycles_total", "Compute-bound cycles of the simulated GEMMs.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.GEMM.ComputeCycles.Sum) })
+	sst("gemm_memory_cycles_total", "Memory-bound cycles of the simulated GEMMs.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.GEMM.MemoryCycles.Sum) })
+	sst("gemm_memory_bytes_total", "Bytes the simulated GEMMs move to and from memory.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.GEMM.MemoryBytes.Sum) })
+	sst("gemm_flop_total", "Floating-point operations of the simulated GEMMs.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.GEMM.FLOPs.Sum) })
+	sst("read_bytes_total", "Bytes of the READ requests answered OK.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Read.Sum) })
+	sst("written_bytes_total", "Bytes of the WRITE requests answered OK.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.Write.Sum) })
+	sst("simulated_cycles_total", "The component's simulated clock, in cycles.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.SimCycles) })
+	sst("simulated_seconds_total", "The component's simulated clock, in simulated seconds at its clock frequency.", counter, func(c *sstcomponent.Stats) float64 { return float64(c.SimTimePS) * 1e-12 })
+	sst("memory_resident_bytes", "Device memory the component has allocated.", gauge, func(c *sstcomponent.Stats) float64 { return float64(c.MemoryResident) })
+	add("sstcomponent", "model_info", "The performance model the component runs, as the label model; the value is 1.", gauge, []string{"model"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			if s.SST != nil {
+				emit(1, s.SST.Model)
+			}
+		})
+	return c
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Describe sends every family's description: the collector is checked.
+func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
 	}
 }
 
-// metricName turns a JSON key such as "OpsInFlight" or "ops_gemm" into "ops_in_flight".
-func metricName(k string) string {
-	var b strings.Builder
-	prevLower := false
-	for _, r := range k {
-		switch {
-		case unicode.IsUpper(r):
-			if prevLower {
-				b.WriteByte('_')
-			}
-			b.WriteRune(unicode.ToLower(r))
-			prevLower = false
-		case unicode.IsLetter(r) || unicode.IsDigit(r):
-			b.WriteRune(r)
-			prevLower = true
-		default:
-			b.WriteByte('_')
-			prevLower = false
-		}
+// Collect reads one snapshot and sends every family's samples.
+func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snap()
+	for _, m := range c.metrics {
+		m.collect(&s, func(v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, v, labels...)
+		})
 	}
-	return b.String()
 }

@@ -399,10 +399,10 @@ func (c *ConfigSpace) String() string {
 
 // Event is struct SSTEvent, sent by the device on the event queue.
 type Event struct {
-	Type      EventType
-	Reserved  uint32
-	Timestamp uint64
-	Data      uint64
+	Type      EventType `json:"type"`
+	Reserved  uint32    `json:"reserved"`
+	Timestamp uint64    `json:"timestamp"`
+	Data      uint64    `json:"data"`
 }
 
 // Encode writes the 24-byte event into b, which must be exactly EventSize long.

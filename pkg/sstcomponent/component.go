@@ -120,7 +120,7 @@ func New(cfg Config) (*Component, error) {
 		clockHz:   cfg.ClockHz,
 		periodPS:  period,
 		costs:     append([]uint64(nil), cfg.ComputeCosts...),
-		log:       cfg.Logger.With().Str("component", cfg.Name).Logger(),
+		log:       cfg.Logger.With().Str("component_name", cfg.Name).Logger(),
 		initial:   &modelState{model: m, kind: cfg.Model, params: cfg.Params},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),

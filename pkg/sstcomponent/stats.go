@@ -16,7 +16,11 @@ import (
 // sum of squares, minimum and maximum of every value added. Sum and SumSQ saturate at
 // 2^64-1 instead of wrapping as SST's do. Min and Max are 0 while Count is 0.
 type Accumulator struct {
-	Count, Sum, SumSQ, Min, Max uint64
+	Count uint64 `json:"count"`
+	Sum   uint64 `json:"sum"`
+	SumSQ uint64 `json:"sum_sq"`
+	Min   uint64 `json:"min"`
+	Max   uint64 `json:"max"`
 }
 
 // Add records one value.
@@ -72,9 +76,14 @@ func satMul(a, b uint64) uint64 {
 type GEMMStats struct {
 	// Cycles, ComputeCycles, MemoryCycles, MemoryBytes and FLOPs accumulate the estimate
 	// of each GEMM; Cycles.Count is the number of GEMMs simulated.
-	Cycles, ComputeCycles, MemoryCycles, MemoryBytes, FLOPs Accumulator
+	Cycles        Accumulator `json:"cycles"`
+	ComputeCycles Accumulator `json:"compute_cycles"`
+	MemoryCycles  Accumulator `json:"memory_cycles"`
+	MemoryBytes   Accumulator `json:"memory_bytes"`
+	FLOPs         Accumulator `json:"flops"`
 	// ComputeBound and MemoryBound count the GEMMs by the resource that limited them.
-	ComputeBound, MemoryBound uint64
+	ComputeBound uint64 `json:"compute_bound"`
+	MemoryBound  uint64 `json:"memory_bound"`
 }
 
 func (g *GEMMStats) add(e *perfmodel.Estimate) {
@@ -104,32 +113,33 @@ func (g *GEMMStats) merge(o *GEMMStats) {
 type Stats struct {
 	// Total counts every whole request received; Requests counts them by type and Unknown
 	// those of an undefined type.
-	Total    uint64
-	Requests [protocol.NumRequestTypes]uint64
-	Unknown  uint64
+	Total    uint64                           `json:"total"`
+	Requests [protocol.NumRequestTypes]uint64 `json:"requests"`
+	Unknown  uint64                           `json:"unknown"`
 	// Invalid counts the requests answered with status INVALID (Unknown included).
-	Invalid uint64
+	Invalid uint64 `json:"invalid"`
 	// Truncated counts connections that ended in the middle of a request.
-	Truncated uint64
+	Truncated uint64 `json:"truncated"`
 	// Connections counts the connections served, including open ones.
-	Connections uint64
+	Connections uint64 `json:"connections"`
 	// Compute accumulates the cycles of each COMPUTE answered OK.
-	Compute Accumulator
+	Compute Accumulator `json:"compute"`
 	// GEMM holds the model's totals.
-	GEMM GEMMStats
+	GEMM GEMMStats `json:"gemm"`
 	// Read and Write accumulate the bytes of each READ and WRITE answered OK.
-	Read, Write Accumulator
+	Read  Accumulator `json:"read"`
+	Write Accumulator `json:"write"`
 
 	// The fields below describe the device when the snapshot was taken.
 
 	// SimCycles is the simulated clock, in cycles.
-	SimCycles uint64
+	SimCycles uint64 `json:"sim_cycles"`
 	// SimTimePS is SimCycles converted to picoseconds at the component's clock.
-	SimTimePS uint64
+	SimTimePS uint64 `json:"sim_time_ps"`
 	// Model is the name of the performance model ("roofline", "tiled", "systolic").
-	Model string
+	Model string `json:"model"`
 	// MemoryResident is the device memory allocated so far, in bytes.
-	MemoryResident uint64
+	MemoryResident uint64 `json:"memory_resident"`
 }
 
 // merge adds o's counters to s (the device fields are left alone).

@@ -72,31 +72,40 @@ type counters struct {
 // Stats is a snapshot of a Device's counters and state.
 type Stats struct {
 	// Opens counts successful opens; OpenFiles is the number of Files open now.
-	Opens, OpenFiles int64
+	Opens     int64 `json:"opens"`
+	OpenFiles int64 `json:"open_files"`
 	// Writes counts requests submitted to the device; Answers the answers stored in a
 	// File; Reads the responses read out.
-	Writes, Answers, Reads int64
+	Writes  int64 `json:"writes"`
+	Answers int64 `json:"answers"`
+	Reads   int64 `json:"reads"`
 	// Timeouts counts writes that returned ETIMEDOUT, Interrupted those that returned
 	// EINTR, Failed those failed by the device (EIO, ENODEV) after submission.
-	Timeouts, Interrupted, Failed int64
+	Timeouts    int64 `json:"timeouts"`
+	Interrupted int64 `json:"interrupted"`
+	Failed      int64 `json:"failed"`
 	// LateAnswers counts answers that arrived after their writer gave up.
-	LateAnswers int64
+	LateAnswers int64 `json:"late_answers"`
 	// SlotWaits counts writes that found every slot in flight and waited.
-	SlotWaits int64
+	SlotWaits int64 `json:"slot_waits"`
 	// FreeSlots is the number of slots free now, InFlight the number of requests the
 	// device holds, Abandoned those of them whose writer gave up.
-	FreeSlots, InFlight, Abandoned int
+	FreeSlots int `json:"free_slots"`
+	InFlight  int `json:"in_flight"`
+	Abandoned int `json:"abandoned"`
 	// Interrupts counts used-buffer notifications from the device, Notifies the
 	// available-buffer notifications sent to it, Resets the device resets.
-	Interrupts, Notifies, Resets int64
+	Interrupts int64 `json:"interrupts"`
+	Notifies   int64 `json:"notifies"`
+	Resets     int64 `json:"resets"`
 	// Events counts SSTEvents received; LastEvent is the latest, LinkUp whether the
 	// latest link event said the device is connected to the SST component.
-	Events    int64
-	LastEvent protocol.Event
-	LinkUp    bool
+	Events    int64          `json:"events"`
+	LastEvent protocol.Event `json:"last_event"`
+	LinkUp    bool           `json:"link_up"`
 	// Ready reports whether Open succeeds; Features are the negotiated features.
-	Ready    bool
-	Features protocol.Feature
+	Ready    bool             `json:"ready"`
+	Features protocol.Feature `json:"features"`
 }
 
 // New creates the device /dev/sst<cfg.Index>: it allocates its guest memory, queues and
@@ -114,7 +123,7 @@ func New(cfg Config) (*Device, error) {
 
 		linkUpCh: make(chan struct{}),
 	}
-	d.log = cfg.Logger.With().Str("device", d.path).Logger()
+	d.log = cfg.Logger.With().Int("device", cfg.Index).Logger()
 	d.resetDone = sync.NewCond(&d.qmu)
 	d.irq = d.interrupt
 	for q := range d.layouts {
@@ -249,7 +258,7 @@ func (d *Device) probe(b Backend) error {
 	}
 	d.log.Info().Stringer("offered", offered).Stringer("negotiated", acked).
 		Uint32("version", devConfig.Version).Uint32("device_id", devConfig.DeviceID).
-		Int("queue_size", QueueSize).Int("slots", NumSlots).Msg("sstdev: device ready")
+		Int("queue_size", QueueSize).Int("slots", NumSlots).Msg("device ready")
 	return nil
 }
 
@@ -315,14 +324,14 @@ func (d *Device) Reset() error {
 	d.resetDone.Broadcast()
 	d.qmu.Unlock()
 	if err != nil {
-		d.log.Error().Err(err).Msg("sstdev: probe after reset failed; device unbound")
+		d.log.Error().Err(err).Msg("probe after reset failed; device unbound")
 		// The Device owned b; unbound, nothing else will release it.
 		if c, ok := b.(io.Closer); ok {
 			c.Close()
 		}
 		return err
 	}
-	d.log.Info().Msg("sstdev: device reset")
+	d.log.Info().Msg("device reset")
 	return nil
 }
 
@@ -350,7 +359,7 @@ func (d *Device) Close() error {
 	d.detach(syscall.ENODEV)
 	d.log.Info().Int64("writes", d.stats.writes.Load()).Int64("answers", d.stats.answers.Load()).
 		Int64("timeouts", d.stats.timeouts.Load()).Int64("events", d.stats.events.Load()).
-		Msg("sstdev: device removed")
+		Msg("device removed")
 	if c, ok := b.(io.Closer); ok {
 		return c.Close()
 	}
@@ -449,7 +458,7 @@ func (d *Device) submit(s *slot) syscall.Errno {
 	head, err := d.req.Add(s.bufs[:])
 	if err != nil {
 		d.qmu.Unlock()
-		d.log.Error().Err(err).Msg("sstdev: cannot add request chain")
+		d.log.Error().Err(err).Msg("cannot add request chain")
 		return syscall.EIO
 	}
 	d.nextID++
@@ -457,7 +466,7 @@ func (d *Device) submit(s *slot) syscall.Errno {
 	// The chain is not visible to the device before Publish, so the id can follow Add.
 	if err := d.mem.WriteU64(s.reqAddr()+protocol.RequestIDOffset, id); err != nil {
 		d.qmu.Unlock()
-		d.log.Error().Err(err).Msg("sstdev: cannot write request_id")
+		d.log.Error().Err(err).Msg("cannot write request_id")
 		return syscall.EIO
 	}
 	s.id = id
@@ -469,7 +478,7 @@ func (d *Device) submit(s *slot) syscall.Errno {
 	if err != nil {
 		// Cannot happen with the driver's own layout; the chain goes out with the next
 		// Publish.
-		d.log.Error().Err(err).Msg("sstdev: cannot publish request")
+		d.log.Error().Err(err).Msg("cannot publish request")
 	}
 	d.stats.writes.Add(1)
 	if notify {
@@ -492,7 +501,7 @@ func (d *Device) complete(s *slot, usedLen uint32, errno syscall.Errno) {
 		d.stats.late.Add(1)
 	}
 	d.log.Debug().Uint64("request_id", s.id).Uint32("len", usedLen).Int("errno", int(errno)).
-		Msg("sstdev: slot of an abandoned request reclaimed")
+		Msg("slot of an abandoned request reclaimed")
 	d.release(s)
 }
 
@@ -550,7 +559,7 @@ func (d *Device) popUsedLocked(c *completions) (n int, more bool) {
 		if err != nil {
 			var ue *virtqueue.UsedError
 			if errors.As(err, &ue) {
-				d.log.Warn().Err(err).Msg("sstdev: device returned a bad used entry")
+				d.log.Warn().Err(err).Msg("device returned a bad used entry")
 				if ue.Freed {
 					if s := d.takeHead(uint16(ue.ID)); s != nil {
 						c[n].s, c[n].len, c[n].errno = s, 0, syscall.EIO
@@ -560,7 +569,7 @@ func (d *Device) popUsedLocked(c *completions) (n int, more bool) {
 				continue
 			}
 			d.broken = err
-			d.log.Error().Err(err).Msg("sstdev: request queue broken until reset")
+			d.log.Error().Err(err).Msg("request queue broken until reset")
 			return n, false
 		}
 		if !ok {
@@ -568,7 +577,7 @@ func (d *Device) popUsedLocked(c *completions) (n int, more bool) {
 		}
 		s := d.takeHead(u.ID)
 		if s == nil {
-			d.log.Warn().Uint16("head", u.ID).Msg("sstdev: used chain without a request")
+			d.log.Warn().Uint16("head", u.ID).Msg("used chain without a request")
 			continue
 		}
 		var errno syscall.Errno
@@ -598,7 +607,7 @@ func (d *Device) takeHead(head uint16) *slot {
 func (d *Device) repostEvent(addr uint64) {
 	head, err := d.evt.Add([]virtqueue.Buffer{{Addr: addr, Len: protocol.EventSize, Writable: true}})
 	if err != nil {
-		d.log.Error().Err(err).Msg("sstdev: cannot repost event buffer")
+		d.log.Error().Err(err).Msg("cannot repost event buffer")
 		return
 	}
 	d.evHead[head] = addr
@@ -617,13 +626,13 @@ func (d *Device) collectEvents() {
 		if err != nil {
 			var ue *virtqueue.UsedError
 			if errors.As(err, &ue) {
-				d.log.Warn().Err(err).Msg("sstdev: device returned a bad event entry")
+				d.log.Warn().Err(err).Msg("device returned a bad event entry")
 				if ue.Freed && ue.ID < QueueSize { // the buffer came back, malformed: post it again, or it is lost
 					d.repostEvent(d.evHead[uint16(ue.ID)])
 				}
 				continue
 			}
-			d.log.Error().Err(err).Msg("sstdev: event queue broken until reset")
+			d.log.Error().Err(err).Msg("event queue broken until reset")
 			break
 		}
 		if !ok {
@@ -635,7 +644,7 @@ func (d *Device) collectEvents() {
 	}
 	notify, err := d.evt.Publish()
 	if err != nil {
-		d.log.Error().Err(err).Msg("sstdev: cannot publish event buffers")
+		d.log.Error().Err(err).Msg("cannot publish event buffers")
 	}
 	d.evMu.Unlock()
 	if notify {
@@ -652,15 +661,15 @@ func (d *Device) collectEvents() {
 func (d *Device) recordEvent(addr uint64, n uint32, raw []byte) {
 	var e protocol.Event
 	if n < protocol.EventSize {
-		d.log.Warn().Uint32("len", n).Msg("sstdev: short event")
+		d.log.Warn().Uint32("len", n).Msg("short event")
 		return
 	}
 	if err := d.mem.ReadAt(raw, addr); err != nil {
-		d.log.Error().Err(err).Msg("sstdev: cannot read event")
+		d.log.Error().Err(err).Msg("cannot read event")
 		return
 	}
 	if err := e.Decode(raw); err != nil {
-		d.log.Error().Err(err).Msg("sstdev: cannot decode event")
+		d.log.Error().Err(err).Msg("cannot decode event")
 		return
 	}
 	d.stats.events.Add(1)
@@ -671,14 +680,14 @@ func (d *Device) recordEvent(addr uint64, n uint32, raw []byte) {
 			close(d.linkUpCh)
 		}
 		d.linkUp = true
-		d.log.Info().Uint64("connection", e.Data).Msg("sstdev: device connected to the SST component")
+		d.log.Info().Uint64("connection", e.Data).Msg("device connected to the SST component")
 	case protocol.EventLinkDown:
 		if d.linkUp {
 			d.linkUpCh = make(chan struct{})
 		}
 		d.linkUp = false
-		d.log.Warn().Uint64("connection", e.Data).Msg("sstdev: device lost the SST component")
+		d.log.Warn().Uint64("connection", e.Data).Msg("device lost the SST component")
 	default:
-		d.log.Debug().Stringer("event", &e).Msg("sstdev: event")
+		d.log.Debug().Stringer("event", &e).Msg("event")
 	}
 }

@@ -135,7 +135,7 @@ func (f *File) await(s *slot, timeout time.Duration) syscall.Errno {
 	}
 	d.stats.abandoned.Add(1)
 	if s.state.CompareAndSwap(slotWaiting, slotAbandoned) {
-		d.log.Debug().Uint64("request_id", s.id).Int("errno", int(errno)).Msg("sstdev: request abandoned")
+		d.log.Debug().Uint64("request_id", s.id).Int("errno", int(errno)).Msg("request abandoned")
 		return errno
 	}
 	// The answer came at the same moment: take it.

@@ -383,8 +383,8 @@ func TestLogging(t *testing.T) {
 	require.NoError(t, r.dev.Close())
 	out := logs.String()
 	for _, want := range []string{
-		`"device":"/dev/sst2"`, `"message":"sstdev: device ready"`, `"negotiated":"ECHO|COMPUTE|MEMORY|`,
-		`"message":"sstdev: device connected to the SST component"`, `"message":"sstdev: device removed"`,
+		`"device":2`, `"message":"device ready"`, `"negotiated":"ECHO|COMPUTE|MEMORY|`,
+		`"message":"device connected to the SST component"`, `"message":"device removed"`,
 	} {
 		assert.Contains(t, out, want)
 	}

@@ -72,7 +72,8 @@ type Options struct {
 	MaxConns         int
 	ReadTimeout      time.Duration
 
-	// Logger is the process logger; each layer logs through it with layer=<package>.
+	// Logger is the process logger; each layer logs through it with layer=<package>, and
+	// the stack's own lines (which layers run where) with layer=stack.
 	// The zero Logger discards everything.
 	Logger zerolog.Logger
 }
@@ -103,8 +104,9 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.DeviceFile != "" && opts.SSTSocket != "" {
 		return nil, ErrExclusive
 	}
-	log := opts.Logger
-	st := &Stack{log: log}
+	root := opts.Logger
+	st := &Stack{log: layerLogger(root, "stack")}
+	log := st.log // the stack's own lines
 	var openers []deviceserver.Opener
 	if opts.DeviceFile != "" {
 		// Layers 3–5 are real: the device server opens the device file as it would in a guest.
@@ -119,7 +121,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		} else {
 			comp, err := sstcomponent.New(sstcomponent.Config{
 				ClockHz: opts.ClockHz, Model: opts.Model, Params: opts.Params,
-				Logger: layerLogger(log, "sstcomponent"),
+				Logger: layerLogger(root, "sstcomponent"),
 			})
 			if err != nil {
 				return nil, err
@@ -141,7 +143,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		for i := range n {
 			d, err := virtiodev.New(virtiodev.Config{
 				DeviceID: uint32(i), Dialer: dial,
-				Logger: layerLogger(log, "virtiodev").With().Str("device", sstdev.Path(i)).Logger(),
+				Logger: layerLogger(root, "virtiodev").With().Int("device", i).Logger(),
 			})
 			if err != nil {
 				st.Close()
@@ -153,7 +155,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		// Layer 3: the driver binds each virtio device and presents /dev/sstN.
 		devs, err := sstdev.NewDevices(n, sstdev.Config{
 			Timeout: opts.DeviceTimeout,
-			Logger:  layerLogger(log, "sstdev"),
+			Logger:  layerLogger(root, "sstdev"),
 		}, func(i int) (sstdev.Backend, error) { return st.virtio[i], nil })
 		if err != nil {
 			st.Close()
@@ -175,7 +177,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 	// Layer 2: the device server, timing ops through the device handles.
 	st.server = deviceserver.New(deviceserver.Config{
 		Devices: openers, MaxHandles: opts.MaxHandles,
-		Logger: layerLogger(log, "deviceserver"),
+		Logger: layerLogger(root, "deviceserver"),
 	})
 
 	// Layer 1: the DeviceGEMM front end; the caller serves it.
@@ -183,7 +185,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		Addr: opts.Addr, Executor: st.server,
 		MaxOpBytes: opts.MaxOpBytes, MaxInflightBytes: opts.MaxInflightBytes, MaxConns: opts.MaxConns,
 		ReadTimeout: opts.ReadTimeout,
-		Logger:      layerLogger(log, "tcpfront"),
+		Logger:      layerLogger(root, "tcpfront"),
 	}
 	return st, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -136,7 +137,7 @@ func (c *conn) closeIfIdle() {
 func (c *conn) serve() {
 	defer func() {
 		if p := recover(); p != nil {
-			fe := &FrameError{Kind: KindExecutor, Field: "execute", Reason: fmt.Sprintf("panic: %v", p)}
+			fe := &FrameError{Kind: KindExecutor, Field: "execute", Reason: fmt.Sprintf("panic: %v", p), stack: debug.Stack()}
 			if c.op != nil {
 				fe.OpID, fe.HasOpID = c.op.ID, true
 			}
@@ -278,6 +279,9 @@ func (c *conn) fail(fe *FrameError, level zerolog.Level) {
 		msg = "answer not delivered, closing connection"
 	case KindTimeout:
 		msg = "client stalled inside a frame, closing connection"
+	}
+	if fe.stack != nil {
+		e = e.Str("stack", string(fe.stack))
 	}
 	e.Str("reason", fe.Reason).AnErr("error", fe.Err).Msg(msg)
 }

@@ -73,8 +73,9 @@ type FrameError struct {
 	Reason    string // human-readable detail
 	OpID      int64  // op_id from the JSON, valid if HasOpID
 	HasOpID   bool
-	FrameSize int64 // bytes of this frame consumed before the error
-	Err       error // underlying error (I/O, JSON), if any
+	FrameSize int64  // bytes of this frame consumed before the error
+	Err       error  // underlying error (I/O, JSON), if any
+	stack     []byte // the goroutine's stack, for a recovered panic
 }
 
 // Error formats the error with its kind, field and offset.

@@ -149,7 +149,7 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	defer s.trackListener(l, false)
 	s.warnIfExposed(l.Addr())
-	s.Logger.Info().Str("addr", l.Addr().String()).Msg("DeviceGEMM front end listening")
+	s.Logger.Info().Str("addr", l.Addr().String()).Msg("listening")
 
 	backoff := time.Duration(0)
 	for {

@@ -306,6 +306,11 @@ func TestServerExecutorErrors(t *testing.T) {
 			assert.Equal(t, "executor", lines[0]["kind"])
 			assert.Equal(t, float64(3), lines[0]["op_id"])
 			assert.Equal(t, uint64(1), ts.Stats().Errors[KindExecutor])
+			if tt.name == "panic" {
+				assert.Contains(t, lines[0]["stack"], "TestServerExecutorErrors", "a recovered panic is logged with its stack")
+			} else {
+				assert.NotContains(t, lines[0], "stack")
+			}
 		})
 	}
 }

@@ -8,16 +8,16 @@ import (
 
 // Stats is a snapshot of a Server's counters since it started.
 type Stats struct {
-	Ops         uint64               // ops executed and answered (counted as the answer's write starts)
-	OpsGEMM     uint64               // of which GEMM
-	OpsConv     uint64               // of which CONV
-	OpsMatmul   uint64               // of which MATMUL
-	BytesIn     uint64               // bytes of fully decoded request frames
-	BytesOut    uint64               // bytes of responses (counted as each write starts)
-	Errors      map[ErrorKind]uint64 // connections closed or refused, by reason; every kind present
-	ActiveConns int64                // connections open now
-	TotalConns  uint64               // connections accepted (including refused ones)
-	OpsInFlight int64                // ops being executed or written now
+	Ops         uint64               `json:"ops"`           // ops executed and answered (counted as the answer's write starts)
+	OpsGEMM     uint64               `json:"ops_gemm"`      // of which GEMM
+	OpsConv     uint64               `json:"ops_conv"`      // of which CONV
+	OpsMatmul   uint64               `json:"ops_matmul"`    // of which MATMUL
+	BytesIn     uint64               `json:"bytes_in"`      // bytes of fully decoded request frames
+	BytesOut    uint64               `json:"bytes_out"`     // bytes of responses (counted as each write starts)
+	Errors      map[ErrorKind]uint64 `json:"errors"`        // connections closed or refused, by reason; every kind present
+	ActiveConns int64                `json:"active_conns"`  // connections open now
+	TotalConns  uint64               `json:"total_conns"`   // connections accepted (including refused ones)
+	OpsInFlight int64                `json:"ops_in_flight"` // ops being executed or written now
 }
 
 // counters are the live atomics behind Stats.

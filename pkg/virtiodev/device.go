@@ -318,15 +318,15 @@ func (d *Device) popFailed(q *virtqueue.DeviceQueue, queue int, err error) (brok
 	}
 	var ce *virtqueue.ChainError
 	if errors.As(err, &ce) {
-		d.log.Warn().Int("queue", queue).Err(err).Msg("virtiodev: malformed chain")
+		d.log.Warn().Int("queue", queue).Err(err).Msg("malformed chain")
 		if ce.Returnable() {
 			if perr := q.PushUsed(ce.Head, 0); perr != nil {
-				d.log.Warn().Int("queue", queue).Err(perr).Msg("virtiodev: cannot return malformed chain")
+				d.log.Warn().Int("queue", queue).Err(perr).Msg("cannot return malformed chain")
 			}
 		}
 		return false
 	}
-	d.log.Error().Int("queue", queue).Err(err).Msg("virtiodev: queue broken until reset")
+	d.log.Error().Int("queue", queue).Err(err).Msg("queue broken until reset")
 	return true
 }
 
@@ -340,11 +340,11 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 	switch {
 	case err != nil || n < protocol.RequestSize:
 		d.stats.errors.Add(1)
-		d.log.Debug().Uint16("head", c.Head).Int("readable", n).Msg("virtiodev: request too short")
+		d.log.Debug().Uint16("head", c.Head).Int("readable", n).Msg("request too short")
 		statusResponse(resp, protocol.StatusError, s.req[:n])
 	case c.WritableLen() < protocol.ResponseSize:
 		d.stats.errors.Add(1)
-		d.log.Debug().Uint16("head", c.Head).Uint64("writable", c.WritableLen()).Msg("virtiodev: response buffer too short")
+		d.log.Debug().Uint16("head", c.Head).Uint64("writable", c.WritableLen()).Msg("response buffer too short")
 		statusResponse(resp, protocol.StatusError, s.req[:])
 	default:
 		switch t := requestType(s.req[:]); RouteOf(t) {
@@ -379,7 +379,7 @@ func (d *Device) reply(q *virtqueue.DeviceQueue, c virtqueue.Chain, resp []byte)
 	n, _ := c.Scatter(resp)
 	if err := q.PushUsed(c.Head, uint32(n)); err != nil {
 		d.stats.errors.Add(1)
-		d.log.Warn().Uint16("head", c.Head).Err(err).Msg("virtiodev: cannot return chain")
+		d.log.Warn().Uint16("head", c.Head).Err(err).Msg("cannot return chain")
 		return
 	}
 	if n == protocol.ResponseSize {
@@ -481,7 +481,7 @@ func (d *Device) serviceEvents() {
 		if c.WritableLen() < protocol.EventSize {
 			d.stats.errors.Add(1)
 			if err := a.evt.PushUsed(c.Head, 0); err != nil {
-				d.log.Warn().Uint16("head", c.Head).Err(err).Msg("virtiodev: cannot return event buffer")
+				d.log.Warn().Uint16("head", c.Head).Err(err).Msg("cannot return event buffer")
 			}
 			continue
 		}

@@ -133,7 +133,7 @@ func (l *link) run(ctx context.Context) {
 			}
 		} else {
 			l.dialFailures.Add(1)
-			l.log.Debug().Err(err).Dur("retry_in", wait).Msg("virtiodev: cannot reach SST")
+			l.log.Debug().Err(err).Dur("retry_in", wait).Msg("cannot reach SST")
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -217,7 +217,7 @@ func (l *link) serve(ctx context.Context, conn io.ReadWriteCloser) {
 	s := &session{l: l, conn: conn, id: l.conns, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.direct, _ = conn.(directWriter)
 	l.cur.Store(s)
-	l.log.Info().Uint64("conn", s.id).Msg("virtiodev: connected to SST")
+	l.log.Info().Uint64("conn", s.id).Msg("connected to SST")
 	l.client.linkChanged(true, s.id)
 
 	var wg sync.WaitGroup
@@ -248,7 +248,13 @@ func (l *link) serve(ctx context.Context, conn io.ReadWriteCloser) {
 	if len(lost) > 0 {
 		l.client.flush()
 	}
-	l.log.Warn().Uint64("conn", s.id).Err(why).Int("in_flight_failed", len(lost)).Msg("virtiodev: SST link down")
+	ev := l.log.Warn()
+	if ctx.Err() != nil {
+		// The device is closing: the link ends by design (the cancelled context, or the
+		// EOF of an in-process component stopped by the same context).
+		ev = l.log.Info()
+	}
+	ev.Uint64("conn", s.id).Err(why).Int("in_flight_failed", len(lost)).Msg("SST link down")
 	l.client.linkChanged(false, s.id)
 }
 
