@@ -231,8 +231,9 @@ func TestSlowSST(t *testing.T) {
 	require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second))
 }
 
-// TestMaxInflight checks --max-inflight from the SST's side: with 8 clients at once and a
-// bound of 2, the fake SST never holds more than 2 requests, and every op is still timed.
+// TestMaxInflight checks --max-inflight (the old name of --max-device-handles) from the
+// SST's side: with 8 clients at once and a bound of 2, the fake SST never holds more than
+// 2 requests, and every op is still timed.
 func TestMaxInflight(t *testing.T) {
 	const (
 		bound   = 2

@@ -33,9 +33,9 @@ func TestServeSecureDefaults(t *testing.T) {
 	tests := []struct{ flag, want string }{
 		{"listen", `"127.0.0.1:9999"`},
 		{"max-conns", "1024"},
-		{"max-op-bytes", "1073741824"},
-		{"max-inflight", "64"},
-		{"max-inflight-bytes", "4294967296"},
+		{"max-op-bytes", "1GiB"},
+		{"max-device-handles", "64"},
+		{"max-inflight-bytes", "4GiB"},
 		{"read-timeout", "30s"},
 		{"device-timeout", "5s"},
 		{"shutdown-timeout", "30s"},

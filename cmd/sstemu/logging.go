@@ -28,9 +28,9 @@ func layerLogger(root zerolog.Logger, layer string) zerolog.Logger {
 // logFlags are accepted by every long-running command.
 func logFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SSTEMU_LOG_LEVEL"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SSTEMU_LOG_LEVEL"}, Category: catLogging,
 			Usage: "trace, debug, info, warn or error (debug logs every op's cycles)"},
-		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: []string{"SSTEMU_LOG_FORMAT"},
+		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: []string{"SSTEMU_LOG_FORMAT"}, Category: catLogging,
 			Usage: "console (human-readable, coloured on a terminal) or json"},
 	}
 }
