@@ -126,6 +126,8 @@ func TestSSTKilledAndRestarted(t *testing.T) {
 	assert.Equal(t, uint64(answered), final.Front.Ops, "front end ops = answers received")
 	assert.Equal(t, uint64(answered), final.DeviceServer.Ops, "device server ops")
 	assert.Equal(t, final.DeviceServer.Ops, final.DeviceServer.Timed+final.DeviceServer.Untimed)
+	assert.Equal(t, final.DeviceServer.Untimed, final.DeviceServer.UntimedByCause["link_down"],
+		"every op untimed during the outage is untimed for the link: %v", final.DeviceServer.UntimedByCause)
 	assert.Zero(t, final.DeviceServer.Failed)
 	for kind, n := range final.Front.Errors {
 		assert.Zero(t, n, "front end errors of kind %s", kind)

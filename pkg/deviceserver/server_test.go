@@ -2,9 +2,11 @@ package deviceserver
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -386,4 +388,43 @@ func TestBroadcastMatmulIsOneBatch(t *testing.T) {
 	assert.Equal(t, 1, res.Timing.Requests)
 	assert.Equal(t, uint64(n*n), res.Timing.Cycles, "n² GEMMs of one fake cycle each")
 	assert.Equal(t, int64(1), dev.requests.Load())
+}
+
+// An outage is one warning per change of cause, not one per op; a shutdown is none; every
+// op line carries the cause as a string and its error.
+func TestUntimedWarnsOncePerCause(t *testing.T) {
+	var logs strings.Builder
+	dev := &fakeDevice{status: protocol.StatusNoDevice}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.New(&logs).Level(zerolog.DebugLevel)})
+	run := func(n int) {
+		for range n {
+			_, err := s.Execute(context.Background(), &Op{Type: OpGEMM, GEMM: &GEMM{M: 1, N: 1, K: 1, A: []float32{1}, B: []float32{1}}})
+			require.NoError(t, err)
+		}
+	}
+	run(3) // link down: one warning
+	dev.status = protocol.StatusTimeout
+	run(2) // another cause: one more
+	dev.status = protocol.StatusOK
+	run(1) // timed again
+	dev.status = protocol.StatusNoDevice
+	run(2) // down again: warned again
+	require.NoError(t, s.Close())
+	run(2) // closed: no warning
+
+	var warns []string
+	var causes []any
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+		if m["level"] == "warn" {
+			warns = append(warns, m["untimed"].(string))
+		}
+		causes = append(causes, m["untimed"])
+		if m["untimed"] != nil {
+			assert.IsType(t, "", m["error"], line)
+		}
+	}
+	assert.Equal(t, []string{"link_down", "timeout", "link_down"}, warns)
+	assert.Equal(t, []any{"link_down", "link_down", "link_down", "timeout", "timeout", nil, "link_down", "link_down", "closed", "closed"}, causes)
 }
