@@ -121,4 +121,11 @@ func TestServeHelp(t *testing.T) {
 	assert.Regexp(t, `--max-device-handles value, --max-inflight value `, help)
 	assert.Regexp(t, `--device PATH +a real device file`, help)
 	assert.Regexp(t, `--devices value +how many emulated devices`, help)
+	for _, f := range serveCommand().Flags {
+		if vf, ok := f.(cli.VisibleFlag); ok && vf.IsVisible() {
+			cf, ok := f.(cli.CategorizableFlag)
+			require.True(t, ok)
+			assert.NotEmpty(t, cf.GetCategory(), "flag %v has a category", f.Names())
+		}
+	}
 }

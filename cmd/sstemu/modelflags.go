@@ -40,7 +40,7 @@ func modelFlags() []cli.Flag {
 			Usage: "memory bandwidth in GB/s (every model's memory bound)", DefaultText: "the preset's"},
 		&cli.StringFlag{Name: "model-clock", EnvVars: []string{"SSTEMU_MODEL_CLOCK"}, Category: catModel,
 			Usage: "the modelled device's clock, e.g. 1.41GHz: bytes per cycle = bandwidth / model clock"},
-		&cli.StringSliceFlag{Name: "model-param", EnvVars: []string{"SSTEMU_MODEL_PARAM"},
+		&cli.StringSliceFlag{Name: "model-param", EnvVars: []string{"SSTEMU_MODEL_PARAM"}, Category: catModel,
 			Usage: "set any model parameter `name=value` by its CONFIGURE name and integer encoding (docs/models.md), e.g. gpu_sms=108; repeatable, applied last"},
 	}
 }
