@@ -87,7 +87,7 @@ func TestConv2DAgainstFloat64Reference(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := randSlice(uint64(300+i), prod(tc.p.InputShape[:]))
 			w := randSlice(uint64(400+i), prod(tc.p.WeightShape[:]))
-			shape, out, err := Conv2D(tc.p, in, w)
+			shape, out, err := conv2D(tc.p, in, w)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, shape)
 			ref, mag, terms := refConv2D(tc.p, shape, in, w)
@@ -121,7 +121,7 @@ func TestConv2DShapeGEMMs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, gemms, err := Conv2DShape(tc.p)
+			out, gemms, err := conv2DShape(tc.p)
 			require.NoError(t, err)
 			assert.Equal(t, tc.out, out)
 			assert.Equal(t, tc.gemms, gemms)
@@ -137,7 +137,7 @@ func TestConv2DHandWorked(t *testing.T) {
 		in[i] = float32(i + 1)
 	}
 	p := conv([4]int{1, 1, 4, 4}, [4]int{1, 1, 2, 2}, [2]int{2, 2}, [2]int{0, 0}, [2]int{1, 1}, 1)
-	shape, out, err := Conv2D(p, in, []float32{1, 1, 1, 1})
+	shape, out, err := conv2D(p, in, []float32{1, 1, 1, 1})
 	require.NoError(t, err)
 	assert.Equal(t, [4]int{1, 1, 2, 2}, shape)
 	assert.Equal(t, []float32{14, 22, 46, 54}, out)
@@ -146,7 +146,7 @@ func TestConv2DHandWorked(t *testing.T) {
 	// four inputs, so each output is 4 and the 2×2 output size is preserved.
 	p = conv([4]int{1, 1, 2, 2}, [4]int{1, 1, 3, 3}, [2]int{1, 1}, [2]int{1, 1}, [2]int{1, 1}, 1)
 	ones9 := []float32{1, 1, 1, 1, 1, 1, 1, 1, 1}
-	shape, out, err = Conv2D(p, []float32{1, 1, 1, 1}, ones9)
+	shape, out, err = conv2D(p, []float32{1, 1, 1, 1}, ones9)
 	require.NoError(t, err)
 	assert.Equal(t, [4]int{1, 1, 2, 2}, shape)
 	assert.Equal(t, []float32{4, 4, 4, 4}, out)
@@ -190,22 +190,22 @@ func TestConv2DErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := Conv2DShape(tc.p)
+			_, _, err := conv2DShape(tc.p)
 			require.ErrorIs(t, err, tc.kind)
 			var le *Error
 			require.ErrorAs(t, err, &le)
 			assert.Equal(t, "conv2d", le.Op)
 			assert.Equal(t, tc.field, le.Field)
-			_, _, err = Conv2D(tc.p, nil, nil)
+			_, _, err = conv2D(tc.p, nil, nil)
 			assert.ErrorIs(t, err, tc.kind)
 		})
 	}
 	t.Run("input length", func(t *testing.T) {
-		_, _, err := Conv2D(ok, make([]float32, 99), make([]float32, 36))
+		_, _, err := conv2D(ok, make([]float32, 99), make([]float32, 36))
 		require.ErrorIs(t, err, ErrLength)
 	})
 	t.Run("weight length", func(t *testing.T) {
-		_, _, err := Conv2D(ok, make([]float32, 100), make([]float32, 35))
+		_, _, err := conv2D(ok, make([]float32, 100), make([]float32, 35))
 		require.ErrorIs(t, err, ErrLength)
 	})
 }
@@ -223,7 +223,7 @@ func FuzzConv2D(f *testing.F) {
 		if groups > 0 {
 			p.WeightShape = [4]int{int(o), int(c / groups), int(kh), int(kw)}
 		}
-		shape, gemms, err := Conv2DShape(p)
+		shape, gemms, err := conv2DShape(p)
 		if err != nil {
 			var le *Error
 			require.ErrorAs(t, err, &le)
@@ -241,7 +241,7 @@ func FuzzConv2D(f *testing.F) {
 			return
 		}
 		in, wt := randSlice(1, inN), randSlice(2, wN)
-		_, out, err := Conv2D(p, in, wt)
+		_, out, err := conv2D(p, in, wt)
 		require.NoError(t, err)
 		ref, mag, terms := refConv2D(p, shape, in, wt)
 		requireClose(t, terms, out, ref, mag)
@@ -261,7 +261,7 @@ func BenchmarkConv2D(b *testing.B) {
 	}
 	for _, l := range layers {
 		b.Run(l.name, func(b *testing.B) {
-			_, gemms, err := Conv2DShape(l.p)
+			_, gemms, err := conv2DShape(l.p)
 			require.NoError(b, err)
 			var flops float64
 			for _, g := range gemms {
@@ -269,7 +269,7 @@ func BenchmarkConv2D(b *testing.B) {
 			}
 			in, w := randSlice(1, prod(l.p.InputShape[:])), randSlice(2, prod(l.p.WeightShape[:]))
 			for b.Loop() {
-				if _, _, err := Conv2D(l.p, in, w); err != nil {
+				if _, _, err := conv2D(l.p, in, w); err != nil {
 					b.Fatal(err)
 				}
 			}

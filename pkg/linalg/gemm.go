@@ -12,13 +12,9 @@ func (s GEMMShape) FLOPs() float64 {
 	return 2 * float64(s.M) * float64(s.N) * float64(s.K)
 }
 
-// Validate checks that the dimensions are non-negative, that M·K, K·N and M·N fit in an
-// int, and that the slices hold exactly M·K, K·N and M·N elements. Pass a negative length
-// to skip that operand's check (e.g. lenC when C is allocated by the callee).
-func (s GEMMShape) Validate(lenA, lenB, lenC int) error {
-	return s.validate("gemm", lenA, lenB, lenC)
-}
-
+// validate checks that the dimensions are non-negative, that M·K, K·N and M·N fit in an
+// int, and that the slices hold exactly M·K, K·N and M·N elements; a negative length skips
+// that operand's check.
 func (s GEMMShape) validate(op string, lenA, lenB, lenC int) error {
 	for _, d := range []struct {
 		name string
@@ -50,8 +46,8 @@ func (s GEMMShape) validate(op string, lenA, lenB, lenC int) error {
 // products, which OpenBLAS runs several times faster than its GEMM kernel.
 //
 // Sgemm panics with an *Error on negative dimensions or short slices (a programming error,
-// like an out-of-range index); validate untrusted sizes first with GEMMShape.Validate, or
-// use GEMM. It is safe for concurrent use on disjoint C.
+// like an out-of-range index); validate untrusted sizes first with PlanGEMM, or use its
+// Plan's Compute. It is safe for concurrent use on disjoint C.
 func Sgemm(m, n, k int, a, b, c []float32) {
 	s := GEMMShape{M: m, N: n, K: k}
 	if err := s.validate("sgemm", -1, -1, -1); err != nil {
@@ -75,17 +71,6 @@ func Sgemm(m, n, k int, a, b, c []float32) {
 		return
 	}
 	sgemm(m, n, k, a[:m*k], b[:k*n], c)
-}
-
-// GEMM validates s against the operands, which must hold exactly M·K and K·N elements, and
-// returns the freshly allocated product C[M,N] = A·B.
-func GEMM(s GEMMShape, a, b []float32) ([]float32, error) {
-	if err := s.validate("gemm", len(a), len(b), -1); err != nil {
-		return nil, err
-	}
-	c := make([]float32, s.M*s.N)
-	Sgemm(s.M, s.N, s.K, a, b, c)
-	return c, nil
 }
 
 // Backend names the Sgemm implementation compiled in, with its configuration (for

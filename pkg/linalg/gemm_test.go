@@ -153,7 +153,7 @@ func TestGEMMValidates(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := randSlice(1, tc.la), randSlice(2, tc.lb)
-			c, err := GEMM(tc.s, a, b)
+			c, err := gemm(tc.s, a, b)
 			if tc.kind != nil {
 				require.ErrorIs(t, err, tc.kind)
 				var le *Error

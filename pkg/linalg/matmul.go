@@ -2,177 +2,88 @@ package linalg
 
 import "fmt"
 
-// MaxMatmulRank bounds the rank of a Matmul operand. PyTorch itself stops at 25 dimensions
-// in most kernels; the bound only keeps hostile shapes from costing unbounded work.
-const MaxMatmulRank = 64
-
-// matmulPlan is a validated torch.matmul: the batch broadcast, the per-batch GEMM and where
-// each batch's operands start.
-type matmulPlan struct {
-	outShape []int
-	batch    []int // broadcast batch dimensions of the output
-	aStride  []int // element stride of A per batch dimension, 0 where A is broadcast
-	bStride  []int // likewise for B
-	gemm     GEMMShape
-	batches  int // product of batch
-	aLen     int // elements of A
-	bLen     int // elements of B
-	outLen   int // elements of the output
-	aDense   bool
-	bSingle  bool
+// matmulLayout is the part of a matmul Plan that Compute needs: the operands' shapes, the
+// broadcast batch and where each batch's operands start.
+type matmulLayout struct {
+	shapes  [2]operandShape  // A and B as given, for messages
+	rank    int              // batch dimensions of the output
+	batch   [MaxRank - 2]int // broadcast batch dimensions of the output
+	aStride [MaxRank - 2]int // element stride of A per batch dimension, 0 where A is broadcast
+	bStride [MaxRank - 2]int // likewise for B
+	batches int              // product of batch
+	aDense  bool             // A's batches are laid out back to back in output order
+	bSingle bool             // B has no batch dimension other than 1
 }
 
-// MatmulShape validates torch.matmul(A, B) for operands of the given shapes and returns the
-// output shape and the GEMMs it amounts to, without touching data.
+// operandShape is a shape of rank ≤ MaxRank held by value.
+type operandShape struct {
+	dims [MaxRank]int
+	rank int
+}
+
+// PlanMatmul validates torch.matmul(A, B) for operands of the given shapes.
 //
 // The rules are torch.matmul's: two 1-D operands give their dot product (a 0-D result,
-// outShape empty); a 1-D A is treated as a row [1,K] and a 1-D B as a column [K,1], and
+// OutShape empty); a 1-D A is treated as a row [1,K] and a 1-D B as a column [K,1], and
 // that dimension is removed from the result; otherwise the last two dimensions are matrices
 // and the leading (batch) dimensions broadcast NumPy-style, aligned from the right, each
-// pair equal or one of them 1. Every output batch element is one GEMM {M, N, K}, listed in
-// row-major order of the batch index; GEMMs with no multiply–add (a zero M, N or K, or an
-// empty batch) are left out, so an empty list means the output is all zeros or empty.
-// Dimensions may be zero (empty tensors), as in PyTorch.
+// pair equal or one of them 1. Every output batch element is one GEMM {M, N, K}, counted in
+// Batches. Dimensions may be zero (empty tensors), as in PyTorch.
 //
 // Errors are *Error: ErrBadDim for a 0-D operand, a negative dimension or a rank above
-// MaxMatmulRank; ErrShapeMismatch when the inner sizes differ or batch dimensions do not
+// MaxRank; ErrShapeMismatch when the inner sizes differ or batch dimensions do not
 // broadcast; ErrOverflow when an element count does not fit in an int.
-func MatmulShape(aShape, bShape []int) (outShape []int, gemms []GEMMShape, err error) {
-	p, err := planMatmul(aShape, bShape)
-	if err != nil {
-		return nil, nil, err
-	}
-	if p.gemm.M == 0 || p.gemm.N == 0 || p.gemm.K == 0 {
-		return p.outShape, nil, nil
-	}
-	gemms = make([]GEMMShape, p.batches)
-	for i := range gemms {
-		gemms[i] = p.gemm
-	}
-	return p.outShape, gemms, nil
-}
-
-// GEMMBatch is Count GEMMs of one shape.
-type GEMMBatch struct {
-	Shape GEMMShape
-	Count int
-}
-
-// MatmulBatches is MatmulShape with the GEMMs counted instead of listed: a broadcast of
-// millions of tiny products is described in one GEMMBatch rather than a slice as long as
-// the output, which a few kilobytes of request could otherwise make gigabytes long. The
-// list is empty when the output is all zeros or empty.
-func MatmulBatches(aShape, bShape []int) (outShape []int, batches []GEMMBatch, err error) {
-	p, err := planMatmul(aShape, bShape)
-	if err != nil {
-		return nil, nil, err
-	}
-	if p.gemm.M == 0 || p.gemm.N == 0 || p.gemm.K == 0 || p.batches == 0 {
-		return p.outShape, nil, nil
-	}
-	return p.outShape, []GEMMBatch{{Shape: p.gemm, Count: p.batches}}, nil
-}
-
-// Matmul computes torch.matmul(A, B) on row-major operands of the given shapes (rules in
-// MatmulShape) and returns the output shape and a freshly allocated row-major result. The
-// slices must hold exactly the product of their shapes (ErrLength otherwise).
-func Matmul(aShape, bShape []int, a, b []float32) (outShape []int, out []float32, err error) {
-	p, err := planMatmul(aShape, bShape)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(a) != p.aLen {
-		return nil, nil, newError("matmul", "A", ErrLength, "len = %d, shape %v holds %d", len(a), aShape, p.aLen)
-	}
-	if len(b) != p.bLen {
-		return nil, nil, newError("matmul", "B", ErrLength, "len = %d, shape %v holds %d", len(b), bShape, p.bLen)
-	}
-	out = make([]float32, p.outLen)
-	g := p.gemm
-	if p.outLen == 0 || g.K == 0 {
-		return p.outShape, out, nil
-	}
-	if p.bSingle && p.aDense {
-		// One B for every batch and A's batches laid out back to back: the batches are
-		// the row blocks of one (batches·M)×K by K×N GEMM.
-		Sgemm(p.batches*g.M, g.N, g.K, a, b, out)
-		return p.outShape, out, nil
-	}
-	mk, kn, mn := g.M*g.K, g.K*g.N, g.M*g.N
-	run := func(_, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			ao, bo := p.offsets(i)
-			Sgemm(g.M, g.N, g.K, a[ao:ao+mk], b[bo:bo+kn], out[i*mn:(i+1)*mn])
-		}
-	}
-	if g.isSmall() {
-		parallelFor(workerCount(p.batches), p.batches, run)
-	} else {
-		run(0, 0, p.batches)
-	}
-	return p.outShape, out, nil
-}
-
-// offsets returns where output batch i's A and B matrices start.
-func (p *matmulPlan) offsets(i int) (aOff, bOff int) {
-	for d := len(p.batch) - 1; d >= 0; d-- {
-		idx := i % p.batch[d]
-		i /= p.batch[d]
-		aOff += idx * p.aStride[d]
-		bOff += idx * p.bStride[d]
-	}
-	return aOff, bOff
-}
-
-func planMatmul(aShape, bShape []int) (*matmulPlan, error) {
+func PlanMatmul(aShape, bShape []int) (Plan, error) {
 	const op = "matmul"
-	p := &matmulPlan{}
-	for _, s := range []struct {
+	p := Plan{kind: KindMatmul}
+	mm := &p.mm
+	for i, s := range [2]struct {
 		name  string
 		shape []int
-		size  *int
-	}{{"AShape", aShape, &p.aLen}, {"BShape", bShape, &p.bLen}} {
+	}{{"AShape", aShape}, {"BShape", bShape}} {
 		if len(s.shape) == 0 {
-			return nil, newError(op, s.name, ErrBadDim, "0-D operand; matmul needs at least 1-D")
+			return Plan{}, newError(op, s.name, ErrBadDim, "0-D operand; matmul needs at least 1-D")
 		}
-		if len(s.shape) > MaxMatmulRank {
-			return nil, newError(op, s.name, ErrBadDim, "rank %d exceeds %d", len(s.shape), MaxMatmulRank)
+		if len(s.shape) > MaxRank {
+			return Plan{}, newError(op, s.name, ErrBadDim, "rank %d exceeds %d", len(s.shape), MaxRank)
 		}
-		for i, d := range s.shape {
+		for j, d := range s.shape {
 			if d < 0 {
-				return nil, newError(op, fmt.Sprintf("%s[%d]", s.name, i), ErrBadDim, "dimension %d is negative", d)
+				return Plan{}, newError(op, fmt.Sprintf("%s[%d]", s.name, j), ErrBadDim, "dimension %d is negative", d)
 			}
 		}
 		n, ok := product(s.shape...)
 		if !ok {
-			return nil, newError(op, s.name, ErrOverflow, "%v has more elements than an int holds", s.shape)
+			return Plan{}, newError(op, s.name, ErrOverflow, "%v has more elements than an int holds", s.shape)
 		}
-		*s.size = n
+		p.inputs[i] = n
+		mm.shapes[i].rank = copy(mm.shapes[i].dims[:], s.shape)
 	}
 
 	// Promote 1-D operands to matrices: A to a row [1,K], B to a column [K,1].
+	var promoted [2][2]int
 	am, bm := aShape, bShape
 	if len(aShape) == 1 {
-		am = []int{1, aShape[0]}
+		promoted[0] = [2]int{1, aShape[0]}
+		am = promoted[0][:]
 	}
 	if len(bShape) == 1 {
-		bm = []int{bShape[0], 1}
+		promoted[1] = [2]int{bShape[0], 1}
+		bm = promoted[1][:]
 	}
 	ra, rb := len(am), len(bm)
-	p.gemm = GEMMShape{M: am[ra-2], N: bm[rb-1], K: am[ra-1]}
-	if kb := bm[rb-2]; kb != p.gemm.K {
-		return nil, newError(op, "BShape", ErrShapeMismatch,
-			"A %v has inner size %d but B %v has %d", aShape, p.gemm.K, bShape, kb)
+	g := GEMMShape{M: am[ra-2], N: bm[rb-1], K: am[ra-1]}
+	if kb := bm[rb-2]; kb != g.K {
+		return Plan{}, newError(op, "BShape", ErrShapeMismatch,
+			"A %v has inner size %d but B %v has %d", aShape, g.K, bShape, kb)
 	}
 
 	// Broadcast the batch dimensions, aligned from the right.
 	aBatch, bBatch := am[:ra-2], bm[:rb-2]
 	rank := max(len(aBatch), len(bBatch))
-	p.batch = make([]int, rank)
-	p.aStride = make([]int, rank)
-	p.bStride = make([]int, rank)
-	aStride, bStride := p.gemm.M*p.gemm.K, p.gemm.K*p.gemm.N // cannot overflow: ≤ aLen, bLen
-	p.aDense, p.bSingle = true, true
+	mm.rank = rank
+	aStride, bStride := g.M*g.K, g.K*g.N // cannot overflow: ≤ the operands' element counts
+	mm.aDense, mm.bSingle = true, true
 	for d := rank - 1; d >= 0; d-- {
 		da, db := 1, 1
 		ia, ib := d-(rank-len(aBatch)), d-(rank-len(bBatch))
@@ -184,42 +95,85 @@ func planMatmul(aShape, bShape []int) (*matmulPlan, error) {
 		}
 		switch {
 		case da == db || db == 1:
-			p.batch[d] = da
+			mm.batch[d] = da
 		case da == 1:
-			p.batch[d] = db
+			mm.batch[d] = db
 		default:
-			return nil, newError(op, fmt.Sprintf("BShape[%d]", ib), ErrShapeMismatch,
+			return Plan{}, newError(op, fmt.Sprintf("BShape[%d]", ib), ErrShapeMismatch,
 				"batch dimension %d of B %v does not broadcast with dimension %d of A %v", db, bShape, da, aShape)
 		}
 		if da != 1 {
-			p.aStride[d] = aStride
+			mm.aStride[d] = aStride
 			aStride *= da
 		}
 		if db != 1 {
-			p.bStride[d] = bStride
+			mm.bStride[d] = bStride
 			bStride *= db
-			p.bSingle = false
+			mm.bSingle = false
 		}
-		if da != p.batch[d] {
-			p.aDense = false
+		if da != mm.batch[d] {
+			mm.aDense = false
 		}
 	}
 
-	batches, ok := product(p.batch...)
+	batches, ok := product(mm.batch[:rank]...)
 	if !ok {
-		return nil, newError(op, "BShape", ErrOverflow, "broadcast batch %v has more elements than an int holds", p.batch)
+		return Plan{}, newError(op, "BShape", ErrOverflow, "broadcast batch %v has more elements than an int holds", append([]int(nil), mm.batch[:rank]...))
 	}
-	p.batches = batches
-	p.outLen, ok = product(batches, p.gemm.M, p.gemm.N)
+	mm.batches = batches
+	p.outLen, ok = product(batches, g.M, g.N)
 	if !ok {
-		return nil, newError(op, "BShape", ErrOverflow, "output of %v·%v has more elements than an int holds", aShape, bShape)
+		return Plan{}, newError(op, "BShape", ErrOverflow, "output of %v·%v has more elements than an int holds", aShape, bShape)
 	}
-	p.outShape = append([]int{}, p.batch...)
+	p.gemm = g
+	if g.M > 0 && g.N > 0 && g.K > 0 {
+		p.count = batches
+	}
+	p.outRank = copy(p.out[:], mm.batch[:rank])
 	if len(aShape) > 1 {
-		p.outShape = append(p.outShape, p.gemm.M)
+		p.out[p.outRank] = g.M
+		p.outRank++
 	}
 	if len(bShape) > 1 {
-		p.outShape = append(p.outShape, p.gemm.N)
+		p.out[p.outRank] = g.N
+		p.outRank++
 	}
 	return p, nil
+}
+
+// computeMatmul writes A·B into out, which the caller has zeroed.
+func (p *Plan) computeMatmul(a, b, out []float32) {
+	g, mm := p.gemm, &p.mm
+	if p.outLen == 0 || g.K == 0 {
+		return
+	}
+	if mm.bSingle && mm.aDense {
+		// One B for every batch and A's batches laid out back to back: the batches are
+		// the row blocks of one (batches·M)×K by K×N GEMM.
+		Sgemm(mm.batches*g.M, g.N, g.K, a, b, out)
+		return
+	}
+	mk, kn, mn := g.M*g.K, g.K*g.N, g.M*g.N
+	run := func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ao, bo := mm.offsets(i)
+			Sgemm(g.M, g.N, g.K, a[ao:ao+mk], b[bo:bo+kn], out[i*mn:(i+1)*mn])
+		}
+	}
+	if g.isSmall() {
+		parallelFor(workerCount(mm.batches), mm.batches, run)
+	} else {
+		run(0, 0, mm.batches)
+	}
+}
+
+// offsets returns where output batch i's A and B matrices start.
+func (mm *matmulLayout) offsets(i int) (aOff, bOff int) {
+	for d := mm.rank - 1; d >= 0; d-- {
+		idx := i % mm.batch[d]
+		i /= mm.batch[d]
+		aOff += idx * mm.aStride[d]
+		bOff += idx * mm.bStride[d]
+	}
+	return aOff, bOff
 }

@@ -40,7 +40,7 @@ var matmulShapeCases = []struct {
 func TestMatmulShape(t *testing.T) {
 	for _, tc := range matmulShapeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, gemms, err := MatmulShape(tc.a, tc.b)
+			out, gemms, err := matmulShape(tc.a, tc.b)
 			require.NoError(t, err)
 			assert.Equal(t, tc.out, out)
 			require.Len(t, gemms, tc.gemmsCount)
@@ -112,7 +112,7 @@ func TestMatmulAgainstFloat64Reference(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := randSlice(uint64(10+i), prod(tc.a))
 			b := randSlice(uint64(50+i), prod(tc.b))
-			out, got, err := Matmul(tc.a, tc.b, a, b)
+			out, got, err := matmul(tc.a, tc.b, a, b)
 			require.NoError(t, err)
 			assert.Equal(t, tc.out, out)
 			require.Len(t, got, prod(tc.out))
@@ -148,7 +148,7 @@ func TestMatmulHandWorked(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			shape, got, err := Matmul(tc.aS, tc.bS, tc.a, tc.b)
+			shape, got, err := matmul(tc.aS, tc.bS, tc.a, tc.b)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantShape, shape)
 			assert.Equal(t, tc.wantValues, got)
@@ -157,7 +157,7 @@ func TestMatmulHandWorked(t *testing.T) {
 }
 
 func TestMatmulErrors(t *testing.T) {
-	tooMany := make([]int, MaxMatmulRank+1)
+	tooMany := make([]int, MaxRank+1)
 	for i := range tooMany {
 		tooMany[i] = 1
 	}
@@ -191,15 +191,15 @@ func TestMatmulErrors(t *testing.T) {
 			if lb < 0 {
 				lb = prod(tc.bS)
 			}
-			_, _, err := Matmul(tc.aS, tc.bS, make([]float32, la), make([]float32, lb))
+			_, _, err := matmul(tc.aS, tc.bS, make([]float32, la), make([]float32, lb))
 			require.ErrorIs(t, err, tc.kind)
 			var le *Error
 			require.ErrorAs(t, err, &le)
 			assert.Equal(t, "matmul", le.Op)
 			assert.Equal(t, tc.field, le.Field)
 			if tc.kind != ErrLength {
-				_, _, serr := MatmulShape(tc.aS, tc.bS)
-				assert.ErrorIs(t, serr, tc.kind, "MatmulShape must reject what Matmul rejects")
+				_, _, serr := matmulShape(tc.aS, tc.bS)
+				assert.ErrorIs(t, serr, tc.kind, "PlanMatmul must reject what Compute rejects")
 			}
 		})
 	}
@@ -210,7 +210,7 @@ func TestMatmulErrors(t *testing.T) {
 func TestMatmulManySmallBatches(t *testing.T) {
 	aS, bS := []int{1, 5, 7}, []int{3, 37, 7, 6}
 	a, b := randSlice(7, prod(aS)), randSlice(8, prod(bS))
-	out, got, err := Matmul(aS, bS, a, b)
+	out, got, err := matmul(aS, bS, a, b)
 	require.NoError(t, err)
 	require.Equal(t, []int{3, 37, 5, 6}, out)
 	ref, mag, k := refMatmul(aS, bS, out[:2], a, b)
@@ -226,7 +226,7 @@ func FuzzMatmulShape(f *testing.F) {
 		dims := []int{int(d0), int(d1), int(d2), int(d3), int(d4), int(d5)}
 		aS := fuzzShape(dims, int(ra%5))
 		bS := fuzzShape(dims[2:], int(rb%5))
-		out, gemms, err := MatmulShape(aS, bS)
+		out, gemms, err := matmulShape(aS, bS)
 		if err != nil {
 			var le *Error
 			require.ErrorAs(t, err, &le)
@@ -248,7 +248,7 @@ func FuzzMatmulShape(f *testing.F) {
 			return
 		}
 		a, b := randSlice(1, prod(aS)), randSlice(2, prod(bS))
-		_, got, err := Matmul(aS, bS, a, b)
+		_, got, err := matmul(aS, bS, a, b)
 		require.NoError(t, err)
 		batchRank := len(out) - btoi(len(aS) > 1) - btoi(len(bS) > 1)
 		ref, mag, k := refMatmul(aS, bS, out[:batchRank], a, b)
@@ -292,7 +292,7 @@ func BenchmarkMatmulBatchedSmall(b *testing.B) {
 	flops := 2.0 * 64 * 64 * 64 * 64
 	b.Run(fmt.Sprintf("%v·%v", aS, bS), func(b *testing.B) {
 		for b.Loop() {
-			if _, _, err := Matmul(aS, bS, x, y); err != nil {
+			if _, _, err := matmul(aS, bS, x, y); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -301,16 +301,16 @@ func BenchmarkMatmulBatchedSmall(b *testing.B) {
 }
 
 func TestBatchesCountInsteadOfListing(t *testing.T) {
-	out, batches, err := MatmulBatches([]int{16000, 1, 1, 1}, []int{1, 16000, 1, 1})
+	out, batches, err := matmulBatches([]int{16000, 1, 1, 1}, []int{1, 16000, 1, 1})
 	require.NoError(t, err)
 	assert.Equal(t, []int{16000, 16000, 1, 1}, out)
 	assert.Equal(t, []GEMMBatch{{Shape: GEMMShape{M: 1, N: 1, K: 1}, Count: 16000 * 16000}}, batches)
 
-	_, batches, err = MatmulBatches([]int{3, 0, 4}, []int{4, 5})
+	_, batches, err = matmulBatches([]int{3, 0, 4}, []int{4, 5})
 	require.NoError(t, err)
 	assert.Empty(t, batches, "an empty output has no GEMM")
 
-	out4, batches, err := Conv2DBatches(ConvParams{InputShape: [4]int{2, 6, 5, 5}, WeightShape: [4]int{6, 1, 3, 3},
+	out4, batches, err := conv2DBatches(ConvParams{InputShape: [4]int{2, 6, 5, 5}, WeightShape: [4]int{6, 1, 3, 3},
 		Stride: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: 6})
 	require.NoError(t, err)
 	assert.Equal(t, [4]int{2, 6, 3, 3}, out4)

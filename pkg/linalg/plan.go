@@ -1,0 +1,171 @@
+package linalg
+
+import "math/bits"
+
+// MaxRank is the largest rank of a matmul operand. PyTorch allows more, but no model sends
+// them, and the bound keeps a Plan a small fixed-size value: its shapes are arrays, not
+// slices, so planning an op allocates nothing.
+const MaxRank = 8
+
+// Kind is the operator a Plan is for.
+type Kind uint8
+
+// The operators this package plans and computes.
+const (
+	KindGEMM   Kind = iota + 1 // C[M,N] = A[M,K]·B[K,N]
+	KindMatmul                 // torch.matmul(A, B)
+	KindConv2D                 // conv2d(input, weight), no bias
+)
+
+// String returns the operator's name as used in Error.Op: "gemm", "matmul" or "conv2d".
+func (k Kind) String() string {
+	switch k {
+	case KindGEMM:
+		return "gemm"
+	case KindMatmul:
+		return "matmul"
+	case KindConv2D:
+		return "conv2d"
+	default:
+		return "unplanned"
+	}
+}
+
+// GEMMBatch is Count GEMMs of one shape.
+type GEMMBatch struct {
+	Shape GEMMShape
+	Count int
+}
+
+// Plan is a validated operator without its data: the shape rules applied once, with
+// everything a caller needs to size, admit, time and compute the op. It is made by
+// PlanGEMM, PlanMatmul or PlanConv2D, which check shapes only; how large an op a caller
+// accepts is the caller's decision, made from InputElems, OutElems and Workspace. The
+// zero Plan is not valid. A Plan is immutable and safe for concurrent use.
+type Plan struct {
+	kind      Kind
+	out       [MaxRank]int // output shape, first outRank entries
+	outRank   int
+	inputs    [2]int // elements of the two operands (A and B, or input and weight)
+	outLen    int    // elements of the output
+	workspace int    // elements of scratch memory Compute allocates besides the output
+	gemm      GEMMShape
+	count     int // GEMMs of shape gemm that carry multiply–adds (0: none)
+	mm        matmulLayout
+	conv      convLayout
+}
+
+// Kind returns the operator the plan is for.
+func (p *Plan) Kind() Kind { return p.kind }
+
+// OutShape returns a copy of the output shape (empty for a 0-D result, the dot product of
+// two vectors).
+func (p *Plan) OutShape() []int {
+	return append(make([]int, 0, p.outRank), p.out[:p.outRank]...)
+}
+
+// InputElems returns the element counts of the two operands, in argument order.
+func (p *Plan) InputElems() [2]int { return p.inputs }
+
+// OutElems returns the element count of the output (1 for a 0-D result).
+func (p *Plan) OutElems() int { return p.outLen }
+
+// Workspace returns the elements of scratch memory Compute allocates besides its output:
+// a convolution's im2col buffer for one image and group, (C/Groups)·KH·KW·OH·OW, or 0
+// for a 1×1 convolution with stride 1 and no padding, a GEMM and a matmul. (A convolution
+// whose per-group GEMM is small runs on several goroutines with a buffer each; each such
+// buffer then holds fewer than 64³ elements.)
+func (p *Plan) Workspace() int { return p.workspace }
+
+// Batches returns the GEMMs the op lowers to, counted rather than listed, so that a
+// broadcast of millions of tiny products costs nothing to describe: one GEMMBatch for every
+// plan with any multiply–add, none when the output is empty or all zeros (a zero M, N or
+// K). A matmul is one GEMM per output batch element; a convolution one per group,
+// {M: O/Groups, N: N·OH·OW, K: (C/Groups)·KH·KW}, the batch folded into N. The slice
+// must not be modified.
+func (p *Plan) Batches() []GEMMBatch {
+	if p.count == 0 {
+		return nil
+	}
+	return []GEMMBatch{{Shape: p.gemm, Count: p.count}}
+}
+
+// FLOPs returns the op's floating-point operations, 2·M·N·K summed over its GEMMs, or an
+// *Error of kind ErrOverflow if the sum does not fit in a uint64 (shapes that valid, but
+// far beyond any op that can be computed; a timing-only caller can meet them).
+func (p *Plan) FLOPs() (uint64, error) {
+	g := p.gemm
+	total := uint64(2)
+	for _, f := range [...]int{g.M, g.N, g.K, p.count} {
+		hi, lo := bits.Mul64(total, uint64(f))
+		if hi != 0 {
+			return 0, newError(p.kind.String(), "FLOPs", ErrOverflow,
+				"2·%d·%d·%d × %d GEMMs does not fit in 64 bits", g.M, g.N, g.K, p.count)
+		}
+		total = lo
+	}
+	return total, nil
+}
+
+// Compute runs the op on its two operands, row-major (A and B, or input and weight), which
+// must hold exactly InputElems elements (ErrLength otherwise), and returns the freshly
+// allocated row-major output of OutElems elements.
+func (p *Plan) Compute(x, y []float32) ([]float32, error) {
+	if p.kind == 0 {
+		return nil, newError("plan", "Kind", ErrBadDim, "the zero Plan; make one with PlanGEMM, PlanMatmul or PlanConv2D")
+	}
+	names := [2]string{"A", "B"}
+	if p.kind == KindConv2D {
+		names = [2]string{"Input", "Weight"}
+	}
+	for i, v := range [2][]float32{x, y} {
+		if len(v) != p.inputs[i] {
+			return nil, newError(p.kind.String(), names[i], ErrLength, "len = %d, shape %v holds %d",
+				len(v), p.inputShape(i), p.inputs[i])
+		}
+	}
+	out := make([]float32, p.outLen)
+	switch p.kind {
+	case KindGEMM:
+		Sgemm(p.gemm.M, p.gemm.N, p.gemm.K, x, y, out)
+	case KindMatmul:
+		p.computeMatmul(x, y, out)
+	case KindConv2D:
+		p.computeConv(x, y, out)
+	}
+	return out, nil
+}
+
+// inputShape describes operand i for error messages.
+func (p *Plan) inputShape(i int) []int {
+	switch p.kind {
+	case KindGEMM:
+		if i == 0 {
+			return []int{p.gemm.M, p.gemm.K}
+		}
+		return []int{p.gemm.K, p.gemm.N}
+	case KindMatmul:
+		s := p.mm.shapes[i]
+		return s.dims[:s.rank]
+	default:
+		if i == 0 {
+			return p.conv.InputShape[:]
+		}
+		return p.conv.WeightShape[:]
+	}
+}
+
+// PlanGEMM validates one GEMM: M, N and K non-negative (ErrBadDim), M·K, K·N and M·N
+// within an int (ErrOverflow). The output is [M, N].
+func PlanGEMM(s GEMMShape) (Plan, error) {
+	if err := s.validate("gemm", -1, -1, -1); err != nil {
+		return Plan{}, err
+	}
+	p := Plan{kind: KindGEMM, gemm: s, outRank: 2, outLen: s.M * s.N}
+	p.out[0], p.out[1] = s.M, s.N
+	p.inputs = [2]int{s.M * s.K, s.K * s.N}
+	if s.M > 0 && s.N > 0 && s.K > 0 {
+		p.count = 1
+	}
+	return p, nil
+}
