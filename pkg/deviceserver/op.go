@@ -4,7 +4,11 @@
 // timing.
 package deviceserver
 
-import "context"
+import (
+	"context"
+
+	"github.com/sstemu/sstemu/pkg/linalg"
+)
 
 // OpType is the operator code carried in byte 8 of a DeviceGEMM frame.
 type OpType uint8
@@ -65,6 +69,11 @@ type Op struct {
 	GEMM   *GEMM
 	Matmul *Matmul
 	Conv   *Conv2D
+	// Plan is the op's validated shapes, if the caller has planned it (the front end
+	// always has, before reading the tensors): the server then computes and times the op
+	// from it without planning again, and the shape fields above are not read. Nil: the
+	// server plans the op from them.
+	Plan *linalg.Plan
 }
 
 // Timing is the simulated cost of one op as the device reported it. An op whose timing

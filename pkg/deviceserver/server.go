@@ -118,48 +118,59 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 	return res, nil
 }
 
-// compute runs op on the host and returns its result and the GEMMs it lowered to.
+// compute runs op on the host, from its Plan (planned here if the caller did not), and
+// returns its result and the GEMMs it lowered to.
 func compute(op *Op) (*Result, []linalg.GEMMBatch, error) {
+	x, y, kind, ok := operands(op)
+	if !ok {
+		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s without its %s operands", op.ID, op.Type, op.Type)
+	}
+	plan := op.Plan
+	if plan == nil {
+		p, err := planOp(op)
+		if err != nil {
+			return nil, nil, err
+		}
+		plan = &p
+	} else if plan.Kind() != kind {
+		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s with a %s plan", op.ID, op.Type, plan.Kind())
+	}
+	out, err := plan.Compute(x, y)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Result{Shape: plan.OutShape(), Data: out}, plan.Batches(), nil
+}
+
+// operands returns op's two tensors and the plan kind its type needs, and false if the
+// operands matching its type are missing.
+func operands(op *Op) (x, y []float32, kind linalg.Kind, ok bool) {
 	switch {
 	case op.Type == OpGEMM && op.GEMM != nil:
-		g := op.GEMM
-		shape := linalg.GEMMShape{M: g.M, N: g.N, K: g.K}
-		c, err := linalg.GEMM(shape, g.A, g.B)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &Result{Shape: []int{g.M, g.N}, Data: c}, []linalg.GEMMBatch{{Shape: shape, Count: 1}}, nil
+		return op.GEMM.A, op.GEMM.B, linalg.KindGEMM, true
 	case op.Type == OpMatmul && op.Matmul != nil:
-		m := op.Matmul
-		_, gemms, err := linalg.MatmulBatches(m.AShape, m.BShape)
-		if err != nil {
-			return nil, nil, err
-		}
-		shape, out, err := linalg.Matmul(m.AShape, m.BShape, m.A, m.B)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &Result{Shape: shape, Data: out}, gemms, nil
+		return op.Matmul.A, op.Matmul.B, linalg.KindMatmul, true
 	case op.Type == OpConv && op.Conv != nil:
-		p := convParams(op.Conv)
-		_, gemms, err := linalg.Conv2DBatches(p)
-		if err != nil {
-			return nil, nil, err
-		}
-		shape, out, err := linalg.Conv2D(p, op.Conv.Input, op.Conv.Weight)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &Result{Shape: shape[:], Data: out}, gemms, nil
+		return op.Conv.Input, op.Conv.Weight, linalg.KindConv2D, true
 	default:
-		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s without its %s operands", op.ID, op.Type, op.Type)
+		return nil, nil, 0, false
 	}
 }
 
-func convParams(c *Conv2D) linalg.ConvParams {
-	return linalg.ConvParams{
-		InputShape: c.InputShape, WeightShape: c.WeightShape,
-		Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
+// planOp plans an op from its shape fields (operands has checked they are present).
+func planOp(op *Op) (linalg.Plan, error) {
+	switch op.Type {
+	case OpGEMM:
+		g := op.GEMM
+		return linalg.PlanGEMM(linalg.GEMMShape{M: g.M, N: g.N, K: g.K})
+	case OpMatmul:
+		return linalg.PlanMatmul(op.Matmul.AShape, op.Matmul.BShape)
+	default:
+		c := op.Conv
+		return linalg.PlanConv2D(linalg.ConvParams{
+			InputShape: c.InputShape, WeightShape: c.WeightShape,
+			Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
+		})
 	}
 }
 

@@ -182,6 +182,9 @@ func PlanConv2D(p ConvParams) (Plan, error) {
 			p.WeightShape[1], c, p.Groups, pl.cg)
 	}
 
+	// A kernel wider than the padded input is the kernel's fault, as PyTorch reports it
+	// ("Kernel size can't be greater than actual input size").
+	weightDims := [2]string{"WeightShape[2]", "WeightShape[3]"}
 	var outHW [2]int
 	for i, name := range [2]string{"height", "width"} {
 		size, k := p.InputShape[2+i], p.WeightShape[2+i]
@@ -191,7 +194,7 @@ func PlanConv2D(p ConvParams) (Plan, error) {
 			return Plan{}, newError(op, "output "+name, ErrOverflow, "kernel or padding too large")
 		}
 		if size+padded < span+1 {
-			return Plan{}, newError(op, "output "+name, ErrBadDim,
+			return Plan{}, newError(op, weightDims[i], ErrBadDim,
 				"padded input %s %d is smaller than the dilated kernel %d", name, size+padded, span+1)
 		}
 		outHW[i] = (size+padded-span-1)/p.Stride[i] + 1

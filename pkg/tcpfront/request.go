@@ -10,16 +10,19 @@ import (
 	"unicode/utf8"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
 )
 
 // DTypeFloat32 is the only dtype the protocol carries.
 const DTypeFloat32 = "float32"
 
-// plan is a validated op before its tensors are read: the op with shapes filled in, the
-// element counts and names of the tensors that follow the JSON, and the output shape.
+// plan is a validated op before its tensors are read: the op with shapes filled in and
+// its linalg.Plan, the element counts and names of the tensors that follow the JSON, and
+// the output shape.
 type plan struct {
 	op       deviceserver.Op
-	inputs   [2]int64 // element counts of the two tensors, in wire order
+	shapes   linalg.Plan // the shape rules applied once; op.Plan points here
+	inputs   [2]int64    // element counts of the two tensors, in wire order
 	names    *[2]tensorName
 	outShape []int
 	outElems int64
@@ -216,16 +219,14 @@ func checkDType(dtype *string) *FrameError {
 	return nil
 }
 
-// shape checks a shape field: present, rank within [minRank, maxRank], every dim valid.
-func shape(field string, v []int64, minRank, maxRank int) ([]int, *FrameError) {
+// shape checks a shape field: present, of rank dims elements if rank ≥ 0 (the wire
+// format fixes it for GEMM and CONV; MATMUL's is the plan's to check), every dim valid.
+func shape(field string, v []int64, rank int) ([]int, *FrameError) {
 	if v == nil {
 		return nil, fieldErr(KindField, field, "missing")
 	}
-	if len(v) < minRank || len(v) > maxRank {
-		if minRank == maxRank {
-			return nil, fieldErr(KindField, field, "want %d dimensions, got %d", minRank, len(v))
-		}
-		return nil, fieldErr(KindField, field, "want %d to %d dimensions, got %d", minRank, maxRank, len(v))
+	if rank >= 0 && len(v) != rank {
+		return nil, fieldErr(KindField, field, "want %d dimensions, got %d", rank, len(v))
 	}
 	out := make([]int, len(v))
 	for i, d := range v {
@@ -248,26 +249,28 @@ func dim(field string, v *int64) (int, *FrameError) {
 	return int(*v), nil
 }
 
-// size charges the inputs and the output of p to a fresh budget of maxOpBytes.
-func (p *plan) size(maxOpBytes int64, names *[2]tensorName, in [2][]int, workspace ...[]int) *FrameError {
-	s := newSizer(maxOpBytes)
+// size fills in p from its linalg plan and charges the inputs, the output and the
+// workspace to a fresh budget of maxOpBytes. in are the inputs' shapes, for messages.
+func (p *plan) size(lp linalg.Plan, maxOpBytes int64, names *[2]tensorName, in [2][]int) *FrameError {
+	p.shapes = lp
+	p.op.Plan = &p.shapes
 	p.names = names
-	for i := range in {
-		n, fe := s.take(names[i].name, in[i])
-		if fe != nil {
+	p.outShape = lp.OutShape()
+	s := newSizer(maxOpBytes)
+	for i, n := range lp.InputElems() {
+		if fe := s.take(names[i].name, int64(n), in[i]); fe != nil {
 			return fe
 		}
-		p.inputs[i] = n
+		p.inputs[i] = int64(n)
 	}
-	n, fe := s.take("output", p.outShape)
-	p.outElems = n
-	if fe != nil {
+	p.outElems = int64(lp.OutElems())
+	if fe := s.take("output", p.outElems, p.outShape); fe != nil {
 		return fe
 	}
 	// Scratch memory the computation needs besides inputs and output counts too: a few
 	// bytes of tensors must not be able to make the server allocate terabytes.
-	for _, ws := range workspace {
-		if _, fe := s.take("workspace", ws); fe != nil {
+	if ws := lp.Workspace(); ws > 0 {
+		if fe := s.take("workspace", int64(ws), nil); fe != nil {
 			return fe
 		}
 	}
@@ -288,11 +291,11 @@ func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if fe != nil {
 		return nil, fe
 	}
-	a, fe := shape("A_shape", v.AShape, 2, 2)
+	a, fe := shape("A_shape", v.AShape, 2)
 	if fe != nil {
 		return nil, fe
 	}
-	b, fe := shape("B_shape", v.BShape, 2, 2)
+	b, fe := shape("B_shape", v.BShape, 2)
 	if fe != nil {
 		return nil, fe
 	}
@@ -302,32 +305,36 @@ func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if b[0] != k || b[1] != n {
 		return nil, fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
 	}
-	p := &plan{outShape: []int{m, n}}
+	lp, err := linalg.PlanGEMM(linalg.GEMMShape{M: m, N: n, K: k})
+	if err != nil {
+		return nil, shapeErr(err)
+	}
+	p := &plan{}
 	p.op.Type = deviceserver.OpGEMM
 	p.op.GEMM = &deviceserver.GEMM{M: m, N: n, K: k}
-	if fe := p.size(maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
+	if fe := p.size(lp, maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
 		return nil, fe
 	}
 	return p, nil
 }
 
 func planMatmul(v *matmulJSON, maxOpBytes int64) (*plan, *FrameError) {
-	a, fe := shape("A_shape", v.AShape, 1, MaxRank)
+	a, fe := shape("A_shape", v.AShape, -1)
 	if fe != nil {
 		return nil, fe
 	}
-	b, fe := shape("B_shape", v.BShape, 1, MaxRank)
+	b, fe := shape("B_shape", v.BShape, -1)
 	if fe != nil {
 		return nil, fe
 	}
-	out, fe := matmulShape(a, b)
-	if fe != nil {
-		return nil, fe
+	lp, err := linalg.PlanMatmul(a, b)
+	if err != nil {
+		return nil, shapeErr(err)
 	}
-	p := &plan{outShape: out}
+	p := &plan{}
 	p.op.Type = deviceserver.OpMatmul
 	p.op.Matmul = &deviceserver.Matmul{AShape: a, BShape: b}
-	if fe := p.size(maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
+	if fe := p.size(lp, maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
 		return nil, fe
 	}
 	return p, nil
@@ -361,24 +368,23 @@ func hyper(field string, v *pair, def, lo int64) ([2]int, *FrameError) {
 }
 
 func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
-	var c convParams
-	in, fe := shape("input_shape", v.InputShape, 4, 4)
+	var c linalg.ConvParams
+	in, fe := shape("input_shape", v.InputShape, 4)
 	if fe != nil {
 		return nil, fe
 	}
-	w, fe := shape("weight_shape", v.WeightShape, 4, 4)
+	w, fe := shape("weight_shape", v.WeightShape, 4)
 	if fe != nil {
 		return nil, fe
 	}
-	copy(c.input[:], in)
-	copy(c.weight[:], w)
-	if c.stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
+	c.InputShape, c.WeightShape = [4]int(in), [4]int(w)
+	if c.Stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
 		return nil, fe
 	}
-	if c.padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
+	if c.Padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
 		return nil, fe
 	}
-	if c.dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
+	if c.Dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
 		return nil, fe
 	}
 	g := int64(defaultGroups)
@@ -388,22 +394,21 @@ func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if fe := checkDim("groups", -1, g); fe != nil {
 		return nil, fe
 	}
-	c.groups = int(g)
-	out, fe := conv2dShape(c)
-	if fe != nil {
-		return nil, fe
+	c.Groups = int(g)
+	lp, err := linalg.PlanConv2D(c)
+	if err != nil {
+		return nil, shapeErr(err)
 	}
-	p := &plan{outShape: out[:]}
+	p := &plan{}
 	p.op.Type = deviceserver.OpConv
 	p.op.Conv = &deviceserver.Conv2D{
-		InputShape: c.input, WeightShape: c.weight,
-		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups,
+		InputShape: c.InputShape, WeightShape: c.WeightShape,
+		Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
 	}
-	// linalg.Conv2D unfolds one image and group at a time into a [C/g·KH·KW, OH·OW]
-	// im2col buffer: charge it, or a tiny input with a large kernel and padding would make
-	// the server allocate far more than the op's limit.
-	im2col := []int{c.weight[1], c.weight[2], c.weight[3], out[2], out[3]}
-	if fe := p.size(maxOpBytes, &namesConv, [2][]int{in, w}, im2col); fe != nil {
+	// The plan counts the im2col buffer linalg unfolds one image and group into: charged
+	// with the tensors, or a tiny input with a large kernel and padding would make the
+	// server allocate far more than the op's limit.
+	if fe := p.size(lp, maxOpBytes, &namesConv, [2][]int{in, w}); fe != nil {
 		return nil, fe
 	}
 	return p, nil

@@ -186,7 +186,7 @@ func hostileCases() []hostile {
 		{name: "unknown-dtype", send: js(1, strings.Replace(good, "float32", "float64", 1)), kind: KindDType, field: "dtype"},
 		{name: "tensor-length-disagrees", send: append(js(1, good), 0, 0, 0, 31), kind: KindLength, field: "tensor A length"},
 		{name: "tensor-length-near-4GiB", send: append(js(1, good), 0xff, 0xff, 0xff, 0xff), kind: KindLength, field: "tensor A length"},
-		{name: "matmul-no-broadcast", send: js(3, `{"op_id":1,"A_shape":[2,3,4],"B_shape":[3,4,5],"dtype":"float32"}`), kind: KindField, field: "B_shape"},
+		{name: "matmul-no-broadcast", send: js(3, `{"op_id":1,"A_shape":[2,3,4],"B_shape":[3,4,5],"dtype":"float32"}`), kind: KindField, field: "B_shape[0]"},
 		{name: "conv-kernel-too-big", send: js(2, `{"op_id":1,"input_shape":[1,1,2,2],"weight_shape":[1,1,3,3],"dtype":"float32"}`), kind: KindField, field: "weight_shape[2]"},
 		{name: "conv-unknown-field", send: js(2, `{"op_id":1,"input_shape":[1,1,2,2],"weight_shape":[1,1,1,1],"strides":2,"dtype":"float32"}`), kind: KindJSON, field: "json"},
 		{name: "half-header-then-wait", send: gf[:6], kind: KindTimeout, field: "json_length"},

@@ -1,19 +1,22 @@
 package tcpfront
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+
+	"github.com/sstemu/sstemu/pkg/linalg"
 )
 
 // Limits on a request that do not depend on the server's configuration.
 const (
 	// MaxJSONBytes is the largest JSON part a frame may declare.
 	MaxJSONBytes = 64 << 10
-	// MaxRank is the largest number of dimensions of a MATMUL operand.
-	MaxRank = 8
-	// MaxDim is the largest value of any single dimension, stride, padding or dilation; it
-	// keeps every value an int on 32-bit hosts and every sum below int64 overflow.
+	// MaxDim is the largest value of any single dimension, stride, padding, dilation or
+	// group count on the wire; it keeps every value an int on 32-bit hosts. (The shape
+	// rules themselves, including the rank limit linalg.MaxRank, are linalg's Plan*.)
 	MaxDim = math.MaxInt32
 	// MaxTensorBytes is the largest tensor the u32 length prefix can describe; it bounds
 	// the result as well, whose length prefix is also a u32.
@@ -47,8 +50,9 @@ func checkDim(field string, index int, v int64) *FrameError {
 	return fieldErr(KindLimit, field, "dimension %d exceeds %d", v, MaxDim)
 }
 
-// sizer counts elements of an op's tensors against the op's byte budget, so that no
-// product can overflow and nothing is allocated for an op that would exceed it.
+// sizer charges the element counts of an op's tensors, from its linalg.Plan, to the op's
+// byte budget, so that nothing is allocated for an op that would exceed it. It is the size
+// limit, kept apart from the shape rules: an op planned for timing alone has none.
 type sizer struct {
 	budget int64 // elements still allowed for the whole op
 	tensor int64 // elements allowed for any single tensor
@@ -63,109 +67,52 @@ func newSizer(maxOpBytes int64) sizer {
 // used returns the bytes charged so far.
 func (s *sizer) used() int64 { return s.limit/float32Size*float32Size - s.budget*float32Size }
 
-// take returns the element count of shape (whose dims are already checked) and charges it
-// to the budget. field names the tensor in errors.
-func (s *sizer) take(field string, shape []int) (int64, *FrameError) {
-	n := int64(1)
-	for _, d := range shape {
-		if int64(d) > s.tensor/n {
-			return 0, fieldErr(KindLimit, field, "tensor of shape %v exceeds %d bytes", shape, s.tensor*float32Size)
-		}
-		n *= int64(d)
+// take charges a tensor of n elements to the budget. field names the tensor in errors,
+// and shape describes it (nil: described by its element count).
+func (s *sizer) take(field string, n int64, shape []int) *FrameError {
+	if n > s.tensor {
+		return fieldErr(KindLimit, field, "%s exceeds %d bytes", describe(n, shape), s.tensor*float32Size)
 	}
 	if n > s.budget {
-		return 0, fieldErr(KindLimit, field, "op exceeds its limit of %d bytes at tensor of shape %v",
-			s.limit, shape)
+		return fieldErr(KindLimit, field, "op exceeds its limit of %d bytes at %s", s.limit, describe(n, shape))
 	}
 	s.budget -= n
-	return n, nil
+	return nil
 }
 
-// matmulShape applies torch.matmul's shape rules: a 1-D A is promoted to [1,k] and a 1-D B
-// to [k,1], the promoted dimensions are dropped from the result again, and leading (batch)
-// dimensions broadcast as in NumPy. Dims must already be checked positive.
-func matmulShape(a, b []int) ([]int, *FrameError) {
-	ka := a[len(a)-1]
-	kb := b[0]
-	if len(b) >= 2 {
-		kb = b[len(b)-2]
+// describe names a tensor in a size error.
+func describe(n int64, shape []int) string {
+	if shape == nil {
+		return strconv.FormatInt(n, 10) + " elements"
 	}
-	if ka != kb {
-		return nil, fieldErr(KindField, "B_shape", "inner dimensions disagree: A_shape %v has %d, B_shape %v has %d", a, ka, b, kb)
-	}
-	var batchA, batchB []int
-	if len(a) > 2 {
-		batchA = a[:len(a)-2]
-	}
-	if len(b) > 2 {
-		batchB = b[:len(b)-2]
-	}
-	nb := max(len(batchA), len(batchB))
-	out := make([]int, 0, nb+2)
-	for i := range nb {
-		da, db := 1, 1
-		if j := i - (nb - len(batchA)); j >= 0 {
-			da = batchA[j]
-		}
-		if j := i - (nb - len(batchB)); j >= 0 {
-			db = batchB[j]
-		}
-		switch {
-		case da == db || db == 1:
-			out = append(out, da)
-		case da == 1:
-			out = append(out, db)
-		default:
-			return nil, fieldErr(KindField, "B_shape", "batch dimensions do not broadcast: A_shape %v, B_shape %v", a, b)
-		}
-	}
-	if len(a) >= 2 {
-		out = append(out, a[len(a)-2])
-	}
-	if len(b) >= 2 {
-		out = append(out, b[len(b)-1])
-	}
-	return out, nil
+	return fmt.Sprintf("tensor of shape %v", shape)
 }
 
-// convParams are the validated hyper-parameters of a CONV op.
-type convParams struct {
-	input, weight             [4]int
-	stride, padding, dilation [2]int
-	groups                    int
+// wireFields maps the field names of linalg's errors to the JSON keys they come from.
+var wireFields = map[string]string{
+	"AShape": "A_shape", "BShape": "B_shape",
+	"InputShape": "input_shape", "WeightShape": "weight_shape",
+	"Stride": "stride", "Padding": "padding", "Dilation": "dilation", "Groups": "groups",
 }
 
-// conv2dShape returns the NCHW output shape of PyTorch's conv2d for p, or an error naming
-// the field that makes the convolution impossible.
-func conv2dShape(p convParams) ([4]int, *FrameError) {
-	n, c, h, w := p.input[0], p.input[1], p.input[2], p.input[3]
-	o, cg, kh, kw := p.weight[0], p.weight[1], p.weight[2], p.weight[3]
-	g := p.groups
-	if c%g != 0 {
-		return [4]int{}, fieldErr(KindField, "groups", "groups %d does not divide input channels %d", g, c)
+// shapeErr turns the error of a linalg planner into a FrameError naming the JSON field at
+// fault (with its index, e.g. "B_shape[0]"): bad_field for shapes that break the rules,
+// too_large for sizes that do not fit in an int.
+func shapeErr(err error) *FrameError {
+	var le *linalg.Error
+	if !errors.As(err, &le) {
+		return &FrameError{Kind: KindField, Field: "json", Reason: "invalid op", Err: err}
 	}
-	if o%g != 0 {
-		return [4]int{}, fieldErr(KindField, "groups", "groups %d does not divide output channels %d", g, o)
+	kind := KindField
+	if errors.Is(le, linalg.ErrOverflow) {
+		kind = KindLimit
 	}
-	if cg*g != c {
-		return [4]int{}, fieldErr(KindField, "weight_shape[1]", "weight has %d channels per group, input has %d channels in %d groups", cg, c, g)
+	field, index, _ := strings.Cut(le.Field, "[")
+	if w, ok := wireFields[field]; ok {
+		field = w
 	}
-	var out [4]int
-	out[0], out[1] = n, o
-	for i, in := range [2]int{h, w} {
-		k := [2]int{kh, kw}[i]
-		// All terms are ≤ MaxDim, so int64 cannot overflow here.
-		span := int64(p.dilation[i])*int64(k-1) + 1
-		padded := int64(in) + 2*int64(p.padding[i])
-		if padded < span {
-			return [4]int{}, fieldErr(KindField, "weight_shape["+strconv.Itoa(2+i)+"]",
-				"dilated kernel extent %d exceeds padded input extent %d", span, padded)
-		}
-		extent := (padded-span)/int64(p.stride[i]) + 1
-		if extent > MaxDim {
-			return [4]int{}, fieldErr(KindLimit, "padding", "output extent %d exceeds %d", extent, MaxDim)
-		}
-		out[2+i] = int(extent)
+	if index != "" {
+		field += "[" + index
 	}
-	return out, nil
+	return &FrameError{Kind: kind, Field: field, Reason: le.Kind.Error() + ": " + le.Detail}
 }

@@ -3,100 +3,90 @@ package tcpfront
 import (
 	"testing"
 
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// The expected shapes follow the torch.matmul documentation's examples and rules.
-func TestMatmulShape(t *testing.T) {
+// The shape rules are linalg's (its tests hold the full set); these cases check that the
+// front end applies them and names the JSON field at fault. The expected shapes follow the
+// torch.matmul documentation's examples and rules.
+func TestMatmulShapeRules(t *testing.T) {
 	tests := []struct {
-		name    string
-		a, b    []int
-		want    []int
-		wantErr string
+		name      string
+		a, b      string
+		want      []int
+		wantField string
 	}{
-		{"dot", []int{3}, []int{3}, []int{}, ""},
-		{"matrix-vector", []int{3, 4}, []int{4}, []int{3}, ""},
-		{"vector-matrix", []int{4}, []int{4, 5}, []int{5}, ""},
-		{"matrix-matrix", []int{2, 3}, []int{3, 4}, []int{2, 4}, ""},
-		{"batched-vector", []int{10, 3, 4}, []int{4}, []int{10, 3}, ""},
-		{"batched-batched", []int{10, 3, 4}, []int{10, 4, 5}, []int{10, 3, 5}, ""},
-		{"batched-matrix", []int{10, 3, 4}, []int{4, 5}, []int{10, 3, 5}, ""},
-		{"vector-batched", []int{4}, []int{10, 4, 5}, []int{10, 5}, ""},
-		{"broadcast", []int{2, 1, 3, 4}, []int{5, 4, 6}, []int{2, 5, 3, 6}, ""},
-		{"broadcast-ones", []int{1, 7, 1, 2, 3}, []int{1, 4, 3, 2}, []int{1, 7, 4, 2, 2}, ""},
-		{"dot-mismatch", []int{3}, []int{4}, nil, "inner dimensions"},
-		{"inner-mismatch", []int{2, 3}, []int{2, 3}, nil, "inner dimensions"},
-		{"batch-mismatch", []int{2, 3, 4}, []int{5, 4, 6}, nil, "broadcast"},
+		{"dot", "[3]", "[3]", []int{}, ""},
+		{"matrix-vector", "[3, 4]", "[4]", []int{3}, ""},
+		{"vector-matrix", "[4]", "[4, 5]", []int{5}, ""},
+		{"matrix-matrix", "[2, 3]", "[3, 4]", []int{2, 4}, ""},
+		{"batched-vector", "[10, 3, 4]", "[4]", []int{10, 3}, ""},
+		{"batched-batched", "[10, 3, 4]", "[10, 4, 5]", []int{10, 3, 5}, ""},
+		{"batched-matrix", "[10, 3, 4]", "[4, 5]", []int{10, 3, 5}, ""},
+		{"vector-batched", "[4]", "[10, 4, 5]", []int{10, 5}, ""},
+		{"broadcast", "[2, 1, 3, 4]", "[5, 4, 6]", []int{2, 5, 3, 6}, ""},
+		{"broadcast-ones", "[1, 7, 1, 2, 3]", "[1, 4, 3, 2]", []int{1, 7, 4, 2, 2}, ""},
+		{"rank-8", "[1, 1, 1, 1, 1, 1, 2, 3]", "[3]", []int{1, 1, 1, 1, 1, 1, 2}, ""},
+		{"dot-mismatch", "[3]", "[4]", nil, "B_shape"},
+		{"inner-mismatch", "[2, 3]", "[2, 3]", nil, "B_shape"},
+		{"batch-mismatch", "[2, 3, 4]", "[5, 4, 6]", nil, "B_shape[0]"},
+		{"rank-9", "[3]", "[1, 1, 1, 1, 1, 1, 1, 3, 2]", nil, "B_shape"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, fe := matmulShape(tt.a, tt.b)
-			if tt.wantErr != "" {
+			js := `{"op_id": 1, "A_shape": ` + tt.a + `, "B_shape": ` + tt.b + `, "dtype": "float32"}`
+			p, fe := parseJSON(deviceserver.OpMatmul, []byte(js), 1<<30)
+			if tt.wantField != "" {
 				require.NotNil(t, fe)
-				assert.Equal(t, KindField, fe.Kind)
-				assert.Contains(t, fe.Reason, tt.wantErr)
+				assert.Equal(t, KindField, fe.Kind, fe.Error())
+				assert.Equal(t, tt.wantField, fe.Field, fe.Error())
 				return
 			}
-			require.Nil(t, fe)
-			assert.Equal(t, tt.want, got)
+			require.Nil(t, fe, "%v", fe)
+			assert.Equal(t, tt.want, p.outShape)
+			require.NotNil(t, p.op.Plan, "the plan travels with the op to layer 2")
+			assert.Equal(t, tt.want, p.op.Plan.OutShape())
 		})
 	}
 }
 
 // Output sizes worked out by hand with floor((H + 2p - d(k-1) - 1)/s) + 1.
-func TestConv2DShape(t *testing.T) {
-	base := func(in, w [4]int) convParams {
-		return convParams{input: in, weight: w, stride: [2]int{1, 1}, dilation: [2]int{1, 1}, groups: 1}
-	}
+func TestConv2DShapeRules(t *testing.T) {
 	tests := []struct {
 		name      string
-		p         convParams
-		want      [4]int
+		params    string // the JSON keys after the shapes
+		in, w     string
+		want      []int
 		wantField string
 	}{
-		{"valid", base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3}), [4]int{1, 16, 30, 30}, ""},
-		{"same", func() convParams {
-			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
-			p.padding = [2]int{1, 1}
-			return p
-		}(), [4]int{1, 16, 32, 32}, ""},
-		{"stride2", func() convParams {
-			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
-			p.padding, p.stride = [2]int{1, 1}, [2]int{2, 2}
-			return p
-		}(), [4]int{1, 16, 16, 16}, ""},
-		{"dilation2", func() convParams {
-			p := base([4]int{1, 3, 32, 32}, [4]int{16, 3, 3, 3})
-			p.dilation = [2]int{2, 2}
-			return p
-		}(), [4]int{1, 16, 28, 28}, ""},
-		{"groups", func() convParams { p := base([4]int{2, 3, 8, 8}, [4]int{6, 1, 3, 3}); p.groups = 3; return p }(), [4]int{2, 6, 6, 6}, ""},
-		{"asymmetric", func() convParams {
-			p := base([4]int{1, 1, 5, 7}, [4]int{1, 1, 3, 3})
-			p.stride, p.padding = [2]int{1, 2}, [2]int{0, 1}
-			return p
-		}(), [4]int{1, 1, 3, 4}, ""},
-		{"kernel-fills-padded", func() convParams {
-			p := base([4]int{1, 1, 3, 3}, [4]int{1, 1, 5, 5})
-			p.padding = [2]int{1, 1}
-			return p
-		}(), [4]int{1, 1, 1, 1}, ""},
-		{"kernel-too-big", base([4]int{1, 1, 3, 3}, [4]int{1, 1, 4, 3}), [4]int{}, "weight_shape[2]"},
-		{"groups-not-dividing-C", func() convParams { p := base([4]int{1, 3, 8, 8}, [4]int{4, 1, 3, 3}); p.groups = 2; return p }(), [4]int{}, "groups"},
-		{"groups-not-dividing-O", func() convParams { p := base([4]int{1, 4, 8, 8}, [4]int{3, 2, 3, 3}); p.groups = 2; return p }(), [4]int{}, "groups"},
-		{"channels-mismatch", base([4]int{1, 3, 8, 8}, [4]int{4, 2, 3, 3}), [4]int{}, "weight_shape[1]"},
+		{"valid", "", "[1, 3, 32, 32]", "[16, 3, 3, 3]", []int{1, 16, 30, 30}, ""},
+		{"same", `, "padding": 1`, "[1, 3, 32, 32]", "[16, 3, 3, 3]", []int{1, 16, 32, 32}, ""},
+		{"stride2", `, "padding": 1, "stride": 2`, "[1, 3, 32, 32]", "[16, 3, 3, 3]", []int{1, 16, 16, 16}, ""},
+		{"dilation2", `, "dilation": 2`, "[1, 3, 32, 32]", "[16, 3, 3, 3]", []int{1, 16, 28, 28}, ""},
+		{"groups", `, "groups": 3`, "[2, 3, 8, 8]", "[6, 1, 3, 3]", []int{2, 6, 6, 6}, ""},
+		{"asymmetric", `, "stride": [1, 2], "padding": [0, 1]`, "[1, 1, 5, 7]", "[1, 1, 3, 3]", []int{1, 1, 3, 4}, ""},
+		{"kernel-fills-padded", `, "padding": 1`, "[1, 1, 3, 3]", "[1, 1, 5, 5]", []int{1, 1, 1, 1}, ""},
+		{"kernel-too-big", "", "[1, 1, 3, 3]", "[1, 1, 4, 3]", nil, "weight_shape[2]"},
+		{"dilation-too-big", `, "dilation": [1, 2]`, "[1, 1, 3, 3]", "[1, 1, 3, 3]", nil, "weight_shape[3]"},
+		{"groups-not-dividing-C", `, "groups": 2`, "[1, 3, 8, 8]", "[4, 1, 3, 3]", nil, "groups"},
+		{"groups-not-dividing-O", `, "groups": 2`, "[1, 4, 8, 8]", "[3, 2, 3, 3]", nil, "groups"},
+		{"channels-mismatch", "", "[1, 3, 8, 8]", "[4, 2, 3, 3]", nil, "weight_shape[1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, fe := conv2dShape(tt.p)
+			js := `{"op_id": 1, "input_shape": ` + tt.in + `, "weight_shape": ` + tt.w + tt.params + `, "dtype": "float32"}`
+			p, fe := parseJSON(deviceserver.OpConv, []byte(js), 1<<30)
 			if tt.wantField != "" {
 				require.NotNil(t, fe)
-				assert.Equal(t, tt.wantField, fe.Field)
+				assert.Equal(t, KindField, fe.Kind, fe.Error())
+				assert.Equal(t, tt.wantField, fe.Field, fe.Error())
 				return
 			}
-			require.Nil(t, fe)
-			assert.Equal(t, tt.want, got)
+			require.Nil(t, fe, "%v", fe)
+			assert.Equal(t, tt.want, p.outShape)
 		})
 	}
 }
@@ -141,7 +131,7 @@ func TestParseJSON(t *testing.T) {
 		{"matmul-rank0", 3, `{"op_id":2,"A_shape":[],"B_shape":[3],"dtype":"float32"}`, gib, KindField, "A_shape", nil},
 		{"matmul-rank9", 3, `{"op_id":2,"A_shape":[1,1,1,1,1,1,1,2,3],"B_shape":[3],"dtype":"float32"}`, gib, KindField, "A_shape", nil},
 		{"matmul-zero-dim", 3, `{"op_id":2,"A_shape":[2,0],"B_shape":[0],"dtype":"float32"}`, gib, KindField, "A_shape[1]", nil},
-		{"matmul-no-broadcast", 3, `{"op_id":2,"A_shape":[2,3,4],"B_shape":[5,4,6],"dtype":"float32"}`, gib, KindField, "B_shape", nil},
+		{"matmul-no-broadcast", 3, `{"op_id":2,"A_shape":[2,3,4],"B_shape":[5,4,6],"dtype":"float32"}`, gib, KindField, "B_shape[0]", nil},
 		{"conv-defaults", 2, `{"op_id":3,"input_shape":[1,3,32,32],"weight_shape":[16,3,3,3],"dtype":"float32"}`, gib, 0, "", []int{1, 16, 30, 30}},
 		{"conv-pairs", 2, `{"op_id":3,"input_shape":[1,1,5,7],"weight_shape":[1,1,3,3],"stride":[1,2],"padding":[0,1],"dilation":1,"groups":1,"dtype":"float32"}`, gib, 0, "", []int{1, 1, 3, 4}},
 		{"conv-stride-zero", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"stride":0,"dtype":"float32"}`, gib, KindField, "stride", nil},
@@ -150,7 +140,7 @@ func TestParseJSON(t *testing.T) {
 		{"conv-padding-string", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"padding":"same","dtype":"float32"}`, gib, KindJSON, "json", nil},
 		{"conv-groups-zero", 2, `{"op_id":3,"input_shape":[1,3,8,8],"weight_shape":[4,3,3,3],"groups":0,"dtype":"float32"}`, gib, KindField, "groups", nil},
 		{"conv-rank", 2, `{"op_id":3,"input_shape":[3,8,8],"weight_shape":[4,3,3,3],"dtype":"float32"}`, gib, KindField, "input_shape", nil},
-		{"conv-huge-padding", 2, `{"op_id":3,"input_shape":[1,1,1,1],"weight_shape":[1,1,1,1],"padding":2147483647,"dtype":"float32"}`, gib, KindLimit, "padding", nil},
+		{"conv-huge-padding", 2, `{"op_id":3,"input_shape":[1,1,1,1],"weight_shape":[1,1,1,1],"padding":2147483647,"dtype":"float32"}`, gib, KindLimit, "output", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
