@@ -428,3 +428,27 @@ func TestUntimedWarnsOncePerCause(t *testing.T) {
 	assert.Equal(t, []string{"link_down", "timeout", "link_down"}, warns)
 	assert.Equal(t, []any{"link_down", "link_down", "link_down", "timeout", "timeout", nil, "link_down", "link_down", "closed", "closed"}, causes)
 }
+
+// An op that arrives with its Plan (as the front end sends it) is computed and timed from
+// the plan alone; a plan of another kind than the op is an error, not a wrong answer.
+func TestExecuteUsesTheOpsPlan(t *testing.T) {
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+	plan, err := linalg.PlanMatmul([]int{2, 1, 2}, []int{2})
+	require.NoError(t, err)
+	// The shape fields are left empty: only the plan says what the op is.
+	op := &Op{Type: OpMatmul, Matmul: &Matmul{A: []float32{1, 2, 3, 4}, B: []float32{10, 1}}, Plan: &plan}
+	res, err := s.Execute(context.Background(), op)
+	require.NoError(t, err)
+	assert.Equal(t, []int{2, 1}, res.Shape)
+	assert.Equal(t, []float32{12, 34}, res.Data)
+	assert.Equal(t, uint64(2*1*1*2), res.Timing.Cycles, "two GEMMs of 1×1×2")
+
+	gemmPlan, err := linalg.PlanGEMM(linalg.GEMMShape{M: 1, N: 1, K: 1})
+	require.NoError(t, err)
+	_, err = s.Execute(context.Background(), &Op{Type: OpMatmul, Matmul: &Matmul{A: []float32{1}, B: []float32{1}}, Plan: &gemmPlan})
+	assert.ErrorContains(t, err, "gemm plan")
+	_, err = s.Execute(context.Background(), &Op{Type: OpMatmul, Matmul: &Matmul{A: []float32{1}, B: []float32{1, 2}}, Plan: &plan})
+	assert.ErrorIs(t, err, linalg.ErrLength, "tensors that do not fit the plan")
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
 )
 
 func opTypeOf(b byte) deviceserver.OpType { return deviceserver.OpType(b) }
@@ -96,6 +97,9 @@ func TestDecodeMatmulAndConv(t *testing.T) {
 	assert.Equal(t, deviceserver.OpConv, req.Op.Type)
 	// H: (8 + 2 - 3)/2 + 1 = 4; W: (8 + 2 - 3)/1 + 1 = 8.
 	assert.Equal(t, []int{2, 6, 4, 8}, req.OutShape)
+	require.NotNil(t, req.Op.Plan, "the decoder hands its plan to layer 2")
+	assert.Equal(t, linalg.KindConv2D, req.Op.Plan.Kind())
+	assert.Equal(t, []linalg.GEMMBatch{{Shape: linalg.GEMMShape{M: 2, N: 2 * 4 * 8, K: 9}, Count: 3}}, req.Op.Plan.Batches())
 	assert.Equal(t, &deviceserver.Conv2D{InputShape: [4]int{2, 3, 8, 8}, WeightShape: [4]int{6, 1, 3, 3},
 		Stride: [2]int{2, 1}, Padding: [2]int{1, 1}, Dilation: [2]int{1, 1}, Groups: 3, Input: in, Weight: w}, req.Op.Conv)
 
