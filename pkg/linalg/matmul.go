@@ -2,10 +2,9 @@ package linalg
 
 import "fmt"
 
-// matmulLayout is the part of a matmul Plan that Compute needs: the operands' shapes, the
-// broadcast batch and where each batch's operands start.
+// matmulLayout is the part of a matmul Plan that Compute needs: the broadcast batch and
+// where each batch's operands start.
 type matmulLayout struct {
-	shapes  [2]operandShape  // A and B as given, for messages
 	rank    int              // batch dimensions of the output
 	batch   [MaxRank - 2]int // broadcast batch dimensions of the output
 	aStride [MaxRank - 2]int // element stride of A per batch dimension, 0 where A is broadcast
@@ -13,12 +12,6 @@ type matmulLayout struct {
 	batches int              // product of batch
 	aDense  bool             // A's batches are laid out back to back in output order
 	bSingle bool             // B has no batch dimension other than 1
-}
-
-// operandShape is a shape of rank ≤ MaxRank held by value.
-type operandShape struct {
-	dims [MaxRank]int
-	rank int
 }
 
 // PlanMatmul validates torch.matmul(A, B) for operands of the given shapes.
@@ -57,7 +50,6 @@ func PlanMatmul(aShape, bShape []int) (Plan, error) {
 			return Plan{}, newError(op, s.name, ErrOverflow, "%v has more elements than an int holds", s.shape)
 		}
 		p.inputs[i] = n
-		mm.shapes[i].rank = copy(mm.shapes[i].dims[:], s.shape)
 	}
 
 	// Promote 1-D operands to matrices: A to a row [1,K], B to a column [K,1].

@@ -1,6 +1,9 @@
 package linalg
 
-import "math/bits"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // MaxRank is the largest rank of a matmul operand. PyTorch allows more, but no model sends
 // them, and the bound keeps a Plan a small fixed-size value: its shapes are arrays, not
@@ -74,15 +77,14 @@ func (p *Plan) OutElems() int { return p.outLen }
 // a convolution's im2col buffer for one image and group, (C/Groups)·KH·KW·OH·OW, or 0
 // for a 1×1 convolution with stride 1 and no padding, a GEMM and a matmul. (A convolution
 // whose per-group GEMM is small runs on several goroutines with a buffer each; each such
-// buffer then holds fewer than 64³ elements.)
+// buffer then holds at most 64³ elements.)
 func (p *Plan) Workspace() int { return p.workspace }
 
 // Batches returns the GEMMs the op lowers to, counted rather than listed, so that a
 // broadcast of millions of tiny products costs nothing to describe: one GEMMBatch for every
 // plan with any multiply–add, none when the output is empty or all zeros (a zero M, N or
 // K). A matmul is one GEMM per output batch element; a convolution one per group,
-// {M: O/Groups, N: N·OH·OW, K: (C/Groups)·KH·KW}, the batch folded into N. The slice
-// must not be modified.
+// {M: O/Groups, N: N·OH·OW, K: (C/Groups)·KH·KW}, the batch folded into N.
 func (p *Plan) Batches() []GEMMBatch {
 	if p.count == 0 {
 		return nil
@@ -91,8 +93,8 @@ func (p *Plan) Batches() []GEMMBatch {
 }
 
 // FLOPs returns the op's floating-point operations, 2·M·N·K summed over its GEMMs, or an
-// *Error of kind ErrOverflow if the sum does not fit in a uint64 (shapes that valid, but
-// far beyond any op that can be computed; a timing-only caller can meet them).
+// *Error of kind ErrOverflow if the sum does not fit in a uint64: valid shapes, but far
+// beyond any op that can be computed, which a caller timing shapes alone can still meet.
 func (p *Plan) FLOPs() (uint64, error) {
 	g := p.gemm
 	total := uint64(2)
@@ -120,7 +122,7 @@ func (p *Plan) Compute(x, y []float32) ([]float32, error) {
 	}
 	for i, v := range [2][]float32{x, y} {
 		if len(v) != p.inputs[i] {
-			return nil, newError(p.kind.String(), names[i], ErrLength, "len = %d, shape %v holds %d",
+			return nil, newError(p.kind.String(), names[i], ErrLength, "len = %d, %s holds %d",
 				len(v), p.inputShape(i), p.inputs[i])
 		}
 	}
@@ -136,22 +138,19 @@ func (p *Plan) Compute(x, y []float32) ([]float32, error) {
 	return out, nil
 }
 
-// inputShape describes operand i for error messages.
-func (p *Plan) inputShape(i int) []int {
-	switch p.kind {
-	case KindGEMM:
-		if i == 0 {
-			return []int{p.gemm.M, p.gemm.K}
-		}
-		return []int{p.gemm.K, p.gemm.N}
-	case KindMatmul:
-		s := p.mm.shapes[i]
-		return s.dims[:s.rank]
+// inputShape describes operand i for error messages: its shape where the plan keeps it.
+func (p *Plan) inputShape(i int) string {
+	switch {
+	case p.kind == KindGEMM && i == 0:
+		return fmt.Sprint([]int{p.gemm.M, p.gemm.K})
+	case p.kind == KindGEMM:
+		return fmt.Sprint([]int{p.gemm.K, p.gemm.N})
+	case p.kind == KindConv2D && i == 0:
+		return fmt.Sprint(p.conv.InputShape)
+	case p.kind == KindConv2D:
+		return fmt.Sprint(p.conv.WeightShape)
 	default:
-		if i == 0 {
-			return p.conv.InputShape[:]
-		}
-		return p.conv.WeightShape[:]
+		return "the operand's shape"
 	}
 }
 
