@@ -38,17 +38,7 @@ func TestMatmulShapeRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			js := `{"op_id": 1, "A_shape": ` + tt.a + `, "B_shape": ` + tt.b + `, "dtype": "float32"}`
-			p, fe := parseJSON(deviceserver.OpMatmul, []byte(js), 1<<30)
-			if tt.wantField != "" {
-				require.NotNil(t, fe)
-				assert.Equal(t, KindField, fe.Kind, fe.Error())
-				assert.Equal(t, tt.wantField, fe.Field, fe.Error())
-				return
-			}
-			require.Nil(t, fe, "%v", fe)
-			assert.Equal(t, tt.want, p.outShape)
-			require.NotNil(t, p.op.Plan, "the plan travels with the op to layer 2")
-			assert.Equal(t, tt.want, p.op.Plan.OutShape())
+			checkShapeRule(t, deviceserver.OpMatmul, js, tt.want, tt.wantField)
 		})
 	}
 }
@@ -78,17 +68,26 @@ func TestConv2DShapeRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			js := `{"op_id": 1, "input_shape": ` + tt.in + `, "weight_shape": ` + tt.w + tt.params + `, "dtype": "float32"}`
-			p, fe := parseJSON(deviceserver.OpConv, []byte(js), 1<<30)
-			if tt.wantField != "" {
-				require.NotNil(t, fe)
-				assert.Equal(t, KindField, fe.Kind, fe.Error())
-				assert.Equal(t, tt.wantField, fe.Field, fe.Error())
-				return
-			}
-			require.Nil(t, fe, "%v", fe)
-			assert.Equal(t, tt.want, p.outShape)
+			checkShapeRule(t, deviceserver.OpConv, js, tt.want, tt.wantField)
 		})
 	}
+}
+
+// checkShapeRule parses js as an op of type op and checks that it plans to output shape
+// want, or, if wantField is set, that it is a bad_field error naming wantField.
+func checkShapeRule(t *testing.T, op deviceserver.OpType, js string, want []int, wantField string) {
+	t.Helper()
+	p, fe := parseJSON(op, []byte(js), 1<<30)
+	if wantField != "" {
+		require.NotNil(t, fe)
+		assert.Equal(t, KindField, fe.Kind, fe.Error())
+		assert.Equal(t, wantField, fe.Field, fe.Error())
+		return
+	}
+	require.Nil(t, fe, "%v", fe)
+	assert.Equal(t, want, p.outShape)
+	require.NotNil(t, p.op.Plan, "the plan travels with the op to layer 2")
+	assert.Equal(t, want, p.op.Plan.OutShape())
 }
 
 func TestParseJSON(t *testing.T) {
