@@ -125,7 +125,7 @@ func BenchmarkParseJSONGEMM(b *testing.B) {
 			if fe := unmarshal(js, &v, false); fe != nil {
 				b.Fatal(fe)
 			}
-			if _, fe := withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planGEMM(&v, DefaultMaxOpBytes) }); fe != nil {
+			if _, fe := withOpID(v.OpID, v.DType, DefaultMaxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) }); fe != nil {
 				b.Fatal(fe)
 			}
 		}

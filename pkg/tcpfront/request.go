@@ -23,6 +23,7 @@ type plan struct {
 	op       deviceserver.Op
 	shapes   linalg.Plan // the shape rules applied once; op.Plan points here
 	inputs   [2]int64    // element counts of the two tensors, in wire order
+	inShapes [2][]int    // their shapes, for messages
 	names    *[2]tensorName
 	outShape []int
 	outElems int64
@@ -108,19 +109,19 @@ func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64) (*plan, *Fram
 				return nil, fe
 			}
 		}
-		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planGEMM(&v, maxOpBytes) })
+		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) })
 	case deviceserver.OpMatmul:
 		var v matmulJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
 			return nil, fe
 		}
-		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planMatmul(&v, maxOpBytes) })
+		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planMatmul(&v) })
 	case deviceserver.OpConv:
 		var v convJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
 			return nil, fe
 		}
-		return withOpID(v.OpID, v.DType, func() (*plan, *FrameError) { return planConv(&v, maxOpBytes) })
+		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planConv(&v) })
 	default:
 		return nil, &FrameError{Kind: KindOpType, Field: "op_type", Reason: "unknown op type " + strconv.Itoa(int(t))}
 	}
@@ -189,9 +190,10 @@ func isIntegerLiteral(lit string) bool {
 	return true
 }
 
-// withOpID checks op_id and dtype, common to all ops, then runs the op's own planner and
-// stamps the op_id on its result or error.
-func withOpID(opID *int64, dtype *string, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
+// withOpID checks op_id and dtype, common to all ops, then runs the op's own planner (the
+// shape rules), checks the plan's sizes against maxOpBytes (the limits), and stamps the
+// op_id on its result or error.
+func withOpID(opID *int64, dtype *string, maxOpBytes int64, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
 	if opID == nil {
 		return nil, fieldErr(KindField, "op_id", "missing")
 	}
@@ -199,6 +201,9 @@ func withOpID(opID *int64, dtype *string, planFn func() (*plan, *FrameError)) (*
 	fe := checkDType(dtype)
 	if fe == nil {
 		p, fe = planFn()
+	}
+	if fe == nil {
+		fe = p.size(maxOpBytes)
 	}
 	if fe != nil {
 		fe.OpID, fe.HasOpID = *opID, true
@@ -249,27 +254,33 @@ func dim(field string, v *int64) (int, *FrameError) {
 	return int(*v), nil
 }
 
-// size fills in p from its linalg plan and charges the inputs, the output and the
-// workspace to a fresh budget of maxOpBytes. in are the inputs' shapes, for messages.
-func (p *plan) size(lp linalg.Plan, maxOpBytes int64, names *[2]tensorName, in [2][]int) *FrameError {
-	p.shapes = lp
+// newPlan is the plan of an op whose shapes lp has validated; names and in (the inputs'
+// shapes, for messages) describe the tensors that follow the JSON.
+func newPlan(lp linalg.Plan, names *[2]tensorName, in [2][]int) *plan {
+	p := &plan{shapes: lp, names: names, inShapes: in, outShape: lp.OutShape()}
 	p.op.Plan = &p.shapes
-	p.names = names
-	p.outShape = lp.OutShape()
-	s := newSizer(maxOpBytes)
 	for i, n := range lp.InputElems() {
-		if fe := s.take(names[i].name, int64(n), in[i]); fe != nil {
-			return fe
-		}
 		p.inputs[i] = int64(n)
 	}
 	p.outElems = int64(lp.OutElems())
+	return p
+}
+
+// size charges the inputs, the output and the workspace to a fresh budget of maxOpBytes.
+// It is the only size limit: the shape rules are the linalg plan's and need no tensors.
+func (p *plan) size(maxOpBytes int64) *FrameError {
+	s := newSizer(maxOpBytes)
+	for i, n := range p.inputs {
+		if fe := s.take(p.names[i].name, n, p.inShapes[i]); fe != nil {
+			return fe
+		}
+	}
 	if fe := s.take("output", p.outElems, p.outShape); fe != nil {
 		return fe
 	}
 	// Scratch memory the computation needs besides inputs and output counts too: a few
 	// bytes of tensors must not be able to make the server allocate terabytes.
-	if ws := lp.Workspace(); ws > 0 {
+	if ws := p.shapes.Workspace(); ws > 0 {
 		if fe := s.take("workspace", int64(ws), nil); fe != nil {
 			return fe
 		}
@@ -278,7 +289,7 @@ func (p *plan) size(lp linalg.Plan, maxOpBytes int64, names *[2]tensorName, in [
 	return nil
 }
 
-func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
+func planGEMM(v *gemmJSON) (*plan, *FrameError) {
 	m, fe := dim("M", v.M)
 	if fe != nil {
 		return nil, fe
@@ -309,16 +320,13 @@ func planGEMM(v *gemmJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if err != nil {
 		return nil, shapeErr(err)
 	}
-	p := &plan{}
+	p := newPlan(lp, &namesAB, [2][]int{a, b})
 	p.op.Type = deviceserver.OpGEMM
 	p.op.GEMM = &deviceserver.GEMM{M: m, N: n, K: k}
-	if fe := p.size(lp, maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
-		return nil, fe
-	}
 	return p, nil
 }
 
-func planMatmul(v *matmulJSON, maxOpBytes int64) (*plan, *FrameError) {
+func planMatmul(v *matmulJSON) (*plan, *FrameError) {
 	a, fe := shape("A_shape", v.AShape, -1)
 	if fe != nil {
 		return nil, fe
@@ -331,12 +339,9 @@ func planMatmul(v *matmulJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if err != nil {
 		return nil, shapeErr(err)
 	}
-	p := &plan{}
+	p := newPlan(lp, &namesAB, [2][]int{a, b})
 	p.op.Type = deviceserver.OpMatmul
 	p.op.Matmul = &deviceserver.Matmul{AShape: a, BShape: b}
-	if fe := p.size(lp, maxOpBytes, &namesAB, [2][]int{a, b}); fe != nil {
-		return nil, fe
-	}
 	return p, nil
 }
 
@@ -367,7 +372,7 @@ func hyper(field string, v *pair, def, lo int64) ([2]int, *FrameError) {
 	return out, nil
 }
 
-func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
+func planConv(v *convJSON) (*plan, *FrameError) {
 	var c linalg.ConvParams
 	in, fe := shape("input_shape", v.InputShape, 4)
 	if fe != nil {
@@ -399,17 +404,11 @@ func planConv(v *convJSON, maxOpBytes int64) (*plan, *FrameError) {
 	if err != nil {
 		return nil, shapeErr(err)
 	}
-	p := &plan{}
+	p := newPlan(lp, &namesConv, [2][]int{in, w})
 	p.op.Type = deviceserver.OpConv
 	p.op.Conv = &deviceserver.Conv2D{
 		InputShape: c.InputShape, WeightShape: c.WeightShape,
 		Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
-	}
-	// The plan counts the im2col buffer linalg unfolds one image and group into: charged
-	// with the tensors, or a tiny input with a large kernel and padding would make the
-	// server allocate far more than the op's limit.
-	if fe := p.size(lp, maxOpBytes, &namesConv, [2][]int{in, w}); fe != nil {
-		return nil, fe
 	}
 	return p, nil
 }

@@ -155,3 +155,23 @@ func TestParseJSON(t *testing.T) {
 		})
 	}
 }
+
+// The shape rules and the size limit are separate checks: an op far above any tensor limit
+// (LLaMA-70B's MLP for 8192 tokens, 2.4 GB of output) plans, and only the size check
+// refuses it, naming the first tensor that does not fit.
+func TestShapesPlanWithoutTheSizeLimit(t *testing.T) {
+	m, n, k := int64(8192), int64(28672), int64(8192)
+	v := gemmJSON{OpID: new(int64), M: &m, N: &n, K: &k, AShape: []int64{m, k}, BShape: []int64{k, n}}
+	p, fe := planGEMM(&v)
+	require.Nil(t, fe, "%v", fe)
+	assert.Equal(t, []int{8192, 28672}, p.outShape)
+	assert.Equal(t, [2]int64{m * k, k * n}, p.inputs)
+	flops, err := p.op.Plan.FLOPs()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2*m*n*k), flops)
+
+	fe = p.size(DefaultMaxOpBytes)
+	require.NotNil(t, fe)
+	assert.Equal(t, KindLimit, fe.Kind)
+	assert.Equal(t, "B", fe.Field, fe.Error())
+}
