@@ -224,8 +224,9 @@ func checkDType(dtype *string) *FrameError {
 	return nil
 }
 
-// shape checks a shape field: present, of rank dims elements if rank ≥ 0 (the wire
-// format fixes it for GEMM and CONV; MATMUL's is the plan's to check), every dim valid.
+// shape checks a shape field: present, with exactly rank dimensions if rank ≥ 0 (the wire
+// format fixes GEMM's and CONV's; a MATMUL operand's rank is the plan's to check, so -1),
+// every dimension valid.
 func shape(field string, v []int64, rank int) ([]int, *FrameError) {
 	if v == nil {
 		return nil, fieldErr(KindField, field, "missing")
