@@ -30,7 +30,7 @@ type convLayout struct {
 // when each is too small for OpenBLAS to thread. Each computes the column block of the
 // image in the group's GEMM of Batches, which is the same arithmetic.
 func (p *Plan) computeConv(input, weight, out []float32) {
-	pl := &p.conv
+	pl := p.conv
 	n, c, h, w := pl.InputShape[0], pl.InputShape[1], pl.InputShape[2], pl.InputShape[3]
 	g := GEMMShape{M: pl.og, N: pl.pixels, K: pl.k}
 	direct := pl.direct
@@ -175,7 +175,7 @@ func PlanConv2D(p ConvParams) (Plan, error) {
 	if o%p.Groups != 0 {
 		return Plan{}, newError(op, "Groups", ErrBadDim, "%d groups do not divide %d output channels", p.Groups, o)
 	}
-	pl := convLayout{ConvParams: p, cg: c / p.Groups, og: o / p.Groups}
+	pl := &convLayout{ConvParams: p, cg: c / p.Groups, og: o / p.Groups}
 	if p.WeightShape[1] != pl.cg {
 		return Plan{}, newError(op, "WeightShape[1]", ErrShapeMismatch,
 			"weight has %d channels per group, input has %d channels in %d groups (%d per group)",

@@ -29,7 +29,7 @@ type matmulLayout struct {
 func PlanMatmul(aShape, bShape []int) (Plan, error) {
 	const op = "matmul"
 	p := Plan{kind: KindMatmul}
-	mm := &p.mm
+	mm := &matmulLayout{}
 	for i, s := range [2]struct {
 		name  string
 		shape []int
@@ -117,7 +117,7 @@ func PlanMatmul(aShape, bShape []int) (Plan, error) {
 	if !ok {
 		return Plan{}, newError(op, "BShape", ErrOverflow, "output of %v·%v has more elements than an int holds", aShape, bShape)
 	}
-	p.gemm = g
+	p.gemm, p.mm = g, mm
 	if g.M > 0 && g.N > 0 && g.K > 0 {
 		p.count = batches
 	}
@@ -135,7 +135,7 @@ func PlanMatmul(aShape, bShape []int) (Plan, error) {
 
 // computeMatmul writes A·B into out, which the caller has zeroed.
 func (p *Plan) computeMatmul(a, b, out []float32) {
-	g, mm := p.gemm, &p.mm
+	g, mm := p.gemm, p.mm
 	if p.outLen == 0 || g.K == 0 {
 		return
 	}

@@ -6,8 +6,9 @@ import (
 )
 
 // MaxRank is the largest rank of a matmul operand. PyTorch allows more, but no model sends
-// them, and the bound keeps a Plan a small fixed-size value: its shapes are arrays, not
-// slices, so planning an op allocates nothing.
+// them, and the bound keeps a Plan small and of fixed size: its shapes are arrays, not
+// slices, so planning a GEMM allocates nothing and a matmul or convolution one small
+// layout.
 const MaxRank = 8
 
 // Kind is the operator a Plan is for.
@@ -53,9 +54,9 @@ type Plan struct {
 	outLen    int    // elements of the output
 	workspace int    // elements of scratch memory Compute allocates besides the output
 	gemm      GEMMShape
-	count     int // GEMMs of shape gemm that carry multiply–adds (0: none)
-	mm        matmulLayout
-	conv      convLayout
+	count     int           // GEMMs of shape gemm that carry multiply–adds (0: none)
+	mm        *matmulLayout // set for a matmul: how to compute it
+	conv      *convLayout   // set for a convolution
 }
 
 // Kind returns the operator the plan is for.
