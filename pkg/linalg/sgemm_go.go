@@ -6,6 +6,8 @@ import (
 )
 
 // goBackendName names the pure-Go Sgemm implementation.
+//
+//lint:ignore U1000 Backend returns it in the pure-Go builds (sgemm_purego.go: noopenblas or no cgo).
 const goBackendName = "go (" + gemmGoName + "; goroutine-parallel gemv for M = 1, N = 1)"
 
 // Blocking of the pure-Go GEMM (the GotoBLAS scheme): C is computed in nc-column, kc-deep

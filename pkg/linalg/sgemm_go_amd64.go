@@ -3,6 +3,8 @@
 package linalg
 
 // gemmGoName names gemmGo on this architecture.
+//
+//lint:ignore U1000 goBackendName uses it in the pure-Go builds (noopenblas or no cgo).
 const gemmGoName = "gonum Sgemm with SSE assembly"
 
 // gemmGo is the pure-Go GEMM used on amd64: gonum's, whose SSE assembly inner loops beat

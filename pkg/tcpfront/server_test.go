@@ -46,11 +46,10 @@ func TestServerManyOpsOneConn(t *testing.T) {
 	ts := startServer(t, &naiveExecutor{}, nil)
 	c := ts.dial(t)
 	type opCase struct {
-		op       byte
-		js       string
-		a, b     []float32
-		want     func() []float32
-		wantSize int
+		op   byte
+		js   string
+		a, b []float32
+		want func() []float32
 	}
 	matmul := func(id int, as, bs []int) opCase {
 		a, b := ramp(prod(as), id), ramp(prod(bs), id+1)
