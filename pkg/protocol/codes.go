@@ -1,9 +1,3 @@
-// Package protocol defines the structures that cross the lower layers of the stack: the
-// SSTRequest and SSTResponse written to /dev/sst0 and carried over the virtqueue and the SST
-// socket, the SSTConfig of the device's config space and the SSTEvent of the event queue.
-//
-// Every structure is packed and little-endian, exactly as the reference sst-protocol.h lays
-// it out (see protocol.md). This package only encodes and decodes bytes; it does no I/O.
 package protocol
 
 import "fmt"
