@@ -20,7 +20,7 @@ import (
 	"github.com/sstemu/sstemu/pkg/loadgen"
 )
 
-// SSTRequest and SSTResponse layout, written out from protocol.md rather than taken from
+// SSTRequest and SSTResponse layout, written out from docs/sst-protocol.md rather than taken from
 // pkg/protocol, so that the fake checks the stack against the document.
 const (
 	sstRequestSize  = 4104

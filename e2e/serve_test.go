@@ -124,7 +124,7 @@ func TestServeConcurrentConnections(t *testing.T) {
 	}
 }
 
-// frame builds a DeviceGEMM request by hand, as protocol.md lays it out.
+// frame builds a DeviceGEMM request by hand, as docs/wire.md §Request frame lays it out.
 func frame(op byte, json string, tensors ...[]byte) []byte {
 	var b bytes.Buffer
 	binary.Write(&b, binary.BigEndian, uint32(0xDEADBEEF))

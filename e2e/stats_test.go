@@ -74,7 +74,7 @@ type stats struct {
 }
 
 // sstGEMMRequests is the index of GEMM in the SST component's per-type request counts
-// (request type 8, protocol.md).
+// (request type 8, docs/sst-protocol.md §Codes).
 const sstGEMMRequests = 8
 
 // httpClient fetches /stats on a fresh connection each time, so that no idle keep-alive

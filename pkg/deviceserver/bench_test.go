@@ -18,7 +18,7 @@ const timingCallers = 64
 // linkUpWait bounds the wait for the in-process link from layer 4 to layer 5.
 const linkUpWait = 5 * time.Second
 
-// benchShape is the small op of the reference client (protocol.md's example), 4×16×8.
+// benchShape is the small op of the reference client (docs/performance.md §Targets), 4×16×8.
 var benchShape = []linalg.GEMMShape{{M: 4, N: 16, K: 8}}
 
 // newTimingStack builds the in-process stack exactly as `sstemu serve` does with one

@@ -43,7 +43,7 @@ func (f *replayFile) Close() error { return nil }
 // to a GEMM timing request. Whatever they are, the op's numeric result is right (the
 // 2×3·3×2 product of docs/wire.md's worked example), and the op is timed exactly when the
 // answer is a whole 4112-byte SSTResponse with status OK (0) and the request's user_data,
-// with the cycles at offset 32 (protocol.md).
+// with the cycles at offset 32 (docs/sst-protocol.md §GEMM payload).
 func FuzzDeviceResponse(f *testing.F) {
 	ok := make([]byte, 4112)
 	binary.LittleEndian.PutUint64(ok[24:], 16) // result

@@ -9,7 +9,7 @@ import (
 // OpType is the operator code carried in byte 8 of a DeviceGEMM frame.
 type OpType uint8
 
-// Operator codes of the DeviceGEMM protocol (protocol.md, L1).
+// Operator codes of the DeviceGEMM protocol (docs/wire.md §Request frame).
 const (
 	OpGEMM   OpType = 0x01
 	OpConv   OpType = 0x02

@@ -7,7 +7,7 @@ import (
 	"unsafe"
 )
 
-// The DeviceGEMM frame (docs/wire.md, protocol.md L1). The client encodes it independently
+// The DeviceGEMM frame (docs/wire.md). The client encodes it independently
 // of pkg/tcpfront so that the tests between them check the wire, not shared code.
 const (
 	// Magic opens every request frame, big-endian on the wire.

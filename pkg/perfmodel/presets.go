@@ -21,7 +21,8 @@ type Preset struct {
 // A100-like roofline.
 const DefaultPreset = "a100-tutorial"
 
-// Tutorial constants (custom-sst-operators.md, step 2.1 and Advanced Topics).
+// Tutorial constants (ACALSim's docs/CUSTOM_SST_OPERATORS.md in twhpcedu/acalsim, step 2.1
+// and Advanced Topics).
 const (
 	tutorialFLOPsPerCycle = 64
 	tutorialBandwidthGBps = 900
@@ -147,7 +148,7 @@ func presets() []Preset {
 		{
 			Name:        DefaultPreset,
 			Description: "the tutorial's A100-like roofline: 64 FP32 FLOP/cycle, 900 GB/s, 1.41 GHz",
-			Source:      "ACALSim tutorial custom-sst-operators.md, step 2.1 (PEAK_FLOPS_PER_CYCLE, MEMORY_BW_GB_S, FREQ_GHZ)",
+			Source:      "ACALSim tutorial docs/CUSTOM_SST_OPERATORS.md (twhpcedu/acalsim), step 2.1 (PEAK_FLOPS_PER_CYCLE, MEMORY_BW_GB_S, FREQ_GHZ)",
 			Model:       KindRoofline,
 			Params:      tutorial,
 		},
@@ -182,7 +183,7 @@ func presets() []Preset {
 		{
 			Name:        "tiled-256",
 			Description: "the tutorial's tiled model: 256×256×256 tiles, each costing 524,288 cycles (2·256³ FLOPs at 64 FLOP/cycle), 900 GB/s, 1.41 GHz",
-			Source:      "ACALSim tutorial custom-sst-operators.md, Advanced Topics option 1 (TILE_SIZE 256), with step 2.1's rates",
+			Source:      "ACALSim tutorial docs/CUSTOM_SST_OPERATORS.md (twhpcedu/acalsim), Advanced Topics option 1 (TILE_SIZE 256), with step 2.1's rates",
 			Model:       KindTiled,
 			Params:      tutorial,
 		},

@@ -105,7 +105,7 @@ func TestFromPreset(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.kind, m.Name(), tc.preset)
 	}
-	// The default model answers protocol.md's example as the reference does: 16 cycles.
+	// The default model answers the small op 4×16×8 (docs/performance.md §Targets) as the reference does: 16 cycles.
 	m, err := FromPreset(DefaultPreset)
 	require.NoError(t, err)
 	e, err := m.Estimate(Op{M: 4, N: 16, K: 8, DtypeSize: 4})

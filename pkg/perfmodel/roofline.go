@@ -1,6 +1,6 @@
 package perfmodel
 
-// roofline is the tutorial's model (protocol.md, "The tutorial's GEMM roofline"):
+// roofline is the tutorial's model (docs/models.md §Roofline):
 //
 //	flops          = 2·M·N·K
 //	memory_bytes   = (M·K + K·N + M·N) · dtype_size

@@ -54,7 +54,7 @@ func TestRooflineTutorial(t *testing.T) {
 	assert.Equal(t, "roofline", m.Name())
 	runEstimateCases(t, m, []estimateCase{
 		{
-			// protocol.md's example op: flops = 2·4·16·8 = 1024 → 1024/64 = 16;
+			// the small op of docs/performance.md §Targets: flops = 2·4·16·8 = 1024 → 1024/64 = 16;
 			// bytes = (4·8 + 8·16 + 4·16)·4 = 224·4 = 896 → 896·1410/900000 = 1.40 → 1.
 			name: "4x16x8 float32",
 			op:   Op{M: 4, N: 16, K: 8, DtypeSize: 4},

@@ -131,8 +131,8 @@ func (f Feature) String() string {
 	return s
 }
 
-// EventType is SSTEvent.type. protocol.md leaves the values to the implementation; these
-// are sstemu's.
+// EventType is SSTEvent.type. The reference leaves the values to the implementation;
+// these are sstemu's (docs/sst-protocol.md §Codes).
 type EventType uint32
 
 // Event types sent by the device on the event queue.

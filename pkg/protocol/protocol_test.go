@@ -8,7 +8,7 @@ import (
 )
 
 // fixture returns size zero bytes with the given bytes placed at their offsets; the byte
-// values in the tests below are written out by hand from protocol.md's tables.
+// values in the tests below are written out by hand from the tables of docs/sst-protocol.md.
 func fixture(size int, at map[int][]byte) []byte {
 	b := make([]byte, size)
 	for off, v := range at {

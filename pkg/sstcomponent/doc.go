@@ -1,8 +1,9 @@
 // Package sstcomponent is layer L5 of sstemu: a drop-in for the reference SST component
 // acalsim.VirtIODevice. It serves the raw SSTRequest/SSTResponse stream that the QEMU
-// virtio-sst device (or sstemu's own L4, in-process over a net.Pipe) sends, answers every
-// request from a deterministic simulated clock and a performance model (pkg/perfmodel),
-// and keeps the statistics SST prints at the end of a simulation.
+// virtio-sst device sends (or sstemu's own L4, in process over the buffered in-memory
+// pipe of virtiodev.PipeDialer), answers every request from a deterministic simulated
+// clock and a performance model (pkg/perfmodel), and keeps the statistics SST prints at
+// the end of a simulation. docs/sst-protocol.md §The SST component is the contract.
 //
 // It is shaped like net/http: New builds a Component, Serve accepts connections on a
 // listener (Listen creates a Unix socket the way the component does), ServeConn serves one

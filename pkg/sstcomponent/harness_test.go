@@ -14,12 +14,12 @@ import (
 	"github.com/sstemu/sstemu/pkg/perfmodel"
 )
 
-// The tests build requests and read responses with explicit byte offsets from protocol.md,
+// The tests build requests and read responses with explicit byte offsets from docs/sst-protocol.md,
 // independently of pkg/protocol's codec.
 
 var le = binary.LittleEndian
 
-// Wire sizes and offsets, written out from protocol.md.
+// Wire sizes and offsets, written out from docs/sst-protocol.md.
 const (
 	reqSize  = 4104
 	respSize = 4112
@@ -87,7 +87,7 @@ func (r rawResp) u32(off int) uint32 {
 }
 func (r rawResp) u64(off int) uint64 { return le.Uint64(r[off:]) }
 
-// tutorialParams are the tutorial's roofline constants, typed in from protocol.md rather
+// tutorialParams are the tutorial's roofline constants, typed in from docs/models.md §Roofline rather
 // than taken from perfmodel's preset.
 func tutorialParams() perfmodel.Params {
 	return perfmodel.Params{FLOPsPerCycle: 64, BandwidthGBps: 900, ClockGHz: 1.41}

@@ -38,7 +38,7 @@ func newSST(t testing.TB, n int) *sstdev.Devices {
 	return st.Devices()
 }
 
-// GEMM payload offsets of an SSTResponse, relative to its payload (protocol.md).
+// GEMM payload offsets of an SSTResponse, relative to its payload (docs/sst-protocol.md §GEMM payload).
 const (
 	gemmCycles, gemmCompute, gemmMemory, gemmBytes = 0, 8, 16, 24
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
-// The tests build requests and read responses with the byte offsets of protocol.md,
+// The tests build requests and read responses with the byte offsets of docs/sst-protocol.md,
 // independently of pkg/protocol's codec.
 
 var le = binary.LittleEndian

@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// BenchmarkRoundTrip measures one small op (4×8 · 8×16, as protocol.md's example) over
+// BenchmarkRoundTrip measures one small op (4×8 · 8×16, the small op of docs/performance.md §Targets) over
 // loopback: sent as one write, and in the reference client's five writes with Nagle on,
 // with and without the server's TCP_QUICKACK re-arming.
 func BenchmarkRoundTrip(b *testing.B) {

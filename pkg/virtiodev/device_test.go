@@ -168,7 +168,7 @@ func TestAttachErrors(t *testing.T) {
 }
 
 // TestAnswers sends every request type through the ring and checks the answer, worked
-// out from protocol.md (device answers) or from the fake SST's definition (forwarded).
+// out from docs/sst-protocol.md §The virtio-sst device (device answers) or from the fake SST's definition (forwarded).
 func TestAnswers(t *testing.T) {
 	f := newFakeSST()
 	acked := protocol.FeatureEcho | protocol.FeatureCompute | protocol.FeatureMemory | protocol.FeatureVersion1
@@ -771,7 +771,7 @@ func TestBrokenRing(t *testing.T) {
 }
 
 // TestOwnAnswerBytes checks the device's own answers byte by byte, written over a buffer
-// full of stale bytes, against the layout in protocol.md: status u32 @0, reserved u32 @4,
+// full of stale bytes, against the layout in docs/sst-protocol.md §SSTResponse: status u32 @0, reserved u32 @4,
 // request_id @8, user_data @16, result @24 (always 0 here), payload @32.
 func TestOwnAnswerBytes(t *testing.T) {
 	le := binary.LittleEndian

@@ -33,7 +33,7 @@ func gemmRequest(id uint64, m, n, k uint32) *protocol.Request {
 	return r
 }
 
-// rooflineGEMM is the tutorial's roofline worked out in float64 from protocol.md for
+// rooflineGEMM is the tutorial's roofline worked out in float64 from docs/models.md §Roofline for
 // float32 operands, with flopsPerCycle FLOP per cycle.
 func rooflineGEMM(m, n, k, flopsPerCycle float64) protocol.GEMMResult {
 	flops := 2 * m * n * k
@@ -45,7 +45,7 @@ func rooflineGEMM(m, n, k, flopsPerCycle float64) protocol.GEMMResult {
 
 // TestWithSSTComponent sends every request type through the ring and the device to the
 // real in-process SST component. The expected answers are worked out by hand from
-// protocol.md and the component's documented rules; the simulated clock starts at 0 and
+// docs/sst-protocol.md §The SST component and the component's documented rules; the simulated clock starts at 0 and
 // advances by each COMPUTE's and GEMM's cycles.
 func TestWithSSTComponent(t *testing.T) {
 	comp := newComponent(t)

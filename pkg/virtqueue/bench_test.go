@@ -4,7 +4,7 @@ import (
 	"testing"
 )
 
-// SST request and response sizes (protocol.md: SSTRequest 4104 bytes, SSTResponse 4112).
+// SST request and response sizes (docs/sst-protocol.md §Sizes and byte order: SSTRequest 4104 bytes, SSTResponse 4112).
 const (
 	sstRequestBytes  = 4104
 	sstResponseBytes = 4112

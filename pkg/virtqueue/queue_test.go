@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sstQueueSize is the queue size virtio-sst uses (protocol.md, L3 ↔ L4).
+// sstQueueSize is the queue size virtio-sst uses (docs/sst-protocol.md §The virtqueues).
 const sstQueueSize = 128
 
 // pair is a driver and a device sharing one queue in one guest memory.
