@@ -1,4 +1,4 @@
-package sstemu
+package references
 
 import (
 	"bufio"
@@ -15,9 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The repository's references must lead somewhere: a reader who follows a citation in a
-// comment or a doc has to find the file. TestReferencesExist scans every .go and .md file
-// of the tree for
+// TestReferencesExist scans every .go and .md file of the tree for
 //
 //   - relative markdown links in .md files, [text](path#anchor): the path must exist
 //     relative to the file and, for a .md target, the anchor must be one of its headings;
@@ -32,6 +30,9 @@ import (
 // files, not this one's, and is skipped for repository paths. This file is skipped too:
 // its test cases name missing files on purpose.
 
+// repoRoot is the repository root, seen from this package's directory.
+const repoRoot = "../.."
+
 var (
 	// mdLink matches a markdown link or image target, with an optional title.
 	mdLink = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
@@ -45,8 +46,8 @@ var (
 	inlineLink = regexp.MustCompile(`\[([^\]]*)\]\([^)]*\)`)
 )
 
-// selfName is this file, whose test cases are not references.
-const selfName = "docs_test.go"
+// selfName is this file, relative to the root; its test cases are not references.
+const selfName = "internal/references/references_test.go"
 
 // upstreamRepos are repositories whose files the tree cites by their own paths.
 var upstreamRepos = []string{"twhpcedu/acalsim"}
@@ -141,7 +142,7 @@ func checkReferences(root string) ([]brokenRef, error) {
 		if err != nil {
 			return err
 		}
-		if rel == selfName {
+		if filepath.ToSlash(rel) == selfName {
 			return nil
 		}
 		data, err := os.ReadFile(path)
@@ -235,7 +236,9 @@ func checkLink(from, target string, cache map[string]map[string]bool) string {
 }
 
 func TestReferencesExist(t *testing.T) {
-	broken, err := checkReferences(".")
+	_, err := os.Stat(filepath.Join(repoRoot, "go.mod"))
+	require.NoError(t, err, "the repository root holds go.mod")
+	broken, err := checkReferences(repoRoot)
 	require.NoError(t, err)
 	for _, b := range broken {
 		t.Error(b)
