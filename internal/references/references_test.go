@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -27,7 +28,9 @@ import (
 //     that names it, in docs/ or at the root.
 //
 // A line that names the upstream repository (twhpcedu/acalsim) cites that repository's
-// files, not this one's, and is skipped for repository paths. This file is skipped too:
+// files, not this one's, and is skipped for repository paths and .md names; so are files
+// under a testdata directory, whose READMEs describe third-party data by its source
+// repository's paths (their markdown links are still checked). This file is skipped too:
 // its test cases name missing files on purpose.
 
 // repoRoot is the repository root, seen from this package's directory.
@@ -149,6 +152,7 @@ func checkReferences(root string) ([]brokenRef, error) {
 		if err != nil {
 			return err
 		}
+		thirdParty := slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), "testdata")
 		for i, line := range strings.Split(string(data), "\n") {
 			add := func(ref, reason string) {
 				broken = append(broken, brokenRef{file: filepath.ToSlash(rel), line: i + 1, ref: ref, reason: reason})
@@ -161,7 +165,7 @@ func checkReferences(root string) ([]brokenRef, error) {
 				}
 				line = mdLink.ReplaceAllString(line, "]()") // checked as links, not again below
 			}
-			if upstream(line) {
+			if upstream(line) || thirdParty {
 				continue
 			}
 			for _, m := range repoPath.FindAllStringSubmatch(line, -1) {
@@ -272,6 +276,8 @@ func TestCheckReferences(t *testing.T) {
 		{"bare name of a missing doc", "pkg/x/x.go", "// the layout of protocol.md", []string{"protocol.md"}},
 		{"bare name next to the file", "docs/a.md", "as in a.md", nil},
 		{"root-relative link reported once", "README.md", "[c](docs/c.md)", []string{"docs/c.md"}},
+		{"third-party data's source paths", "pkg/x/testdata/d/README.md", "from `scripts/other/data.csv` of their repository", nil},
+		{"third-party data's broken link", "pkg/x/testdata/d/README.md", "see [data](data.csv)", []string{"data.csv"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
