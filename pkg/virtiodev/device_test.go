@@ -384,7 +384,9 @@ func TestInFlightFailsWhenLinkBreaks(t *testing.T) {
 
 	f.delay.Store(0)
 	f.down.Store(false)
-	eventually(t, "reconnect", func() bool { return h.dev.Stats().LinkUp })
+	// LinkUp alone can still be the old link's, between its failed requests' answers and
+	// its LINK_DOWN; the second LINK_UP is the new link's.
+	eventually(t, "reconnect", func() bool { return h.dev.Stats().LinkUps == 2 })
 	req := newRequest(protocol.ReqGEMM, 11, 12)
 	resp, _ = h.do(req)
 	assert.Equal(t, fakeAnswer(req), resp)
