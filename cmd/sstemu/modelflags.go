@@ -30,6 +30,12 @@ func modelFlags() []cli.Flag {
 			Usage: "systolic array size `RxC`, e.g. 128x128"},
 		&cli.StringFlag{Name: "dataflow", EnvVars: []string{"SSTEMU_DATAFLOW"}, Category: catModel,
 			Usage: "systolic dataflow: os (output-), ws (weight-) or is (input-stationary)"},
+		&cli.StringFlag{Name: "sram-kb", EnvVars: []string{"SSTEMU_SRAM_KB"}, Category: catModel,
+			Usage: "systolic SRAM sizes `IxFxO` in KiB (ifmap, filter, ofmap; SCALE-Sim's *SramSzkB), e.g. 64x64x64; default never spills"},
+		&cli.StringFlag{Name: "interface-bandwidth", EnvVars: []string{"SSTEMU_INTERFACE_BANDWIDTH"}, Category: catModel,
+			Usage: "systolic DRAM mode as SCALE-Sim's InterfaceBandwidth: CALC (DRAM keeps up) or USER (--dram-words-per-cycle, with stalls)"},
+		&cli.Uint64Flag{Name: "dram-words-per-cycle", EnvVars: []string{"SSTEMU_DRAM_WORDS_PER_CYCLE"}, Category: catModel,
+			Usage: "systolic USER-mode DRAM bandwidth in words per cycle (SCALE-Sim's Bandwidth)", DefaultText: "the preset's"},
 		&cli.StringFlag{Name: "tile", EnvVars: []string{"SSTEMU_TILE"}, Category: catModel,
 			Usage: "tiled model's tile shape `MxNxK`, e.g. 256x256x256"},
 		&cli.Uint64Flag{Name: "cycles-per-tile", EnvVars: []string{"SSTEMU_CYCLES_PER_TILE"}, Category: catModel,
@@ -88,6 +94,21 @@ func modelSpecFromFlags(c *cli.Context) (modelSpec, error) {
 			return modelSpec{}, fmt.Errorf("--dataflow: %w", err)
 		}
 	}
+	if c.IsSet("sram-kb") {
+		kb, err := parseSizes(c.String("sram-kb"), 3)
+		if err != nil {
+			return modelSpec{}, fmt.Errorf("--sram-kb: %w", err)
+		}
+		p.IfmapSRAMKB, p.FilterSRAMKB, p.OfmapSRAMKB = kb[0], kb[1], kb[2]
+	}
+	if c.IsSet("interface-bandwidth") {
+		if p.InterfaceBandwidth, err = perfmodel.ParseBandwidthMode(c.String("interface-bandwidth")); err != nil {
+			return modelSpec{}, fmt.Errorf("--interface-bandwidth: %w", err)
+		}
+	}
+	if c.IsSet("dram-words-per-cycle") {
+		p.DRAMWordsPerCycle = c.Uint64("dram-words-per-cycle")
+	}
 	if c.IsSet("tile") {
 		dims, err := parseDims(c.String("tile"), 3)
 		if err != nil {
@@ -136,6 +157,17 @@ func modelSpecFromFlags(c *cli.Context) (modelSpec, error) {
 
 // parseDims parses n positive integers joined by 'x' (or 'X' or '×'), e.g. "128x128".
 func parseDims(s string, n int) ([]uint64, error) {
+	dims, err := parseSizes(s, n)
+	for _, d := range dims {
+		if err == nil && d == 0 {
+			err = fmt.Errorf("%q: size 0 is not a positive integer", s)
+		}
+	}
+	return dims, err
+}
+
+// parseSizes parses n integers joined by 'x' (or 'X' or '×'), zero allowed.
+func parseSizes(s string, n int) ([]uint64, error) {
 	norm := strings.NewReplacer("X", "x", "×", "x").Replace(strings.TrimSpace(s))
 	parts := strings.Split(norm, "x")
 	want := strings.Repeat("Nx", n)[:2*n-1]
@@ -145,8 +177,8 @@ func parseDims(s string, n int) ([]uint64, error) {
 	dims := make([]uint64, n)
 	for i, part := range parts {
 		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
-		if err != nil || v == 0 {
-			return nil, fmt.Errorf("%q: size %q is not a positive integer", s, part)
+		if err != nil {
+			return nil, fmt.Errorf("%q: size %q is not an integer", s, part)
 		}
 		dims[i] = v
 	}

@@ -61,6 +61,12 @@ func TestModelFlags(t *testing.T) {
 				assert.Equal(t, uint64(32), s.Params.ArrayCols)
 				assert.Equal(t, perfmodel.WeightStationary, s.Params.Dataflow)
 			}},
+		{name: "systolic SCALE-Sim memory", args: []string{"--preset", "tpu-128", "--sram-kb", "64x32x0", "--interface-bandwidth", "user", "--dram-words-per-cycle", "16"},
+			check: func(t *testing.T, s modelSpec) {
+				assert.Equal(t, []uint64{64, 32, 0}, []uint64{s.Params.IfmapSRAMKB, s.Params.FilterSRAMKB, s.Params.OfmapSRAMKB})
+				assert.Equal(t, perfmodel.BandwidthUser, s.Params.InterfaceBandwidth)
+				assert.Equal(t, uint64(16), s.Params.DRAMWordsPerCycle)
+			}},
 		{name: "preset picks its kind", args: []string{"--preset", "tpu-128"}, check: func(t *testing.T, s modelSpec) {
 			assert.Equal(t, "systolic", s.Kind)
 		}},
@@ -110,6 +116,8 @@ func TestModelFlags(t *testing.T) {
 		{[]string{"--model-param", "gpu_sms"}, "--model-param"}, {[]string{"--model-param", "warp_size=32"}, "--model-param"},
 		{[]string{"--model-param", "gpu_sms=-1"}, "--model-param"}, {[]string{"--model-param", "gpu_tiles=0"}, "--model-param"},
 		{[]string{"--flops-per-cycle", "0"}, "FLOPsPerCycle"}, {[]string{"--tile", "1x2"}, "--tile"},
+		{[]string{"--sram-kb", "1x2"}, "--sram-kb"}, {[]string{"--interface-bandwidth", "fast"}, "--interface-bandwidth"},
+		{[]string{"--model", "systolic", "--sram-kb", "1x1x2000000000"}, "SRAM size"},
 	} {
 		t.Run("reject "+strings.Join(tt.args, " "), func(t *testing.T) {
 			_, err := specFromArgs(t, tt.args...)

@@ -22,6 +22,8 @@ var (
 	ErrUnknownParam = errors.New("perfmodel: unknown parameter")
 	// ErrUnknownDataflow: ParseDataflow was given a name it does not know.
 	ErrUnknownDataflow = errors.New("perfmodel: unknown dataflow")
+	// ErrReplayTooLarge: a SCALE-Sim replay would take more steps than its bound.
+	ErrReplayTooLarge = errors.New("perfmodel: SCALE-Sim replay too large")
 )
 
 // OverflowError reports which quantity of which model overflowed 64 bits for which op.
@@ -74,3 +76,17 @@ func (e *InvalidParamError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidParam) true.
 func (e *InvalidParamError) Is(target error) bool { return target == ErrInvalidParam }
+
+// ReplayTooLargeError reports the work a replay would need and the bound it exceeds.
+type ReplayTooLargeError struct {
+	Op        Op
+	Work, Max uint64 // steps the replay would take (saturating), and the bound
+}
+
+// Error implements error.
+func (e *ReplayTooLargeError) Error() string {
+	return fmt.Sprintf("perfmodel: SCALE-Sim replay of %v needs %d steps, more than %d", e.Op, e.Work, e.Max)
+}
+
+// Is makes errors.Is(err, ErrReplayTooLarge) true.
+func (e *ReplayTooLargeError) Is(target error) bool { return target == ErrReplayTooLarge }

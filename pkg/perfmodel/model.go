@@ -65,7 +65,7 @@ type Estimate struct {
 // Model estimates the cost of GEMMs. Implementations are immutable and safe for
 // concurrent use; Estimate is a pure function of the op and the model's parameters.
 type Model interface {
-	// Name returns the model kind: "roofline", "tiled", "systolic" or "gpu".
+	// Name returns the model kind, one of Kinds().
 	Name() string
 	// Estimate returns the op's cost, or an *InvalidOpError or *OverflowError.
 	Estimate(op Op) (Estimate, error)
@@ -77,10 +77,14 @@ const (
 	KindTiled    = "tiled"
 	KindSystolic = "systolic"
 	KindGPU      = "gpu"
+	// KindSystolicPaper is the SCALE-Sim paper's formula, kept beside v2's code ("systolic").
+	KindSystolicPaper = "systolic-paper"
 )
 
 // Kinds returns the model kinds New accepts, in a fixed order.
-func Kinds() []string { return []string{KindRoofline, KindTiled, KindSystolic, KindGPU} }
+func Kinds() []string {
+	return []string{KindRoofline, KindTiled, KindSystolic, KindGPU, KindSystolicPaper}
+}
 
 // New validates the parameters the kind uses and returns the model. Parameters the kind
 // does not use are ignored. Errors wrap ErrUnknownKind or ErrInvalidParam.
@@ -94,6 +98,8 @@ func New(kind string, p Params) (Model, error) {
 		return newSystolic(p)
 	case KindGPU:
 		return newGPU(p)
+	case KindSystolicPaper:
+		return newSystolicPaper(p)
 	}
 	return nil, fmt.Errorf("%w %q (want one of %v)", ErrUnknownKind, kind, Kinds())
 }

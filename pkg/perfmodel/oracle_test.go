@@ -66,6 +66,21 @@ func oracleEstimate(kind string, p Params, op Op) oracle {
 		o.bytes = bmul(badd(bmul(M, K, tN), bmul(K, N, tM), bmul(M, N)), D)
 		o.peak = 2 * float64(p.TileM) * float64(p.TileN) * float64(p.TileK) / float64(p.CyclesPerTile)
 	case KindSystolic:
+		sr, sc, t := p.Dataflow.Mapping(op)
+		rf, cf := bceil(sr, p.ArrayRows), bceil(sc, p.ArrayCols)
+		R, C := bi(p.ArrayRows), bi(p.ArrayCols)
+		perFold := badd(R, C, bi(t), big.NewInt(-2)) // os: R + C + T − 2
+		if p.Dataflow != OutputStationary {
+			perFold.Add(perFold, R) // ws, is: 2R + C + T − 2
+		}
+		o.compute = badd(bmul(rf, cf, perFold), big.NewInt(-1))
+		out := bmul(M, N) // os writes each output once; ws and is once per row fold
+		if p.Dataflow != OutputStationary {
+			out = bmul(out, rf)
+		}
+		o.bytes = bmul(badd(bmul(M, K), bmul(K, N), out), D)
+		o.peak = 2 * float64(p.ArrayRows) * float64(p.ArrayCols)
+	case KindSystolicPaper:
 		var sr, sc, t uint64
 		switch p.Dataflow {
 		case OutputStationary:

@@ -69,6 +69,15 @@ type Params struct {
 	ArrayRows, ArrayCols uint64
 	// Dataflow is the systolic array's dataflow.
 	Dataflow Dataflow
+	// IfmapSRAMKB, FilterSRAMKB and OfmapSRAMKB are the systolic array's SRAMs in KiB
+	// (SCALE-Sim's IfmapSramSzkB, …; its word is one byte, so a KiB holds 1024 elements
+	// whatever the dtype). Zero, the default, means large enough never to spill.
+	IfmapSRAMKB, FilterSRAMKB, OfmapSRAMKB uint64
+	// InterfaceBandwidth is SCALE-Sim's mode: CALC (DRAM keeps up) or USER
+	// (DRAMWordsPerCycle words per cycle, with stalls).
+	InterfaceBandwidth BandwidthMode
+	// DRAMWordsPerCycle is the USER-mode DRAM bandwidth (SCALE-Sim's Bandwidth).
+	DRAMWordsPerCycle uint64
 	// GPU holds the gpu model's parameters.
 	GPU GPUParams
 }
@@ -86,16 +95,21 @@ type ParamID uint32
 
 // The parameter ids and their integer encodings (see docs/models.md).
 const (
-	ParamFLOPsPerCycle ParamID = iota + 1 // FLOP per cycle
-	ParamBandwidthMBps                    // memory bandwidth in MB/s (10^6 bytes/s)
-	ParamClockMHz                         // clock in MHz
-	ParamTileM                            // tile rows of A and C
-	ParamTileN                            // tile columns of B and C
-	ParamTileK                            // tile depth
-	ParamCyclesPerTile                    // cycles charged per tile
-	ParamArrayRows                        // systolic array rows R
-	ParamArrayCols                        // systolic array columns C
-	ParamDataflow                         // 0 = os, 1 = ws, 2 = is
+	ParamFLOPsPerCycle      ParamID = iota + 1 // FLOP per cycle
+	ParamBandwidthMBps                         // memory bandwidth in MB/s (10^6 bytes/s)
+	ParamClockMHz                              // clock in MHz
+	ParamTileM                                 // tile rows of A and C
+	ParamTileN                                 // tile columns of B and C
+	ParamTileK                                 // tile depth
+	ParamCyclesPerTile                         // cycles charged per tile
+	ParamArrayRows                             // systolic array rows R
+	ParamArrayCols                             // systolic array columns C
+	ParamDataflow                              // 0 = os, 1 = ws, 2 = is
+	ParamIfmapSRAMKB                           // systolic ifmap SRAM in KiB, 0 = never spills
+	ParamFilterSRAMKB                          // systolic filter SRAM in KiB, 0 = never spills
+	ParamOfmapSRAMKB                           // systolic ofmap SRAM in KiB, 0 = never spills
+	ParamInterfaceBandwidth                    // 0 = CALC, 1 = USER
+	ParamDRAMWordsPerCycle                     // USER-mode DRAM words per cycle
 )
 
 // The gpu model's parameter ids start at 32, leaving 11…31 to the other models.
@@ -122,6 +136,11 @@ var paramNames = map[ParamID]string{
 	ParamArrayCols:     "array_cols",
 	ParamDataflow:      "dataflow",
 
+	ParamIfmapSRAMKB:         "ifmap_sram_kb",
+	ParamFilterSRAMKB:        "filter_sram_kb",
+	ParamOfmapSRAMKB:         "ofmap_sram_kb",
+	ParamInterfaceBandwidth:  "interface_bandwidth",
+	ParamDRAMWordsPerCycle:   "dram_words_per_cycle",
 	ParamGPUSMs:              "gpu_sms",
 	ParamGPUFP32FLOPsPerSM:   "gpu_fp32_flops_per_sm",
 	ParamGPUTensorFLOPsPerSM: "gpu_tensor_flops_per_sm",
@@ -160,9 +179,11 @@ func ParseParamID(name string) (ParamID, error) {
 	return 0, fmt.Errorf("%w name %q", ErrUnknownParam, name)
 }
 
-// Set assigns one parameter from its integer encoding. A zero value, a rate above
-// MaxRateMilli or a dataflow other than 0, 1, 2 is an *InvalidParamError, an undefined id
-// wraps ErrUnknownParam; p is unchanged on error.
+// Set assigns one parameter from its integer encoding. A zero value (except for the
+// dataflow, the interface bandwidth and the SRAM sizes), a rate above MaxRateMilli, a
+// dataflow other than 0, 1, 2, a mode other than 0, 1, an SRAM above MaxSRAMKB or a DRAM
+// bandwidth above MaxDRAMWordsPerCycle is an *InvalidParamError, an undefined id wraps
+// ErrUnknownParam; p is unchanged on error.
 func (p *Params) Set(id ParamID, value uint64) error {
 	if _, ok := paramNames[id]; !ok {
 		return fmt.Errorf("%w id %d", ErrUnknownParam, uint32(id))
@@ -170,12 +191,29 @@ func (p *Params) Set(id ParamID, value uint64) error {
 	bad := func(reason string) error {
 		return &InvalidParamError{Param: id.String(), Value: strconv.FormatUint(value, 10), Reason: reason}
 	}
-	if id == ParamDataflow {
+	switch id {
+	case ParamDataflow:
 		if value > uint64(InputStationary) {
 			return bad("must be 0 (os), 1 (ws) or 2 (is)")
 		}
 		p.Dataflow = Dataflow(value)
 		return nil
+	case ParamInterfaceBandwidth:
+		if value > uint64(BandwidthUser) {
+			return bad("must be 0 (CALC) or 1 (USER)")
+		}
+		p.InterfaceBandwidth = BandwidthMode(value)
+		return nil
+	case ParamIfmapSRAMKB, ParamFilterSRAMKB, ParamOfmapSRAMKB: // zero: never spills
+		if value > MaxSRAMKB {
+			return bad(fmt.Sprintf("must be at most %d", uint64(MaxSRAMKB)))
+		}
+		*p.sramKB(id) = value
+		return nil
+	case ParamDRAMWordsPerCycle:
+		if value > MaxDRAMWordsPerCycle {
+			return bad(fmt.Sprintf("must be at most %d", uint64(MaxDRAMWordsPerCycle)))
+		}
 	}
 	if value == 0 {
 		return bad("must be at least 1")
@@ -211,8 +249,21 @@ func (p *Params) Set(id ParamID, value uint64) error {
 		p.ArrayRows = value
 	case ParamArrayCols:
 		p.ArrayCols = value
+	case ParamDRAMWordsPerCycle:
+		p.DRAMWordsPerCycle = value
 	}
 	return nil
+}
+
+// sramKB returns the field of one of the three SRAM-size ids.
+func (p *Params) sramKB(id ParamID) *uint64 {
+	switch id {
+	case ParamFilterSRAMKB:
+		return &p.FilterSRAMKB
+	case ParamOfmapSRAMKB:
+		return &p.OfmapSRAMKB
+	}
+	return &p.IfmapSRAMKB
 }
 
 // Get returns one parameter in the integer encoding Set takes. A rate that is not a valid
@@ -239,6 +290,12 @@ func (p Params) Get(id ParamID) (uint64, error) {
 		return p.ArrayCols, nil
 	case ParamDataflow:
 		return uint64(p.Dataflow), nil
+	case ParamIfmapSRAMKB, ParamFilterSRAMKB, ParamOfmapSRAMKB:
+		return *p.sramKB(id), nil
+	case ParamInterfaceBandwidth:
+		return uint64(p.InterfaceBandwidth), nil
+	case ParamDRAMWordsPerCycle:
+		return p.DRAMWordsPerCycle, nil
 	}
 	if f := p.GPU.field(id); f != nil {
 		return *f, nil

@@ -51,7 +51,9 @@ func TestParamIDNumbers(t *testing.T) {
 	want := map[ParamID]uint32{
 		ParamFLOPsPerCycle: 1, ParamBandwidthMBps: 2, ParamClockMHz: 3, ParamTileM: 4, ParamTileN: 5,
 		ParamTileK: 6, ParamCyclesPerTile: 7, ParamArrayRows: 8, ParamArrayCols: 9, ParamDataflow: 10,
-		ParamGPUSMs: 32, ParamGPUFP32FLOPsPerSM: 33, ParamGPUTensorFLOPsPerSM: 34, ParamGPUL2Bytes: 35,
+		ParamIfmapSRAMKB: 11, ParamFilterSRAMKB: 12, ParamOfmapSRAMKB: 13, ParamInterfaceBandwidth: 14,
+		ParamDRAMWordsPerCycle: 15,
+		ParamGPUSMs:            32, ParamGPUFP32FLOPsPerSM: 33, ParamGPUTensorFLOPsPerSM: 34, ParamGPUL2Bytes: 35,
 		ParamGPUTiles: 36, ParamGPUBatchedTiles: 37, ParamGPUStageMilli: 38, ParamGPUKernelNs: 39,
 	}
 	for id, n := range want {
@@ -89,6 +91,11 @@ func TestSetEveryParam(t *testing.T) {
 		{ParamDataflow, 0, func(t *testing.T, p Params) { assert.Equal(t, OutputStationary, p.Dataflow) }},
 		{ParamDataflow, 1, func(t *testing.T, p Params) { assert.Equal(t, WeightStationary, p.Dataflow) }},
 		{ParamDataflow, 2, func(t *testing.T, p Params) { assert.Equal(t, InputStationary, p.Dataflow) }},
+		{ParamIfmapSRAMKB, 64, func(t *testing.T, p Params) { assert.Equal(t, uint64(64), p.IfmapSRAMKB) }},
+		{ParamFilterSRAMKB, MaxSRAMKB, func(t *testing.T, p Params) { assert.Equal(t, uint64(MaxSRAMKB), p.FilterSRAMKB) }},
+		{ParamOfmapSRAMKB, 1, func(t *testing.T, p Params) { assert.Equal(t, uint64(1), p.OfmapSRAMKB) }},
+		{ParamInterfaceBandwidth, 1, func(t *testing.T, p Params) { assert.Equal(t, BandwidthUser, p.InterfaceBandwidth) }},
+		{ParamDRAMWordsPerCycle, 10, func(t *testing.T, p Params) { assert.Equal(t, uint64(10), p.DRAMWordsPerCycle) }},
 	} {
 		t.Run(tc.id.String(), func(t *testing.T) {
 			p := presetParams(t, DefaultPreset)
@@ -115,7 +122,11 @@ func TestSetRejects(t *testing.T) {
 		err   error
 	}{
 		{"reserved id 0", 0, 1, ErrUnknownParam},
-		{"id past the end", ParamDataflow + 1, 1, ErrUnknownParam},
+		{"unused id 16", ParamDRAMWordsPerCycle + 1, 1, ErrUnknownParam},
+		{"id past the end", ParamGPUKernelNs + 1, 1, ErrUnknownParam},
+		{"interface bandwidth 2", ParamInterfaceBandwidth, 2, ErrInvalidParam},
+		{"SRAM above max", ParamOfmapSRAMKB, MaxSRAMKB + 1, ErrInvalidParam},
+		{"DRAM words above max", ParamDRAMWordsPerCycle, MaxDRAMWordsPerCycle + 1, ErrInvalidParam},
 		{"dataflow 3", ParamDataflow, 3, ErrInvalidParam},
 		{"dataflow huge", ParamDataflow, 1 << 40, ErrInvalidParam},
 		{"bandwidth above max", ParamBandwidthMBps, MaxRateMilli + 1, ErrInvalidParam},
@@ -129,8 +140,9 @@ func TestSetRejects(t *testing.T) {
 		})
 	}
 	for _, id := range ParamIDs() {
-		if id == ParamDataflow {
-			continue
+		switch id {
+		case ParamDataflow, ParamInterfaceBandwidth, ParamIfmapSRAMKB, ParamFilterSRAMKB, ParamOfmapSRAMKB:
+			continue // zero is valid: os, CALC, never spills
 		}
 		t.Run("zero "+id.String(), func(t *testing.T) {
 			p := presetParams(t, DefaultPreset)

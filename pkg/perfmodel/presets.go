@@ -107,8 +107,9 @@ func a100Params(bandwidthGBps float64) Params {
 		TileM:         tutorialTile, TileN: tutorialTile, TileK: tutorialTile,
 		CyclesPerTile: a100CyclesPerTile,
 		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
-		Dataflow: OutputStationary,
-		GPU:      a100GPU(),
+		Dataflow:          OutputStationary,
+		DRAMWordsPerCycle: scaleSimDefaultWordsPerCycle,
+		GPU:               a100GPU(),
 	}
 }
 
@@ -121,8 +122,9 @@ func presets() []Preset {
 		TileM:         tutorialTile, TileN: tutorialTile, TileK: tutorialTile,
 		CyclesPerTile: tutorialCyclesPerTile,
 		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
-		Dataflow: OutputStationary,
-		GPU:      a100GPU(),
+		Dataflow:          OutputStationary,
+		DRAMWordsPerCycle: scaleSimDefaultWordsPerCycle,
+		GPU:               a100GPU(),
 	}
 	h100 := tutorial
 	h100.FLOPsPerCycle = h100FLOPsPerCycle
@@ -141,8 +143,9 @@ func presets() []Preset {
 		TileM:         tpuArray, TileN: tpuArray, TileK: tpuArray,
 		CyclesPerTile: tpuCyclesPerTile,
 		ArrayRows:     tpuArray, ArrayCols: tpuArray,
-		Dataflow: WeightStationary,
-		GPU:      a100GPU(),
+		Dataflow:          WeightStationary,
+		DRAMWordsPerCycle: scaleSimDefaultWordsPerCycle,
+		GPU:               a100GPU(),
 	}
 	return []Preset{
 		{

@@ -278,7 +278,7 @@ func TestNewUnknownKind(t *testing.T) {
 	_, err := New("analytic", presetParams(t, DefaultPreset))
 	require.ErrorIs(t, err, ErrUnknownKind)
 	assert.Contains(t, err.Error(), "analytic")
-	assert.Equal(t, []string{"roofline", "tiled", "systolic", "gpu"}, Kinds())
+	assert.Equal(t, []string{"roofline", "tiled", "systolic", "gpu", "systolic-paper"}, Kinds())
 }
 
 func TestUnusedParamsIgnored(t *testing.T) {

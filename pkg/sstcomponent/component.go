@@ -37,7 +37,7 @@ type Config struct {
 	// ClockHz is the component clock, used to convert simulated cycles to simulated time
 	// (DefaultClockHz). It does not change the model's cycle counts.
 	ClockHz float64
-	// Model is the perfmodel kind ("roofline", "tiled" or "systolic"; default roofline)
+	// Model is the perfmodel kind (one of perfmodel.Kinds(); default roofline)
 	// and Params its parameters; CONFIGURE changes the parameters, RESET restores these.
 	Model  string
 	Params perfmodel.Params

@@ -136,7 +136,7 @@ type Stats struct {
 	SimCycles uint64 `json:"sim_cycles"`
 	// SimTimePS is SimCycles converted to picoseconds at the component's clock.
 	SimTimePS uint64 `json:"sim_time_ps"`
-	// Model is the name of the performance model ("roofline", "tiled", "systolic").
+	// Model is the name of the performance model (one of perfmodel.Kinds()).
 	Model string `json:"model"`
 	// MemoryResident is the device memory allocated so far, in bytes.
 	MemoryResident uint64 `json:"memory_resident"`
