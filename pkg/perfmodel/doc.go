@@ -1,14 +1,17 @@
 // Package perfmodel holds the performance models of the emulated SST component (layer L5):
 // pure, deterministic functions from a GEMM's shape and element size to a cycle estimate.
 //
-// Four models sit behind one Model interface:
+// Five models sit behind one Model interface:
 //
 //   - roofline: the ACALSim tutorial's model, max(compute, memory) cycles, exactly as the
 //     reference component computes it (the default, with the "a100-tutorial" preset);
 //   - tiled: whole tiles of configurable size at a fixed cost per tile, with the operand
 //     re-reads that tiling implies as its memory bound;
 //   - systolic: an R×C systolic array with output-, weight- or input-stationary dataflow,
-//     following SCALE-Sim's analytical runtime model (fill and drain included);
+//     reproducing SCALE-Sim v2's reported cycles and access counts exactly: in closed form
+//     (ScaleSim) or, with finite SRAMs or a USER-mode DRAM bandwidth, by replaying v2's
+//     memory system (ScaleSimReplay);
+//   - systolic-paper: the SCALE-Sim paper's analytical formula (fill and drain included);
 //   - gpu: one kernel per (batched) GEMM on a GPU, threadblock tiles in waves of one per
 //     SM with operand staging and an L2-aware memory bound, validated against measured
 //     A100 and H100 kernels (presets a100-pcie-40gb, a100-80gb-pcie, h100-sxm).
