@@ -1,7 +1,8 @@
 #!/bin/sh
 # Regenerates pkg/perfmodel/testdata/scalesim_v2_*.csv from a SCALE-Sim v2 checkout
 # (see pkg/perfmodel/testdata/README.md). Usage: scripts/scalesim_testdata.sh SCALESIM_DIR
-# The 1x4096x4096 anchor takes about 3 minutes, the large file about 15 (1024^3 alone 7).
+# v2 is slow: the 1x4096x4096 anchor takes about 3 minutes, the large file about 40
+# (the two 1024^3 runs 7 and 25), the random file about 25.
 set -eu
 ss=${1:?usage: $0 SCALESIM_DIR}
 out=$(dirname "$0")/../pkg/perfmodel/testdata
@@ -36,7 +37,7 @@ for df in os ws is; do
 	S="$S 256,256,256,32,32,$df,16,16,16,USER,8 200,300,150,64,32,$df,32,16,8,USER,16 300,200,100,16,64,$df,8,8,8,CALC"
 done
 for df in os ws is; do S="$S 512,512,512,128,128,$df,64,64,64,USER,32"; done
-run --header $S 1024,1024,1024,128,128,ws,4096,4096,4096,CALC > "$out/scalesim_v2_large.csv"
+run --header $S 1024,1024,1024,128,128,ws,4096,4096,4096,CALC 1024,1024,1024,128,128,os,256,256,256,USER,64 > "$out/scalesim_v2_large.csv"
 
-# Random specs (hours in v2 on a loaded machine; the committed file holds the first rows).
+# Random specs.
 run --header $(/usr/bin/python3 "$(dirname "$0")/scalesim_random_runs.py" 15 150) > "$out/scalesim_v2_random.csv"
