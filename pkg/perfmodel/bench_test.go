@@ -50,8 +50,8 @@ func BenchmarkScaleSim(b *testing.B) {
 	_ = sink
 }
 
-// BenchmarkScaleSimReplay times replays, all but the 1024³ USER one of runs that v2 also
-// made (testdata); b.N counts replays, steps/s the replay steps (replayWork) per second.
+// BenchmarkScaleSimReplay times replays of runs that v2 also made (testdata); b.N counts
+// replays, steps/s the replay steps (replayWork) per second.
 func BenchmarkScaleSimReplay(b *testing.B) {
 	for _, bc := range []struct {
 		name string
