@@ -1,0 +1,34 @@
+package optrace
+
+import "io"
+
+// Log writes the JSON Lines op log: one timing record per line, per op and per TIME entry.
+// Lines are written by a goroutine from a bounded buffer; what does not fit is dropped and
+// counted, never waited for.
+type Log struct {
+	sink *sink
+}
+
+// NewLog starts a log on w; bufferBytes bounds what waits for w (DefaultBufferBytes if ≤ 0).
+func NewLog(w io.Writer, bufferBytes int) *Log {
+	return &Log{sink: newSink(w, bufferBytes)}
+}
+
+// Add queues one line per record. scratch is reused for the encoding and returned.
+func (l *Log) Add(recs []Record, scratch []byte) []byte {
+	b := scratch[:0]
+	for i := range recs {
+		b = recs[i].AppendJSON(b)
+		b = append(b, '\n')
+	}
+	if len(b) > 0 {
+		l.sink.add(b)
+	}
+	return b
+}
+
+// Stats returns what the log's writer has done (items are frames: one per Add).
+func (l *Log) Stats() SinkStats { return l.sink.stats() }
+
+// Close writes the lines still pending. It does not close the underlying writer.
+func (l *Log) Close() error { return l.sink.close(nil) }

@@ -1,0 +1,197 @@
+package optrace
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Bound names of a record (perfmodel.Bound's strings): the resource that limits the op's
+// summed cycles.
+const (
+	BoundCompute = "compute"
+	BoundMemory  = "memory"
+)
+
+// Record is the timing record of one op or one TIME entry (docs/wire.md, "The timing
+// record"). Its JSON keys keep their meaning; more may be added.
+type Record struct {
+	// OpID is the client's op_id (a TIME entry's own, or its frame's).
+	OpID int64
+	// Index is a TIME entry's position in its frame; -1 for a GEMM, CONV or MATMUL op
+	// (then the key is left out).
+	Index int
+	// Op is "gemm", "conv" or "matmul".
+	Op string
+	// Timed tells whether layer 5 timed the op; UntimedReason is "" when it did, the typed
+	// cause otherwise.
+	Timed         bool
+	UntimedReason string
+	// Error says why a TIME entry could not be timed at all (a bad shape); "" otherwise,
+	// and then the key is left out.
+	Error string
+	// Device is the index of the device that timed the op; -1 when none did.
+	Device int
+	// Model, Preset and ClockHz describe layer 5; empty and 0 when it is external and does
+	// not say.
+	Model, Preset string
+	ClockHz       float64
+	// The op's cost summed over the GEMMs it lowered to. FLOPs and MemoryBytes are filled
+	// even when the op is untimed (MemoryBytes then from the model, when in-process).
+	Cycles, ComputeCycles, MemoryCycles, MemoryBytes, FLOPs uint64
+	// Utilization is FLOPs / (Cycles · peak FLOP per cycle), in [0, 1]; 0 when the peak is
+	// unknown or the op untimed.
+	Utilization float64
+	// GEMMs is how many GEMMs the op lowered to; Requests how many timing requests were
+	// sent down for them.
+	GEMMs    uint64
+	Requests int
+	// StartCycle and EndCycle are the op's interval on its device's timeline (Timeline);
+	// both 0 when untimed.
+	StartCycle, EndCycle uint64
+	// ServerUS is the wall-clock time the server spent on the op.
+	ServerUS ServerUS
+}
+
+// ServerUS is wall-clock microseconds spent in the server: decoding the frame, computing
+// the result on the host, timing it through layers 2–5, and all of it (which also counts
+// waiting for memory and writing nothing yet: the answer is written after the record).
+type ServerUS struct {
+	Decode, Compute, Timing, Total float64
+}
+
+// Bound returns "compute" when the summed compute cycles exceed the summed memory cycles,
+// "memory" otherwise (a tie is memory-bound, as in perfmodel), "" when untimed.
+func (r *Record) Bound() string {
+	switch {
+	case !r.Timed:
+		return ""
+	case r.ComputeCycles > r.MemoryCycles:
+		return BoundCompute
+	}
+	return BoundMemory
+}
+
+// SimNS returns the op's cycles in simulated nanoseconds at ClockHz, 0 when the clock is
+// unknown.
+func (r *Record) SimNS() float64 {
+	if !(r.ClockHz > 0) {
+		return 0
+	}
+	return float64(r.Cycles) * 1e9 / r.ClockHz
+}
+
+// AppendJSON appends the record as one JSON object (no newline). The result is always
+// valid JSON: strings are escaped (invalid UTF-8 becomes U+FFFD) and a non-finite number
+// is written as 0.
+func (r *Record) AppendJSON(b []byte) []byte {
+	b = append(b, `{"op_id":`...)
+	b = strconv.AppendInt(b, r.OpID, 10)
+	if r.Index >= 0 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(r.Index), 10)
+	}
+	b = appendKeyString(b, "op", r.Op)
+	b = append(b, `,"timed":`...)
+	b = strconv.AppendBool(b, r.Timed)
+	b = appendKeyString(b, "untimed_reason", r.UntimedReason)
+	if r.Error != "" {
+		b = appendKeyString(b, "error", r.Error)
+	}
+	b = append(b, `,"device":`...)
+	b = strconv.AppendInt(b, int64(r.Device), 10)
+	b = appendKeyString(b, "model", r.Model)
+	b = appendKeyString(b, "preset", r.Preset)
+	b = appendKeyFloat(b, "clock_hz", r.ClockHz)
+	b = appendKeyUint(b, "cycles", r.Cycles)
+	b = appendKeyUint(b, "compute_cycles", r.ComputeCycles)
+	b = appendKeyUint(b, "memory_cycles", r.MemoryCycles)
+	b = appendKeyUint(b, "memory_bytes", r.MemoryBytes)
+	b = appendKeyUint(b, "flops", r.FLOPs)
+	b = appendKeyString(b, "bound", r.Bound())
+	b = appendKeyFloat(b, "utilization", r.Utilization)
+	b = appendKeyFloat(b, "sim_ns", r.SimNS())
+	b = appendKeyUint(b, "gemms", r.GEMMs)
+	b = append(b, `,"requests":`...)
+	b = strconv.AppendInt(b, int64(r.Requests), 10)
+	b = appendKeyUint(b, "start_cycle", r.StartCycle)
+	b = appendKeyUint(b, "end_cycle", r.EndCycle)
+	b = append(b, `,"server_us":{"decode":`...)
+	b = appendFloat(b, r.ServerUS.Decode)
+	b = appendKeyFloat(b, "compute", r.ServerUS.Compute)
+	b = appendKeyFloat(b, "timing", r.ServerUS.Timing)
+	b = appendKeyFloat(b, "total", r.ServerUS.Total)
+	return append(b, "}}"...)
+}
+
+func appendKeyUint(b []byte, key string, v uint64) []byte {
+	b = append(append(append(b, `,"`...), key...), `":`...)
+	return strconv.AppendUint(b, v, 10)
+}
+
+func appendKeyFloat(b []byte, key string, v float64) []byte {
+	b = append(append(append(b, `,"`...), key...), `":`...)
+	return appendFloat(b, v)
+}
+
+func appendKeyString(b []byte, key, v string) []byte {
+	b = append(append(append(b, `,"`...), key...), `":`...)
+	return AppendString(b, v)
+}
+
+// appendFloat writes v as a JSON number: shortest round-trip form, 0 for NaN and ±Inf
+// (JSON has no such numbers), integers without an exponent up to 1e21.
+func appendFloat(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, '0')
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1e21 {
+		return strconv.AppendFloat(b, v, 'f', -1, 64)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string: quotes, backslashes and control characters
+// escaped, invalid UTF-8 replaced by U+FFFD, everything else as is.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

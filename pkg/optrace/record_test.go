@@ -1,0 +1,139 @@
+package optrace
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func sampleRecord() Record {
+	return Record{
+		OpID: 7, Index: -1, Op: "gemm", Timed: true, Device: 0,
+		Model: "roofline", Preset: "a100-tutorial", ClockHz: 1e9,
+		Cycles: 16, ComputeCycles: 16, MemoryCycles: 1, MemoryBytes: 736, FLOPs: 1024,
+		Utilization: 1, GEMMs: 1, Requests: 1, StartCycle: 32, EndCycle: 48,
+		ServerUS: ServerUS{Decode: 1.5, Compute: 0.25, Timing: 12, Total: 14},
+	}
+}
+
+// TestRecordJSONKeys pins the record's keys and values (docs/wire.md, "The timing record").
+func TestRecordJSONKeys(t *testing.T) {
+	r := sampleRecord()
+	got := string(r.AppendJSON(nil))
+	assert.Equal(t, `{"op_id":7,"op":"gemm","timed":true,"untimed_reason":"","device":0,"model":"roofline","preset":"a100-tutorial",`+
+		`"clock_hz":1000000000,"cycles":16,"compute_cycles":16,"memory_cycles":1,"memory_bytes":736,"flops":1024,`+
+		`"bound":"compute","utilization":1,"sim_ns":16,"gemms":1,"requests":1,"start_cycle":32,"end_cycle":48,`+
+		`"server_us":{"decode":1.5,"compute":0.25,"timing":12,"total":14}}`, got)
+
+	r = Record{OpID: -3, Index: 4, Op: "matmul", UntimedReason: "bad_entry", Error: "B_shape: inner dimensions disagree", Device: -1, FLOPs: 8}
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(r.AppendJSON(nil), &m))
+	assert.Equal(t, float64(4), m["index"])
+	assert.Equal(t, false, m["timed"])
+	assert.Equal(t, "bad_entry", m["untimed_reason"])
+	assert.Equal(t, "B_shape: inner dimensions disagree", m["error"])
+	assert.Equal(t, "", m["bound"], "an untimed op has no bound")
+	assert.Equal(t, float64(8), m["flops"], "an untimed op still carries its FLOPs")
+	assert.Equal(t, float64(-1), m["device"])
+}
+
+// decoded is the record as a client decodes it, for the round-trip checks.
+type decoded struct {
+	OpID          int64   `json:"op_id"`
+	Index         *int    `json:"index"`
+	Op            string  `json:"op"`
+	Timed         bool    `json:"timed"`
+	UntimedReason string  `json:"untimed_reason"`
+	Error         string  `json:"error"`
+	Device        int     `json:"device"`
+	Model         string  `json:"model"`
+	Preset        string  `json:"preset"`
+	ClockHz       float64 `json:"clock_hz"`
+	Cycles        uint64  `json:"cycles"`
+	ComputeCycles uint64  `json:"compute_cycles"`
+	MemoryCycles  uint64  `json:"memory_cycles"`
+	MemoryBytes   uint64  `json:"memory_bytes"`
+	FLOPs         uint64  `json:"flops"`
+	Bound         string  `json:"bound"`
+	Utilization   float64 `json:"utilization"`
+	SimNS         float64 `json:"sim_ns"`
+	GEMMs         uint64  `json:"gemms"`
+	Requests      int     `json:"requests"`
+	StartCycle    uint64  `json:"start_cycle"`
+	EndCycle      uint64  `json:"end_cycle"`
+	ServerUS      struct {
+		Decode, Compute, Timing, Total float64
+	} `json:"server_us"`
+}
+
+// validString is what a JSON encoder makes of s: invalid bytes become U+FFFD.
+func validString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	out := make([]rune, 0, len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		out = append(out, r) // RuneError for an invalid byte
+		i += n
+	}
+	return string(out)
+}
+
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+// FuzzRecordJSON: whatever the fields, the record encodes to valid JSON that decodes to
+// the same values (strings with invalid UTF-8 replaced, non-finite numbers as 0).
+func FuzzRecordJSON(f *testing.F) {
+	f.Add(int64(7), 0, "gemm", true, "", "", 0, "roofline", "a100", 1e9, uint64(16), uint64(1), 0.5, 1.5)
+	f.Add(int64(-1), 3, "\x00\"\\\n\xff", false, "timeout", "bad \u2028", -1, "", "\xc3", math.NaN(), uint64(math.MaxUint64), uint64(0), math.Inf(1), -0.0)
+	f.Fuzz(func(t *testing.T, opID int64, index int, op string, timed bool, reason, errText string, device int,
+		model, preset string, clock float64, cycles, bytes uint64, util, us float64) {
+		r := Record{OpID: opID, Index: index, Op: op, Timed: timed, UntimedReason: reason, Error: errText, Device: device,
+			Model: model, Preset: preset, ClockHz: clock, Cycles: cycles, ComputeCycles: cycles / 2, MemoryCycles: cycles / 3,
+			MemoryBytes: bytes, FLOPs: bytes ^ cycles, Utilization: util, GEMMs: bytes, Requests: index,
+			StartCycle: cycles, EndCycle: bytes, ServerUS: ServerUS{us, -us, us * 3, util}}
+		b := r.AppendJSON([]byte("prefix"))[len("prefix"):]
+		require.True(t, json.Valid(b), "invalid JSON: %q", b)
+		var d decoded
+		require.NoError(t, json.Unmarshal(b, &d))
+		assert.Equal(t, opID, d.OpID)
+		if index >= 0 {
+			require.NotNil(t, d.Index)
+			assert.Equal(t, index, *d.Index)
+		} else {
+			assert.Nil(t, d.Index)
+		}
+		assert.Equal(t, validString(op), d.Op)
+		assert.Equal(t, validString(reason), d.UntimedReason)
+		assert.Equal(t, validString(errText), d.Error)
+		assert.Equal(t, validString(model), d.Model)
+		assert.Equal(t, validString(preset), d.Preset)
+		assert.Equal(t, finite(clock), d.ClockHz)
+		assert.Equal(t, cycles, d.Cycles)
+		assert.Equal(t, bytes, d.MemoryBytes)
+		assert.Equal(t, bytes^cycles, d.FLOPs)
+		assert.Equal(t, finite(util), d.Utilization)
+		assert.Equal(t, finite(us), d.ServerUS.Decode)
+		assert.Equal(t, finite(-us), d.ServerUS.Compute)
+		assert.Equal(t, r.Bound(), d.Bound)
+		assert.Equal(t, finite(r.SimNS()), d.SimNS)
+	})
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x1f\x7f", "é✓😀", "\xff\xfe", "a\u2028b", "<>&"} {
+		var back string
+		require.NoError(t, json.Unmarshal(AppendString(nil, s), &back), "%q", s)
+		assert.Equal(t, validString(s), back)
+	}
+}

@@ -1,0 +1,148 @@
+package optrace
+
+import (
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultBufferBytes is the default bound on the bytes a sink holds while its writer is
+// busy (a slow disk): beyond it, items are dropped and counted.
+const DefaultBufferBytes = 4 << 20
+
+// SinkStats counts what a sink did with the items it was given.
+type SinkStats struct {
+	Items   uint64 `json:"items"`   // items written
+	Bytes   uint64 `json:"bytes"`   // bytes written
+	Dropped uint64 `json:"dropped"` // items dropped: the buffer was full, or the writer had failed
+	Error   string `json:"error,omitempty"`
+}
+
+// sink writes whole items (trace events, log lines) to w from its own goroutine. Add never
+// blocks on w: items wait in a buffer of at most limit bytes, and an item that does not fit
+// is dropped and counted. Every write to w is a sequence of whole items, so a file cut off
+// by SIGKILL ends at an item boundary (unless the kernel split the write itself).
+type sink struct {
+	w     io.Writer
+	limit int
+
+	mu      sync.Mutex
+	pending []byte // whole items not yet handed to the writer
+	spare   []byte // the writer's previous buffer, reused
+	queued  uint64 // items in pending
+	closing bool
+	err     error
+
+	wake chan struct{} // capacity 1: pending has data, or closing
+	done chan struct{} // the writer goroutine has ended
+
+	items, bytes, dropped atomic.Uint64
+}
+
+func newSink(w io.Writer, limit int) *sink {
+	if limit <= 0 {
+		limit = DefaultBufferBytes
+	}
+	s := &sink{w: w, limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// add queues item, or drops it if the buffer is full, the writer failed or the sink is
+// closed. It reports whether the item was queued.
+func (s *sink) add(item []byte) bool {
+	s.mu.Lock()
+	if s.closing || s.err != nil || len(s.pending)+len(item) > s.limit {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return false
+	}
+	s.pending = append(s.pending, item...)
+	s.queued++
+	select { // under mu: close cannot close wake in between
+	case s.wake <- struct{}{}:
+	default:
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// run writes the pending items as they come until the sink is closed and drained.
+func (s *sink) run() {
+	defer close(s.done)
+	for {
+		_, open := <-s.wake
+		s.drain()
+		if !open {
+			return
+		}
+	}
+}
+
+// drain writes pending items until none is left.
+func (s *sink) drain() {
+	for {
+		s.mu.Lock()
+		buf, n := s.pending, s.queued
+		if len(buf) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		s.pending, s.spare, s.queued = s.spare[:0], nil, 0
+		s.mu.Unlock()
+		_, err := s.w.Write(buf)
+		s.mu.Lock()
+		if err != nil {
+			if s.err == nil {
+				s.err = err
+			}
+			s.dropped.Add(n)
+		} else {
+			s.items.Add(n)
+			s.bytes.Add(uint64(len(buf)))
+		}
+		if cap(buf) <= 2*s.limit {
+			s.spare = buf[:0]
+		}
+		s.mu.Unlock()
+	}
+}
+
+// close writes what is pending, then what tail returns (directly, after the writer has
+// stopped; tail may be nil), and returns the first write error.
+func (s *sink) close(tail func(SinkStats) []byte) error {
+	s.mu.Lock()
+	already := s.closing
+	s.closing = true
+	if !already {
+		close(s.wake)
+	}
+	s.mu.Unlock()
+	<-s.done
+	var b []byte
+	if !already && tail != nil {
+		b = tail(s.stats())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil && len(b) > 0 {
+		if _, err := s.w.Write(b); err != nil {
+			s.err = err
+		} else {
+			s.bytes.Add(uint64(len(b)))
+		}
+	}
+	return s.err
+}
+
+// stats returns the counters.
+func (s *sink) stats() SinkStats {
+	st := SinkStats{Items: s.items.Load(), Bytes: s.bytes.Load(), Dropped: s.dropped.Load()}
+	s.mu.Lock()
+	if s.err != nil {
+		st.Error = s.err.Error()
+	}
+	s.mu.Unlock()
+	return st
+}
+
