@@ -145,4 +145,3 @@ func (s *sink) stats() SinkStats {
 	s.mu.Unlock()
 	return st
 }
-
