@@ -19,6 +19,7 @@ func newApp() *cli.App {
 			versionCommand(),
 			benchCommand(),
 			sstCommand(),
+			estimateCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -205,8 +205,7 @@ func finish(e Estimate, peakFLOPsPerCycle float64) Estimate {
 	if e.ComputeCycles > e.MemoryCycles {
 		e.Bound = BoundCompute
 	}
-	u := float64(e.FLOPs) / (float64(max(e.Cycles, 1)) * peakFLOPsPerCycle)
-	e.Utilization = min(max(u, 0), 1)
+	e.Utilization = Utilization(e.FLOPs, e.Cycles, peakFLOPsPerCycle)
 	return e
 }
 

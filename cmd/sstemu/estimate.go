@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sstemu/sstemu/pkg/optrace"
+	"github.com/sstemu/sstemu/pkg/perfmodel"
+	"github.com/sstemu/sstemu/pkg/sstcomponent"
+)
+
+// estimateCommand is `sstemu estimate`: what-if GEMM timings straight from pkg/perfmodel,
+// with no server.
+func estimateCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "clock", Value: sstcomponent.FormatFrequency(sstcomponent.DefaultClockHz), EnvVars: []string{"SSTEMU_CLOCK"},
+			Usage: "the SST component's clock, as serve's --clock: converts cycles to simulated time"},
+		&cli.BoolFlag{Name: "json", Usage: "print the timing records (a JSON array, the keys of docs/wire.md) instead of a table"},
+	}
+	flags = append(flags, modelFlags()...)
+	return &cli.Command{
+		Name:      "estimate",
+		Usage:     "estimate GEMMs' simulated cost with the performance model, no server needed",
+		ArgsUsage: "MxNxK [MxNxK …]",
+		Description: "Prints, for each GEMM shape C[M,N] = A[M,K]·B[K,N], the model's cycles, compute and memory\n" +
+			"cycles, memory bytes, bound, utilization and time at --clock: the numbers `sstemu serve` with the\n" +
+			"same model flags puts in the op's timing record. e.g. sstemu estimate 1024x1024x1024 128x11008x4096",
+		Flags:  flags,
+		Action: runEstimate,
+	}
+}
+
+func runEstimate(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return errors.New("estimate: give at least one shape MxNxK, e.g. 1024x1024x1024")
+	}
+	spec, err := modelSpecFromFlags(c)
+	if err != nil {
+		return err
+	}
+	hz, err := sstcomponent.ParseFrequency(c.String("clock"))
+	if err != nil {
+		return fmt.Errorf("--clock: %w", err)
+	}
+	model, err := spec.build()
+	if err != nil {
+		return err
+	}
+	ceil, err := perfmodel.CeilingsOf(model)
+	if err != nil {
+		return err
+	}
+	l5 := optrace.Layer5{Kind: optrace.Layer5InProcess, Model: spec.Kind, Preset: spec.Preset, ClockHz: hz, Ceilings: ceil}
+	recs := make([]optrace.Record, 0, c.NArg())
+	shapes := c.Args().Slice()
+	for _, s := range shapes {
+		dims, err := parseDims(s, 3)
+		if err != nil {
+			return fmt.Errorf("estimate: shape %w", err)
+		}
+		e, err := model.Estimate(perfmodel.Op{M: dims[0], N: dims[1], K: dims[2], DtypeSize: float32Bytes})
+		if err != nil {
+			return fmt.Errorf("estimate: %s: %w", s, err)
+		}
+		recs = append(recs, estimateRecord(&l5, e))
+	}
+	if c.Bool("json") {
+		b := []byte{'['}
+		for i := range recs {
+			if i > 0 {
+				b = append(b, ",\n"...)
+			}
+			b = recs[i].AppendJSON(b)
+		}
+		_, err := c.App.Writer.Write(append(b, "]\n"...))
+		return err
+	}
+	return writeEstimateTable(c.App.Writer, spec, hz, shapes, recs)
+}
+
+// float32Bytes is the element size of every tensor sstemu serves.
+const float32Bytes = 4
+
+// estimateRecord is the timing record serve would return for one GEMM of estimate e.
+func estimateRecord(l5 *optrace.Layer5, e perfmodel.Estimate) optrace.Record {
+	r := optrace.Record{
+		Index: -1, Op: "gemm", Timed: true, Device: -1,
+		Cycles: e.Cycles, ComputeCycles: e.ComputeCycles, MemoryCycles: e.MemoryCycles,
+		MemoryBytes: e.MemoryBytes, FLOPs: e.FLOPs, GEMMs: 1,
+	}
+	l5.Describe(&r)
+	return r
+}
+
+func writeEstimateTable(w io.Writer, spec modelSpec, hz float64, shapes []string, recs []optrace.Record) error {
+	if _, err := fmt.Fprintf(w, "model %s, clock %s\n", spec, sstcomponent.FormatFrequency(hz)); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "shape\tcycles\tcompute cycles\tmemory cycles\tmemory bytes\tFLOPs\tbound\tutilization\ttime\t")
+	for i := range recs {
+		r := &recs[i]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.1f%%\t%s\t\n", strings.TrimSpace(shapes[i]),
+			r.Cycles, r.ComputeCycles, r.MemoryCycles, r.MemoryBytes, r.FLOPs, r.Bound(),
+			100*r.Utilization, formatSimTime(r.SimNS()))
+	}
+	return tw.Flush()
+}
+
+// formatSimTime prints simulated nanoseconds with a unit that keeps 3–4 significant digits.
+func formatSimTime(ns float64) string {
+	switch {
+	case ns >= 1e9:
+		return fmt.Sprintf("%.4g s", ns/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.4g ms", ns/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.4g µs", ns/1e3)
+	}
+	return fmt.Sprintf("%.4g ns", ns)
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/perfmodel"
+)
+
+// runApp runs the sstemu command line with args and returns its standard output.
+func runApp(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	app := newApp()
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	err := app.Run(append([]string{"sstemu"}, args...))
+	return out.String(), err
+}
+
+func TestEstimateMatchesThePerfModel(t *testing.T) {
+	out, err := runApp(t, "estimate", "--json", "--preset", "tpu-128", "--clock", "2GHz", "1024x1024x1024", "4x16x8")
+	require.NoError(t, err)
+	var recs []struct {
+		Op          string  `json:"op"`
+		Timed       bool    `json:"timed"`
+		Model       string  `json:"model"`
+		Preset      string  `json:"preset"`
+		ClockHz     float64 `json:"clock_hz"`
+		Cycles      uint64  `json:"cycles"`
+		Compute     uint64  `json:"compute_cycles"`
+		Memory      uint64  `json:"memory_cycles"`
+		Bytes       uint64  `json:"memory_bytes"`
+		FLOPs       uint64  `json:"flops"`
+		Bound       string  `json:"bound"`
+		Utilization float64 `json:"utilization"`
+		SimNS       float64 `json:"sim_ns"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &recs), out)
+	require.Len(t, recs, 2)
+	m, err := perfmodel.FromPreset("tpu-128")
+	require.NoError(t, err)
+	for i, op := range []perfmodel.Op{{M: 1024, N: 1024, K: 1024, DtypeSize: 4}, {M: 4, N: 16, K: 8, DtypeSize: 4}} {
+		e, err := m.Estimate(op)
+		require.NoError(t, err)
+		r := recs[i]
+		assert.Equal(t, "gemm", r.Op)
+		assert.True(t, r.Timed)
+		assert.Equal(t, "systolic", r.Model)
+		assert.Equal(t, "tpu-128", r.Preset)
+		assert.Equal(t, 2e9, r.ClockHz)
+		assert.Equal(t, e.Cycles, r.Cycles)
+		assert.Equal(t, e.ComputeCycles, r.Compute)
+		assert.Equal(t, e.MemoryCycles, r.Memory)
+		assert.Equal(t, e.MemoryBytes, r.Bytes)
+		assert.Equal(t, e.FLOPs, r.FLOPs)
+		assert.Equal(t, e.Bound.String(), r.Bound)
+		assert.InDelta(t, e.Utilization, r.Utilization, 1e-12)
+		assert.InDelta(t, float64(e.Cycles)/2, r.SimNS, 1e-9)
+	}
+
+	out, err = runApp(t, "estimate", "1024x1024x1024")
+	require.NoError(t, err)
+	assert.Contains(t, out, "roofline (preset a100-tutorial)")
+	assert.Contains(t, out, "33554432", "2·1024³ FLOPs at 64 FLOP/cycle")
+	assert.Contains(t, out, "33.55 ms")
+}
+
+func TestEstimateBadInput(t *testing.T) {
+	for _, args := range [][]string{{"estimate"}, {"estimate", "4x16"}, {"estimate", "0x1x1"}, {"estimate", "--preset", "nope", "1x1x1"}} {
+		_, err := runApp(t, args...)
+		assert.Error(t, err, "%v", args)
+	}
+}
