@@ -41,6 +41,8 @@ func benchCommand() *cli.Command {
 				Usage: "an op unanswered this long counts as an error (0: wait forever)"},
 			&cli.BoolFlag{Name: "pieces", EnvVars: []string{"SSTEMU_BENCH_PIECES"},
 				Usage: "send each op in five writes with Nagle on, as the reference client"},
+			&cli.BoolFlag{Name: "timing", EnvVars: []string{"SSTEMU_BENCH_TIMING"},
+				Usage: "ask for every op's timing record (\"timing\": true) and read the trailer, to measure its cost"},
 			&cli.BoolFlag{Name: "verify", EnvVars: []string{"SSTEMU_BENCH_VERIFY"},
 				Usage: "check every result against a float64 reference (small shapes)"},
 			&cli.BoolFlag{Name: "floor", EnvVars: []string{"SSTEMU_BENCH_FLOOR"},
@@ -66,12 +68,16 @@ func runBench(c *cli.Context) error {
 		Addr: c.String("addr"), M: m, N: n, K: k,
 		Conns: c.Int("conns"), Duration: c.Duration("duration"), Ops: c.Int64("ops"),
 		Warmup: c.Int("warmup"), Timeout: c.Duration("op-timeout"), Pieces: c.Bool("pieces"), Verify: c.Bool("verify"),
-		Seed: c.Uint64("seed"),
+		Timing: c.Bool("timing"),
+		Seed:   c.Uint64("seed"),
 	}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = loadgen.AutoWarmup(m, n, k)
 	}
 	if c.Bool("floor") {
+		if cfg.Timing {
+			return errors.New("--floor and --timing exclude each other: the floor server sends no timing records")
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("--floor: %w", err)

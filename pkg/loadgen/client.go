@@ -35,6 +35,9 @@ type ClientOptions struct {
 	// Timeout bounds each op, from its first write to the last byte of its answer; an op
 	// that takes longer fails with ErrTimeout. 0: no bound besides the op's context.
 	Timeout time.Duration
+	// Timing asks for the op's timing record ("timing": true) and reads the trailer after
+	// the result (docs/wire.md); Client.LastTiming returns it.
+	Timing bool
 }
 
 // Client is one DeviceGEMM connection issuing one op at a time. It is not safe for
@@ -45,6 +48,7 @@ type Client struct {
 	conn    *net.TCPConn
 	br      *bufio.Reader
 	pieces  bool
+	timing  bool
 	timeout time.Duration
 	nextID  int64
 
@@ -54,6 +58,7 @@ type Client struct {
 	scratch   []byte        // the response length; tensors on big-endian hosts
 	interrupt chan struct{} // the context watcher has finished interrupting
 	err       error         // sticky failure
+	record    []byte        // the last op's timing record (Timing only)
 }
 
 // Dial connects to a DeviceGEMM server at addr.
@@ -73,7 +78,7 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		return nil, fmt.Errorf("loadgen: dial %s: setting TCP_NODELAY: %w", addr, err)
 	}
 	return &Client{
-		addr: addr, conn: tc, pieces: opts.Pieces, timeout: opts.Timeout,
+		addr: addr, conn: tc, pieces: opts.Pieces, timing: opts.Timing, timeout: opts.Timeout,
 		br:        bufio.NewReaderSize(tc, readBufferSize),
 		interrupt: make(chan struct{}, 1),
 	}, nil
@@ -140,6 +145,9 @@ func (c *Client) GEMM(ctx context.Context, m, n, k int, a, b, out []float32) err
 		oe = &OpError{Phase: PhaseSend, Err: err}
 	} else {
 		oe = readResponse(c.br, out, &c.scratch)
+		if oe == nil && c.timing {
+			c.record, oe = readTiming(c.br, c.record)
+		}
 	}
 	if oe == nil {
 		return nil
@@ -190,7 +198,7 @@ func checkArgs(m, n, k, lenA, lenB, lenC int) string {
 
 // send writes one request frame.
 func (c *Client) send(m, n, k int, id int64, a, b []float32) error {
-	c.buf = appendHeader(c.buf[:0], id, m, n, k)
+	c.buf = appendHeader(c.buf[:0], id, m, n, k, c.timing)
 	binary.BigEndian.PutUint32(c.lens[0:4], uint32(len(a)*Float32Size))
 	binary.BigEndian.PutUint32(c.lens[4:8], uint32(len(b)*Float32Size))
 	if c.pieces {
@@ -266,6 +274,34 @@ func readResponse(r io.Reader, out []float32, scratch *[]byte) *OpError {
 		return readErr(PhaseResult, got, int(want), err)
 	}
 	return nil
+}
+
+// LastTiming returns the timing record of the last successful op (ClientOptions.Timing),
+// valid until the next op.
+func (c *Client) LastTiming() []byte { return c.record }
+
+// readTiming reads the trailer u32 BE T | T bytes of JSON into buf.
+func readTiming(r io.Reader, buf []byte) ([]byte, *OpError) {
+	var pre [LengthPrefixSize]byte
+	if got, err := io.ReadFull(r, pre[:]); err != nil {
+		return buf, readErr(PhaseTiming, got, LengthPrefixSize, err)
+	}
+	t := binary.BigEndian.Uint32(pre[:])
+	if t < 2 || t > MaxTimingBytes {
+		return buf, &OpError{Phase: PhaseTiming, Err: ErrBadTiming,
+			Detail: fmt.Sprintf("server announced %d bytes, want 2 … %d", t, MaxTimingBytes)}
+	}
+	if cap(buf) < int(t) {
+		buf = make([]byte, t)
+	}
+	buf = buf[:t]
+	if got, err := io.ReadFull(r, buf); err != nil {
+		return buf, readErr(PhaseTiming, got, int(t), err)
+	}
+	if buf[0] != '{' || buf[t-1] != '}' {
+		return buf, &OpError{Phase: PhaseTiming, Err: ErrBadTiming, Detail: "not a JSON object"}
+	}
+	return buf, nil
 }
 
 // readFloat32s fills dst with little-endian float32s read from r and returns how many bytes

@@ -22,6 +22,9 @@ var (
 	ErrUnusable = errors.New("client unusable after an earlier failure")
 	// ErrClientClosed: Close was called.
 	ErrClientClosed = errors.New("client closed")
+	// ErrBadTiming: the timing trailer asked for with ClientOptions.Timing is too long or
+	// not a JSON object.
+	ErrBadTiming = errors.New("bad timing trailer")
 )
 
 // Phase names the step of an op that failed.
@@ -34,6 +37,7 @@ const (
 	PhaseSend   Phase = "sending the request"
 	PhaseLength Phase = "reading the response length"
 	PhaseResult Phase = "reading the result"
+	PhaseTiming Phase = "reading the timing record"
 )
 
 // OpError says which op failed, against which server, in which phase, and why.

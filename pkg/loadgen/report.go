@@ -82,6 +82,9 @@ func (r *Report) String() string {
 	if r.Config.Verify {
 		verify = "on"
 	}
+	if r.Config.Timing {
+		mode += ", timing records"
+	}
 	fmt.Fprintf(&b, "target     %s  GEMM %d×%d×%d  conns %d  %s  verify %s\n",
 		r.Config.Addr, r.Config.M, r.Config.N, r.Config.K, r.Config.Conns, mode, verify)
 	fmt.Fprintf(&b, "ops        %d in %s = %.1f ops/s  errors %d  mismatches %d\n",

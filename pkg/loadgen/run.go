@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -35,6 +36,7 @@ type Config struct {
 	Timeout  time.Duration // bounds each op (ClientOptions.Timeout); 0: none
 	Pieces   bool          // send like the reference client (ClientOptions.Pieces)
 	Verify   bool          // check every result against a float64 reference (M·N·K ≤ MaxVerifyMACs)
+	Timing   bool          // ask for every op's timing record and read it (ClientOptions.Timing)
 	Seed     uint64        // connection i draws A and B from the PCG stream (Seed, i)
 }
 
@@ -48,7 +50,7 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return "loadgen: config " + e.Field + ": " + e.Reason }
 
 func (cfg *Config) clientOptions() ClientOptions {
-	return ClientOptions{Pieces: cfg.Pieces, Timeout: cfg.Timeout}
+	return ClientOptions{Pieces: cfg.Pieces, Timeout: cfg.Timeout, Timing: cfg.Timing}
 }
 
 // AutoWarmup is a warm-up suited to a shape: 32 ops per connection for small ops, enough
@@ -255,7 +257,11 @@ func (w *worker) loop(ctx context.Context, end time.Time, b *budget) {
 		w.ops++
 		w.samples = append(w.samples, took)
 		if w.ref != nil {
-			if msg := w.ref.check(w.c, cfg.N); msg != "" {
+			msg := w.ref.check(w.c, cfg.N)
+			if msg == "" && cfg.Timing && !json.Valid(w.client.LastTiming()) {
+				msg = fmt.Sprintf("timing record is not JSON: %.200q", w.client.LastTiming())
+			}
+			if msg != "" {
 				w.mismatches++
 				if w.firstMismatch == "" {
 					w.firstMismatch = fmt.Sprintf("connection %d: %s", w.idx, msg)

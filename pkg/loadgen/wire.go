@@ -23,6 +23,9 @@ const (
 
 	// maxTensorBytes is the largest tensor a u32 length prefix can announce.
 	maxTensorBytes = math.MaxUint32
+	// MaxTimingBytes bounds the timing record a client accepts after a result (one op's
+	// record is a few hundred bytes).
+	MaxTimingBytes = 64 << 10
 )
 
 // hostLittleEndian reports whether a float32 is stored in the wire's byte order here, so
@@ -58,8 +61,8 @@ func decodeFloat32s(dst []float32, src []byte) {
 
 // appendHeader appends the frame's header and JSON for a GEMM op, exactly as the reference
 // client formats it: {"op_id": 7, "M": 4, "N": 16, "K": 8, "A_shape": [4, 8],
-// "B_shape": [8, 16], "dtype": "float32"}.
-func appendHeader(dst []byte, opID int64, m, n, k int) []byte {
+// "B_shape": [8, 16], "dtype": "float32"}; with timing, "timing": true is added last.
+func appendHeader(dst []byte, opID int64, m, n, k int, timing bool) []byte {
 	start := len(dst)
 	dst = binary.BigEndian.AppendUint32(dst, Magic)
 	dst = append(dst, 0, 0, 0, 0, OpTypeGEMM) // JSON length patched below
@@ -73,7 +76,11 @@ func appendHeader(dst []byte, opID int64, m, n, k int) []byte {
 	dst = appendField(dst, `, `, k)
 	dst = appendField(dst, `], "B_shape": [`, k)
 	dst = appendField(dst, `, `, n)
-	dst = append(dst, `], "dtype": "float32"}`...)
+	dst = append(dst, `], "dtype": "float32"`...)
+	if timing {
+		dst = append(dst, `, "timing": true`...)
+	}
+	dst = append(dst, '}')
 	binary.BigEndian.PutUint32(dst[start+4:], uint32(len(dst)-js))
 	return dst
 }
