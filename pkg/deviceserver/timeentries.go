@@ -1,0 +1,115 @@
+package deviceserver
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sstemu/sstemu/pkg/linalg"
+	"github.com/sstemu/sstemu/pkg/protocol"
+)
+
+// maxEntryWorkers bounds the timing requests one TIME frame has in flight at once (each on
+// its own device handle, within the device's MaxHandles).
+const maxEntryWorkers = 16
+
+// TimeEntries times the GEMM batches of many ops with no numerics (a TIME frame), all on
+// one device, the next in round-robin order, whose index it returns (-1 with no device).
+// Each distinct GEMM shape of the frame is asked for once, since the device's models are
+// deterministic functions of the shape, with up to maxEntryWorkers requests in flight; an
+// entry's timing is then the sum of its batches' answers, each scaled by its count, and its
+// Requests the distinct shapes it needed. An entry whose shape the device could not time is
+// untimed with the reason; the others are not affected.
+func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
+	out = make([]Timing, len(entries))
+	if len(s.devices) == 0 {
+		for i := range out {
+			out[i] = Timing{UntimedReason: "no device"}
+		}
+		return -1, out
+	}
+	device = int((s.next.Add(1) - 1) % uint64(len(s.devices)))
+	pool := s.devices[device]
+
+	index := make(map[linalg.GEMMShape]int)
+	var shapes []linalg.GEMMShape
+	for _, e := range entries {
+		for _, b := range e {
+			if _, ok := index[b.Shape]; !ok {
+				index[b.Shape] = len(shapes)
+				shapes = append(shapes, b.Shape)
+			}
+		}
+	}
+	answers := make([]protocol.GEMMResult, len(shapes))
+	errs := make([]error, len(shapes))
+	s.timeShapes(ctx, pool, shapes, answers, errs)
+
+	for i, e := range entries {
+		t := Timing{Timed: true}
+		for _, b := range e {
+			j := index[b.Shape]
+			t.Requests++
+			if errs[j] != nil {
+				t = Timing{Requests: t.Requests, UntimedReason: errs[j].Error()}
+				break
+			}
+			if !t.add(answers[j], uint64(b.Count)) {
+				t = Timing{Requests: t.Requests, UntimedReason: "op's total cycles overflow 64 bits"}
+				break
+			}
+		}
+		out[i] = t
+	}
+	s.log.Debug().Int("device", device).Int("entries", len(entries)).Int("gemm_requests", len(shapes)).Msg("time entries")
+	return device, out
+}
+
+// timeShapes asks the device behind pool for each shape, from up to maxEntryWorkers
+// goroutines with a handle each, filling answers or errs at the shape's index.
+func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, errs []error) {
+	var next atomic.Int64
+	var answered atomic.Uint64
+	work := func() {
+		var h *handle
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(shapes) {
+				break
+			}
+			if h == nil {
+				var err error
+				if h, err = pool.get(ctx); err != nil {
+					errs[i] = err
+					continue
+				}
+			}
+			r, err := s.timeOne(h, shapes[i])
+			if err != nil {
+				pool.discard(h)
+				h = nil
+				errs[i] = err
+				continue
+			}
+			answers[i] = r
+			answered.Add(1)
+		}
+		if h != nil {
+			pool.put(h)
+		}
+	}
+	workers := min(len(shapes), maxEntryWorkers, cap(pool.slots))
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	if workers > 0 {
+		work()
+	}
+	wg.Wait()
+	s.stats.requests.Add(answered.Load())
+}
