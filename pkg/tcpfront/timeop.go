@@ -1,0 +1,351 @@
+package tcpfront
+
+import (
+	"encoding/json"
+	"math/bits"
+	"strconv"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
+)
+
+// Op types of the frames that carry no tensors (docs/wire.md): TIME asks for the timing of
+// shapes alone, INFO describes the server.
+const (
+	OpTime deviceserver.OpType = 0x04
+	OpInfo deviceserver.OpType = 0x05
+)
+
+// Limits of a TIME frame (docs/wire.md, "TIME"). No tensor-size limit applies to its
+// entries; their summed work is bounded instead, so that one frame cannot occupy a device
+// for ever.
+const (
+	// MaxTimeJSONBytes is the largest JSON a TIME frame may declare: 4096 entries of about
+	// 250 bytes each.
+	MaxTimeJSONBytes = 1 << 20
+	// MaxTimeEntries is the most entries of one TIME frame.
+	MaxTimeEntries = 4096
+	// MaxTimeGEMMs bounds the GEMMs all entries of a frame lower to, summed.
+	MaxTimeGEMMs = 1 << 32
+	// MaxTimeFLOPs bounds the FLOPs of all entries of a frame, summed (2^60 ≈ 1.2·10^18,
+	// some thousand forward passes of LLaMA-2-70B over 4096 tokens).
+	MaxTimeFLOPs = 1 << 60
+)
+
+// Entry op names of a TIME frame, also the "op" of timing records.
+const (
+	opNameGEMM   = "gemm"
+	opNameConv   = "conv"
+	opNameMatmul = "matmul"
+)
+
+// TimeEntry is one validated entry of a TIME frame: the GEMMs it lowers to and its work,
+// or why it cannot be timed.
+type TimeEntry struct {
+	OpID    int64  // the entry's op_id, or the frame's
+	Op      string // gemm, conv or matmul
+	Batches []linalg.GEMMBatch
+	// GEMMs, FLOPs and OperandBytes are summed over Batches: the GEMM count, 2·M·N·K each,
+	// and (M·K + K·N + M·N)·4 bytes each.
+	GEMMs, FLOPs, OperandBytes uint64
+	// Err says why the entry cannot be timed (a bad shape, or the frame's work limit);
+	// the entry then has no batches.
+	Err string
+}
+
+// TimeFrame is a decoded TIME request.
+type TimeFrame struct {
+	OpID    int64
+	Entries []TimeEntry
+}
+
+// timeJSON is the JSON of a TIME frame.
+type timeJSON struct {
+	OpID *int64             `json:"op_id"`
+	Ops  *[]json.RawMessage `json:"ops"`
+}
+
+// timeEntryJSON is one entry: the fields of its op (GEMM, MATMUL or CONV) and "op".
+type timeEntryJSON struct {
+	Op          *string `json:"op"`
+	OpID        *int64  `json:"op_id"`
+	M           *int64  `json:"M"`
+	N           *int64  `json:"N"`
+	K           *int64  `json:"K"`
+	AShape      []int64 `json:"A_shape"`
+	BShape      []int64 `json:"B_shape"`
+	InputShape  []int64 `json:"input_shape"`
+	WeightShape []int64 `json:"weight_shape"`
+	Stride      *pair   `json:"stride"`
+	Padding     *pair   `json:"padding"`
+	Dilation    *pair   `json:"dilation"`
+	Groups      *int64  `json:"groups"`
+	DType       *string `json:"dtype"`
+}
+
+// parseTime decodes and checks a TIME frame's JSON. A malformed frame (not one JSON object
+// with an integer op_id and an array of 1 … MaxTimeEntries ops) is a *FrameError; a bad
+// entry is not: it comes back with Err set, and the others are still planned.
+func parseTime(js []byte) (*TimeFrame, *FrameError) {
+	var v timeJSON
+	if fe := unmarshal(js, &v, true); fe != nil {
+		return nil, fe
+	}
+	if v.OpID == nil {
+		return nil, fieldErr(KindField, "op_id", "missing")
+	}
+	fail := func(fe *FrameError) (*TimeFrame, *FrameError) {
+		fe.OpID, fe.HasOpID = *v.OpID, true
+		return nil, fe
+	}
+	switch {
+	case v.Ops == nil:
+		return fail(fieldErr(KindField, "ops", "missing"))
+	case len(*v.Ops) == 0:
+		return fail(fieldErr(KindField, "ops", "no entries (want 1 to %d)", MaxTimeEntries))
+	case len(*v.Ops) > MaxTimeEntries:
+		return fail(fieldErr(KindLimit, "ops", "%d entries exceed %d", len(*v.Ops), MaxTimeEntries))
+	}
+	f := &TimeFrame{OpID: *v.OpID, Entries: make([]TimeEntry, len(*v.Ops))}
+	var gemms, flops uint64
+	for i, raw := range *v.Ops {
+		e := &f.Entries[i]
+		planEntry(raw, f.OpID, e)
+		if e.Err != "" {
+			continue
+		}
+		g, c1 := bits.Add64(gemms, e.GEMMs, 0)
+		fl, c2 := bits.Add64(flops, e.FLOPs, 0)
+		if c1 != 0 || c2 != 0 || g > MaxTimeGEMMs || fl > MaxTimeFLOPs {
+			e.Err = "the frame's entries up to this one exceed its work limit (" +
+				strconv.FormatUint(MaxTimeGEMMs, 10) + " GEMMs, " + strconv.FormatUint(MaxTimeFLOPs, 10) + " FLOPs)"
+			e.Batches = nil
+			continue
+		}
+		gemms, flops = g, fl
+	}
+	return f, nil
+}
+
+// planEntry decodes one entry into e, or sets e.Err.
+func planEntry(raw json.RawMessage, frameID int64, e *TimeEntry) {
+	e.OpID = frameID
+	var v timeEntryJSON
+	if fe := unmarshal(raw, &v, true); fe != nil {
+		e.Err = entryErr(fe)
+		return
+	}
+	if v.OpID != nil {
+		e.OpID = *v.OpID
+	}
+	if v.Op == nil {
+		e.Err = "op: missing (want gemm, matmul or conv)"
+		return
+	}
+	e.Op = *v.Op
+	if v.DType != nil && *v.DType != DTypeFloat32 {
+		e.Err = "dtype: unsupported dtype " + strconv.Quote(*v.DType) + " (only \"float32\")"
+		return
+	}
+	var batches []linalg.GEMMBatch
+	var fe *FrameError
+	switch e.Op {
+	case opNameGEMM:
+		batches, fe = entryGEMM(&v)
+	case opNameMatmul:
+		batches, fe = entryMatmul(&v)
+	case opNameConv:
+		batches, fe = entryConv(&v)
+	default:
+		e.Err = "op: unknown op " + strconv.Quote(e.Op) + " (want gemm, matmul or conv)"
+		return
+	}
+	if fe != nil {
+		e.Err = entryErr(fe)
+		return
+	}
+	if msg := e.sum(batches); msg != "" {
+		e.Err = msg
+		return
+	}
+	e.Batches = batches
+}
+
+// entryErr formats a field error for a record's "error".
+func entryErr(fe *FrameError) string {
+	if fe.Field == "" {
+		return fe.Reason
+	}
+	return fe.Field + ": " + fe.Reason
+}
+
+// unused returns an error naming the first key set in v that op does not take.
+func unused(op string, keys map[string]bool) *FrameError {
+	for _, k := range [...]string{"M", "N", "K", "A_shape", "B_shape", "input_shape", "weight_shape", "stride", "padding", "dilation", "groups"} {
+		if keys[k] {
+			return fieldErr(KindField, k, "not a field of op %s", op)
+		}
+	}
+	return nil
+}
+
+func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
+	if fe := unused(opNameGEMM, map[string]bool{"input_shape": v.InputShape != nil, "weight_shape": v.WeightShape != nil,
+		"stride": v.Stride != nil, "padding": v.Padding != nil, "dilation": v.Dilation != nil, "groups": v.Groups != nil}); fe != nil {
+		return nil, fe
+	}
+	m, fe := dim("M", v.M)
+	if fe != nil {
+		return nil, fe
+	}
+	n, fe := dim("N", v.N)
+	if fe != nil {
+		return nil, fe
+	}
+	k, fe := dim("K", v.K)
+	if fe != nil {
+		return nil, fe
+	}
+	// A_shape and B_shape are optional here; given, they must agree as in a GEMM op.
+	if v.AShape != nil {
+		a, fe := shape("A_shape", v.AShape, 2, 2)
+		if fe != nil {
+			return nil, fe
+		}
+		if a[0] != m || a[1] != k {
+			return nil, fieldErr(KindField, "A_shape", "A_shape %v disagrees with [M, K] = [%d, %d]", a, m, k)
+		}
+	}
+	if v.BShape != nil {
+		b, fe := shape("B_shape", v.BShape, 2, 2)
+		if fe != nil {
+			return nil, fe
+		}
+		if b[0] != k || b[1] != n {
+			return nil, fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
+		}
+	}
+	return []linalg.GEMMBatch{{Shape: linalg.GEMMShape{M: m, N: n, K: k}, Count: 1}}, nil
+}
+
+func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
+	if fe := unused(opNameMatmul, map[string]bool{"M": v.M != nil, "N": v.N != nil, "K": v.K != nil,
+		"input_shape": v.InputShape != nil, "weight_shape": v.WeightShape != nil,
+		"stride": v.Stride != nil, "padding": v.Padding != nil, "dilation": v.Dilation != nil, "groups": v.Groups != nil}); fe != nil {
+		return nil, fe
+	}
+	a, fe := shape("A_shape", v.AShape, 1, MaxRank)
+	if fe != nil {
+		return nil, fe
+	}
+	b, fe := shape("B_shape", v.BShape, 1, MaxRank)
+	if fe != nil {
+		return nil, fe
+	}
+	if _, fe := matmulShape(a, b); fe != nil {
+		return nil, fe
+	}
+	_, batches, err := linalg.MatmulBatches(a, b)
+	if err != nil {
+		return nil, fieldErr(KindField, "B_shape", "%v", err)
+	}
+	return batches, nil
+}
+
+func entryConv(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
+	if fe := unused(opNameConv, map[string]bool{"M": v.M != nil, "N": v.N != nil, "K": v.K != nil,
+		"A_shape": v.AShape != nil, "B_shape": v.BShape != nil}); fe != nil {
+		return nil, fe
+	}
+	var c convParams
+	in, fe := shape("input_shape", v.InputShape, 4, 4)
+	if fe != nil {
+		return nil, fe
+	}
+	w, fe := shape("weight_shape", v.WeightShape, 4, 4)
+	if fe != nil {
+		return nil, fe
+	}
+	copy(c.input[:], in)
+	copy(c.weight[:], w)
+	if c.stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
+		return nil, fe
+	}
+	if c.padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
+		return nil, fe
+	}
+	if c.dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
+		return nil, fe
+	}
+	g := int64(defaultGroups)
+	if v.Groups != nil {
+		g = *v.Groups
+	}
+	if fe := checkDim("groups", -1, g); fe != nil {
+		return nil, fe
+	}
+	c.groups = int(g)
+	if _, fe := conv2dShape(c); fe != nil {
+		return nil, fe
+	}
+	_, batches, err := linalg.Conv2DBatches(linalg.ConvParams{InputShape: c.input, WeightShape: c.weight,
+		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups})
+	if err != nil {
+		return nil, fieldErr(KindField, "weight_shape", "%v", err)
+	}
+	return batches, nil
+}
+
+// maxDeviceDim is the largest GEMM dimension a timing request carries (u32 fields).
+const maxDeviceDim = 1<<32 - 1
+
+// sum fills the entry's work from batches, with overflow checks; it returns why the
+// entry cannot be timed, or "".
+func (e *TimeEntry) sum(batches []linalg.GEMMBatch) string {
+	var gemms, flops, bytes uint64
+	ok := true
+	mul := func(a, b uint64) uint64 {
+		hi, lo := bits.Mul64(a, b)
+		ok = ok && hi == 0
+		return lo
+	}
+	add := func(a, b uint64) uint64 {
+		s, c := bits.Add64(a, b, 0)
+		ok = ok && c == 0
+		return s
+	}
+	for _, b := range batches {
+		g := b.Shape
+		if uint64(g.M) > maxDeviceDim || uint64(g.N) > maxDeviceDim || uint64(g.K) > maxDeviceDim {
+			return "the op lowers to a GEMM " + strconv.Itoa(g.M) + "×" + strconv.Itoa(g.N) + "×" + strconv.Itoa(g.K) +
+				" that does not fit the device's 32-bit dimensions"
+		}
+		m, n, k, cnt := uint64(g.M), uint64(g.N), uint64(g.K), uint64(b.Count)
+		gemms = add(gemms, cnt)
+		flops = add(flops, mul(cnt, mul(mul(mul(2, m), n), k)))
+		elems := add(add(mul(m, k), mul(k, n)), mul(m, n))
+		bytes = add(bytes, mul(cnt, mul(elems, float32Size)))
+	}
+	if !ok {
+		return "the op's FLOPs or bytes overflow 64 bits"
+	}
+	e.GEMMs, e.FLOPs, e.OperandBytes = gemms, flops, bytes
+	return ""
+}
+
+// infoJSON is the JSON of an INFO frame.
+type infoJSON struct {
+	OpID *int64 `json:"op_id"`
+}
+
+// parseInfo decodes an INFO frame's JSON and returns its op_id.
+func parseInfo(js []byte) (int64, *FrameError) {
+	var v infoJSON
+	if fe := unmarshal(js, &v, true); fe != nil {
+		return 0, fe
+	}
+	if v.OpID == nil {
+		return 0, fieldErr(KindField, "op_id", "missing")
+	}
+	return *v.OpID, nil
+}
