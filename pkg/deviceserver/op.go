@@ -2,6 +2,7 @@ package deviceserver
 
 import (
 	"context"
+	"time"
 
 	"github.com/sstemu/sstemu/pkg/linalg"
 )
@@ -91,6 +92,11 @@ type Result struct {
 	Shape  []int
 	Data   []float32
 	Timing Timing
+	// Device is the index of the device the op was timed on; -1 when there is none.
+	Device int
+	// ComputeTime and TimingTime are the wall-clock time spent computing the result on the
+	// host and timing the op through the device.
+	ComputeTime, TimingTime time.Duration
 }
 
 // Executor is what layer 2 offers the front end: run one op, return its numeric result and

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -92,12 +93,15 @@ func (s *Server) Close() error {
 // Execute computes op and times it on the next device. Invalid ops are errors; a device
 // that cannot time the op is not: the result comes back with Timing.Timed false.
 func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
+	start := time.Now()
 	res, gemms, err := compute(op)
 	if err != nil {
 		s.stats.failed.Add(1)
 		return nil, err
 	}
-	res.Timing = s.timeBatches(ctx, gemms)
+	computed := time.Now()
+	res.Timing, res.Device = s.timeBatches(ctx, gemms)
+	res.ComputeTime, res.TimingTime = computed.Sub(start), time.Since(computed)
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
 	if cause := res.Timing.Untimed; !res.Timing.Timed {
@@ -177,16 +181,22 @@ func planOp(op *Op) (linalg.Plan, error) {
 // Time asks the next device for the timing of gemms alone, with no numerics: one GEMM
 // request per run of equal consecutive shapes, scaled by the run's length.
 func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
-	return s.timeBatches(ctx, coalesce(gemms))
+	t, _ := s.timeBatches(ctx, coalesce(gemms))
+	return t
 }
 
 // timeBatches sends one GEMM timing request per batch to the next device and sums the
-// answers, each scaled by its batch's count.
-func (s *Server) timeBatches(ctx context.Context, batches []linalg.GEMMBatch) Timing {
+// answers, each scaled by its batch's count. It returns the device's index too (-1: none).
+func (s *Server) timeBatches(ctx context.Context, batches []linalg.GEMMBatch) (Timing, int) {
 	if len(s.devices) == 0 {
-		return Timing{Untimed: UntimedNoDevice, UntimedErr: errNoDevice}
+		return Timing{Untimed: UntimedNoDevice, UntimedErr: errNoDevice}, -1
 	}
-	pool := s.devices[(s.next.Add(1)-1)%uint64(len(s.devices))]
+	device := int((s.next.Add(1) - 1) % uint64(len(s.devices)))
+	return s.timeOn(ctx, s.devices[device], batches), device
+}
+
+// timeOn times batches on the device behind pool.
+func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.GEMMBatch) Timing {
 	h, cause, err := pool.get(ctx)
 	if err != nil {
 		return Timing{Untimed: cause, UntimedErr: err}

@@ -24,7 +24,7 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	out = make([]Timing, len(entries))
 	if len(s.devices) == 0 {
 		for i := range out {
-			out[i] = Timing{UntimedReason: "no device"}
+			out[i] = Timing{Untimed: UntimedNoDevice, UntimedErr: errNoDevice}
 		}
 		return -1, out
 	}
@@ -42,20 +42,20 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 		}
 	}
 	answers := make([]protocol.GEMMResult, len(shapes))
-	errs := make([]error, len(shapes))
-	s.timeShapes(ctx, pool, shapes, answers, errs)
+	fails := make([]failure, len(shapes))
+	s.timeShapes(ctx, pool, shapes, answers, fails)
 
 	for i, e := range entries {
 		t := Timing{Timed: true}
 		for _, b := range e {
 			j := index[b.Shape]
 			t.Requests++
-			if errs[j] != nil {
-				t = Timing{Requests: t.Requests, UntimedReason: errs[j].Error()}
+			if f := fails[j]; f.err != nil {
+				t = Timing{Requests: t.Requests, Untimed: f.cause, UntimedErr: f.err}
 				break
 			}
 			if !t.add(answers[j], uint64(b.Count)) {
-				t = Timing{Requests: t.Requests, UntimedReason: "op's total cycles overflow 64 bits"}
+				t = Timing{Requests: t.Requests, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 				break
 			}
 		}
@@ -65,9 +65,15 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	return device, out
 }
 
+// failure is why a shape of a TIME frame could not be timed.
+type failure struct {
+	cause UntimedCause
+	err   error
+}
+
 // timeShapes asks the device behind pool for each shape, from up to maxEntryWorkers
-// goroutines with a handle each, filling answers or errs at the shape's index.
-func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, errs []error) {
+// goroutines with a handle each, filling answers or fails at the shape's index.
+func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, fails []failure) {
 	var next atomic.Int64
 	var answered atomic.Uint64
 	work := func() {
@@ -78,17 +84,20 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 				break
 			}
 			if h == nil {
+				var cause UntimedCause
 				var err error
-				if h, err = pool.get(ctx); err != nil {
-					errs[i] = err
+				if h, cause, err = pool.get(ctx); err != nil {
+					fails[i] = failure{cause, err}
 					continue
 				}
 			}
-			r, err := s.timeOne(h, shapes[i])
+			r, cause, err := s.timeOne(h, shapes[i])
 			if err != nil {
-				pool.discard(h)
-				h = nil
-				errs[i] = err
+				fails[i] = failure{cause, err}
+				if cause != UntimedInvalidShape { // nothing was sent for an invalid shape
+					pool.discard(h)
+					h = nil
+				}
 				continue
 			}
 			answers[i] = r

@@ -43,7 +43,7 @@ func TestTimeEntriesUntimed(t *testing.T) {
 	s := New(Config{Logger: zerolog.Nop()})
 	device, got := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{g, g})
 	assert.Equal(t, -1, device)
-	assert.Equal(t, "no device", got[1].UntimedReason)
+	assert.Equal(t, UntimedNoDevice, got[1].Untimed)
 
 	for name, dev := range map[string]*fakeDevice{
 		"write error": {writeErr: syscall.ETIMEDOUT},
@@ -55,7 +55,8 @@ func TestTimeEntriesUntimed(t *testing.T) {
 			_, got := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{g, g})
 			for _, tm := range got {
 				assert.False(t, tm.Timed)
-				assert.NotEmpty(t, tm.UntimedReason)
+				assert.NotEqual(t, UntimedNone, tm.Untimed)
+				assert.Error(t, tm.UntimedErr)
 			}
 			assert.Equal(t, dev.opened.Load(), dev.closed.Load(), "failed handles are closed")
 		})

@@ -117,7 +117,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendKeyUint(b, "start_cycle", r.StartCycle)
 	b = appendKeyUint(b, "end_cycle", r.EndCycle)
 	b = append(b, `,"server_us":{"decode":`...)
-	b = appendFloat(b, r.ServerUS.Decode)
+	b = AppendFloat(b, r.ServerUS.Decode)
 	b = appendKeyFloat(b, "compute", r.ServerUS.Compute)
 	b = appendKeyFloat(b, "timing", r.ServerUS.Timing)
 	b = appendKeyFloat(b, "total", r.ServerUS.Total)
@@ -131,7 +131,7 @@ func appendKeyUint(b []byte, key string, v uint64) []byte {
 
 func appendKeyFloat(b []byte, key string, v float64) []byte {
 	b = append(append(append(b, `,"`...), key...), `":`...)
-	return appendFloat(b, v)
+	return AppendFloat(b, v)
 }
 
 func appendKeyString(b []byte, key, v string) []byte {
@@ -139,9 +139,9 @@ func appendKeyString(b []byte, key, v string) []byte {
 	return AppendString(b, v)
 }
 
-// appendFloat writes v as a JSON number: shortest round-trip form, 0 for NaN and ±Inf
+// AppendFloat writes v as a JSON number: shortest round-trip form, 0 for NaN and ±Inf
 // (JSON has no such numbers), integers without an exponent up to 1e21.
-func appendFloat(b []byte, v float64) []byte {
+func AppendFloat(b []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return append(b, '0')
 	}

@@ -226,7 +226,7 @@ func (t *Trace) Stats() SinkStats { return t.sink.stats() }
 func (t *Trace) Close() error {
 	return t.sink.close(func(st SinkStats) []byte {
 		tail := []byte("\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"generator\":\"sstemu\",\"clock_hz\":")
-		tail = appendFloat(tail, t.clockHz)
+		tail = AppendFloat(tail, t.clockHz)
 		tail = append(tail, `,"dropped_frames":`...)
 		tail = strconv.AppendUint(tail, st.Dropped, 10)
 		return append(tail, "}}\n"...)

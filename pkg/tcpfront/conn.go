@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
 // connState is where a connection's goroutine is; Shutdown closes only idle ones.
@@ -35,6 +36,7 @@ type conn struct {
 	br   *bufio.Reader
 	dec  *Decoder
 	wbuf []byte
+	jbuf []byte // JSON of the timing trailer, or of a TIME or INFO answer
 	log  zerolog.Logger
 
 	frame int64            // index of the current frame on this connection, for logs
@@ -183,6 +185,7 @@ func (c *conn) serveOne() bool {
 			c.reserved = 0
 		}
 	}()
+	start := time.Now()
 	req, err := c.dec.Decode()
 	if err != nil {
 		var fe *FrameError
@@ -192,12 +195,18 @@ func (c *conn) serveOne() bool {
 		c.fail(fe, zerolog.WarnLevel)
 		return false
 	}
+	decode := time.Since(start)
 	s.counters.bytesIn.Add(uint64(req.Size))
 	s.counters.inFlight.Add(1)
 	defer s.counters.inFlight.Add(-1)
+	switch req.Type {
+	case OpTime:
+		return c.serveTime(req, start, decode)
+	case OpInfo:
+		return c.serveInfo(req, start, decode)
+	}
 	op := req.Op
 	c.op = op // not cleared by a defer: serve's recover needs it during a panic
-	start := time.Now()
 	res, err := s.Executor.Execute(s.baseCtx, op)
 	if err == nil {
 		err = checkResult(res, req)
@@ -208,18 +217,86 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	c.op = nil
+	rec := s.opRecord(op, res, workOf(opBatches(op)), decode, time.Since(start))
+	var trailer []byte
+	if req.Timing {
+		trailer = rec.AppendJSON(c.jbuf[:0])
+		if cap(trailer) <= maxKeptJSON {
+			c.jbuf = trailer
+		}
+	}
 	// Counted before the write so that a client holding its answer sees it in Stats.
 	s.counters.opsByType[op.Type].Add(1)
-	s.counters.bytesOut.Add(uint64(LengthPrefixSize + float32Size*len(res.Data)))
-	if err := c.writeResponse(res.Data); err != nil {
+	out := LengthPrefixSize + float32Size*len(res.Data)
+	if req.Timing {
+		out += LengthPrefixSize + len(trailer)
+		s.counters.trailers.Add(1)
+	}
+	s.counters.bytesOut.Add(uint64(out))
+	if err := c.writeResponse(res.Data, trailer); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: op.ID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false
+	}
+	if s.Recorder.Enabled() {
+		s.Recorder.Add([]optrace.Record{rec}, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: rec.Op, Start: start,
+			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: time.Duration(rec.ServerUS.Total * float64(time.Microsecond))})
 	}
 	if e := c.log.Debug(); e.Enabled() {
 		t := res.Timing
 		e.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", req.OutShape).
 			Bool("timed", t.Timed).Uint64("cycles", t.Cycles).Dur("took", time.Since(start)).Msg("op done")
+	}
+	return true
+}
+
+// maxKeptJSON is the largest JSON buffer a connection keeps for its next answer.
+const maxKeptJSON = 64 << 10
+
+// serveTime times a TIME frame's entries and answers u32 BE T | {"op_id", "results"}.
+func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bool {
+	s := c.s
+	f := req.Time
+	recs, timing := s.timeFrame(s.baseCtx, f, decode, start)
+	js := appendTimeResponse(c.jbuf[:0], f.OpID, recs)
+	if cap(js) <= maxKeptJSON {
+		c.jbuf = js
+	}
+	s.counters.opsByType[OpTime].Add(1)
+	s.counters.timeEntries.Add(uint64(len(recs)))
+	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
+	if err := c.writeJSONFrame(js); err != nil {
+		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
+			OpID: f.OpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
+		return false
+	}
+	if s.Recorder.Enabled() {
+		total := time.Duration(0)
+		if len(recs) > 0 {
+			total = time.Duration(recs[0].ServerUS.Total * float64(time.Microsecond))
+		}
+		s.Recorder.Add(recs, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: "time", Start: start,
+			Decode: decode, Timing: timing, Total: total})
+	}
+	c.log.Debug().Int64("op_id", f.OpID).Int("entries", len(recs)).Dur("took", time.Since(start)).Msg("time done")
+	return true
+}
+
+// serveInfo answers an INFO frame: u32 BE T | the server's description.
+func (c *conn) serveInfo(req *Request, start time.Time, decode time.Duration) bool {
+	s := c.s
+	js := s.appendInfo(c.jbuf[:0], req.InfoOpID)
+	c.jbuf = js
+	s.counters.opsByType[OpInfo].Add(1)
+	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
+	if err := c.writeJSONFrame(js); err != nil {
+		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
+			OpID: req.InfoOpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
+		return false
+	}
+	if s.Recorder.Enabled() && s.Recorder.Trace != nil {
+		s.Recorder.Trace.Add(nil, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: "info", Start: start,
+			Decode: decode, Total: time.Since(start)})
 	}
 	return true
 }
@@ -236,10 +313,11 @@ func checkResult(res *deviceserver.Result, req *Request) error {
 	return nil
 }
 
-// writeResponse sends the u32 big-endian byte length and the little-endian float32 data
-// in one write (one writev for results above writeCopyMax), so that with TCP_NODELAY the
-// answer leaves in as few segments as possible.
-func (c *conn) writeResponse(data []float32) error {
+// writeResponse sends the u32 big-endian byte length and the little-endian float32 data,
+// then, if trailer is not nil, the timing trailer u32 BE len(trailer) | trailer, in one
+// write (one writev for results above writeCopyMax), so that with TCP_NODELAY the answer
+// leaves in as few segments as possible.
+func (c *conn) writeResponse(data []float32, trailer []byte) error {
 	if wt := orDefault(c.s.WriteTimeout, DefaultWriteTimeout); wt > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
 	}
@@ -247,15 +325,23 @@ func (c *conn) writeResponse(data []float32) error {
 	if size <= writeCopyMax || !hostLittleEndian {
 		buf := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(size))
 		buf = appendFloat32s(buf, data)
-		if cap(buf) <= writeCopyMax+LengthPrefixSize {
+		if trailer != nil {
+			buf = binary.BigEndian.AppendUint32(buf, uint32(len(trailer)))
+			buf = append(buf, trailer...)
+		}
+		if cap(buf) <= writeCopyMax+2*LengthPrefixSize+maxKeptJSON {
 			c.wbuf = buf
 		}
 		_, err := c.nc.Write(buf)
 		return err
 	}
-	var hdr [LengthPrefixSize]byte
+	var hdr [2 * LengthPrefixSize]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(size))
-	bufs := net.Buffers{hdr[:], float32Bytes(data)}
+	bufs := net.Buffers{hdr[:LengthPrefixSize], float32Bytes(data)}
+	if trailer != nil {
+		binary.BigEndian.PutUint32(hdr[LengthPrefixSize:], uint32(len(trailer)))
+		bufs = append(bufs, hdr[LengthPrefixSize:], trailer)
+	}
 	_, err := bufs.WriteTo(c.nc)
 	return err
 }

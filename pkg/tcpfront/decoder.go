@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 )
@@ -33,11 +34,20 @@ const (
 	growElems   = 1 << 20 // 4 MiB first step
 )
 
-// Request is one decoded frame.
+// Request is one decoded frame: an op with its tensors (GEMM, CONV, MATMUL), or a TIME or
+// INFO frame.
 type Request struct {
-	// Op is the operator with its tensors. The tensors' storage belongs to the Decoder
-	// and is valid until its next call to Decode.
+	// Type is the frame's op type.
+	Type deviceserver.OpType
+	// Op is the operator with its tensors; nil for TIME and INFO. The tensors' storage
+	// belongs to the Decoder and is valid until its next call to Decode.
 	Op *deviceserver.Op
+	// Timing tells whether the client asked for the op's timing record ("timing": true).
+	Timing bool
+	// Time is the decoded TIME frame; nil for other types.
+	Time *TimeFrame
+	// InfoOpID is an INFO frame's op_id.
+	InfoOpID int64
 	// OutShape is the shape of the result the op must produce (torch's rules).
 	OutShape []int
 	// OutElems is the element count of OutShape (1 for a 0-d result).
@@ -84,24 +94,46 @@ func (d *Decoder) Decode() (*Request, error) {
 		return nil, err
 	}
 	jsonLen := binary.BigEndian.Uint32(hdr[offJSONLength:])
-	if jsonLen > MaxJSONBytes {
-		return nil, d.errAt(offJSONLength, &FrameError{Kind: KindLimit, Field: "json_length",
-			Reason: "JSON length " + strconv.FormatUint(uint64(jsonLen), 10) + " exceeds " + strconv.Itoa(MaxJSONBytes)})
-	}
+	// The op type follows the length; its JSON limit depends on it, so it is read first
+	// (one byte more), and both are checked before any JSON is read.
 	if err := d.readFull(hdr[offOpType:], "op_type"); err != nil {
 		return nil, err
 	}
 	t := deviceserver.OpType(hdr[offOpType])
-	if t != deviceserver.OpGEMM && t != deviceserver.OpConv && t != deviceserver.OpMatmul {
+	limit := uint32(MaxJSONBytes)
+	if t == OpTime {
+		limit = MaxTimeJSONBytes
+	}
+	if jsonLen > limit {
+		return nil, d.errAt(offJSONLength, &FrameError{Kind: KindLimit, Field: "json_length",
+			Reason: "JSON length " + strconv.FormatUint(uint64(jsonLen), 10) + " exceeds " + strconv.FormatUint(uint64(limit), 10)})
+	}
+	switch t {
+	case deviceserver.OpGEMM, deviceserver.OpConv, deviceserver.OpMatmul, OpTime, OpInfo:
+	default:
 		return nil, d.errAt(offOpType, &FrameError{Kind: KindOpType, Field: "op_type",
 			Reason: "unknown op type 0x" + strconv.FormatUint(uint64(t), 16)})
+	}
+	if t == OpTime && d.admit != nil {
+		// A TIME frame's JSON may be 16 times an op's: charge it (and its decoded
+		// entries, as large again at most) to the in-flight budget before reading it.
+		if fe := d.admit(2 * int64(jsonLen)); fe != nil {
+			return nil, d.errAt(HeaderSize, fe)
+		}
 	}
 	if cap(d.json) < int(jsonLen) {
 		d.json = make([]byte, jsonLen)
 	}
 	js := d.json[:jsonLen]
+	if cap(d.json) > MaxJSONBytes {
+		d.json = nil // a TIME frame's buffer is not kept for the next frame
+	}
 	if err := d.readFull(js, "json"); err != nil {
 		return nil, err
+	}
+	switch t {
+	case OpTime, OpInfo:
+		return d.decodeNoTensors(t, js)
 	}
 	p, fe := parseJSON(t, js, d.maxOpBytes)
 	if fe != nil {
@@ -134,7 +166,27 @@ func (d *Decoder) Decode() (*Request, error) {
 	case deviceserver.OpConv:
 		op.Conv.Input, op.Conv.Weight = tensors[0], tensors[1]
 	}
-	return &Request{Op: op, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos}, nil
+	return &Request{Type: t, Op: op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos}, nil
+}
+
+// decodeNoTensors finishes a TIME or INFO frame, whose JSON js is the whole frame after
+// the header.
+func (d *Decoder) decodeNoTensors(t deviceserver.OpType, js []byte) (*Request, error) {
+	if !utf8.Valid(js) {
+		return nil, d.errAt(HeaderSize+int64(invalidUTF8At(js)), &FrameError{Kind: KindJSON, Field: "json", Reason: "JSON is not valid UTF-8"})
+	}
+	req := &Request{Type: t}
+	var fe *FrameError
+	if t == OpTime {
+		req.Time, fe = parseTime(js)
+	} else {
+		req.InfoOpID, fe = parseInfo(js)
+	}
+	if fe != nil {
+		return nil, d.errAt(HeaderSize+fe.Offset, fe)
+	}
+	req.Size = d.pos
+	return req, nil
 }
 
 // readMagic reads the four magic bytes, rejecting the frame at the first wrong byte

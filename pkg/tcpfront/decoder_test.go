@@ -173,7 +173,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"json-length-4GiB", head(1, 0xffffffff), KindLimit, "json_length", 4, -1},
 		{"json-length-64KiB+1", head(1, MaxJSONBytes+1), KindLimit, "json_length", 4, -1},
 		{"op-type-0", head(0, 2), KindOpType, "op_type", 8, -1},
-		{"op-type-4", head(4, 2), KindOpType, "op_type", 8, -1},
+		{"op-type-6", head(6, 2), KindOpType, "op_type", 8, -1},
+		{"time-json-length-1MiB+1", head(4, MaxTimeJSONBytes+1), KindLimit, "json_length", 4, -1},
+		{"info-json-length-64KiB+1", head(5, MaxJSONBytes+1), KindLimit, "json_length", 4, -1},
+		{"gemm-timing-not-bool", withJSON(1, strings.Replace(good, "}", `, "timing": "yes"}`, 1)), KindJSON, "timing", -1, -1},
+		{"matmul-timing-not-bool", withJSON(3, `{"op_id": 2, "A_shape": [3], "B_shape": [3], "dtype": "float32", "timing": 1}`), KindJSON, "timing", -1, -1},
 		{"invalid-utf8", withJSON(1, "{\"op_id\": 1, \"dtype\": \"f\xffloat32\"}"), KindJSON, "json", 9 + 24, -1},
 		{"syntax", withJSON(1, `{"op_id": 1,, }`), KindJSON, "json", 9 + 12, -1}, // the second comma
 		{"zero-dim", withJSON(1, gemmJSONFor(5, 0, 3, 4)), KindField, "M", 9, 5},

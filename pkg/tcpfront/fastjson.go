@@ -6,9 +6,10 @@ package tcpfront
 //
 // without encoding/json, which costs several microseconds and about twenty allocations per
 // op (22% of the server's CPU under many small ops). It accepts only: one object whose keys
-// are exactly those seven, each at most once, in any order; integer values (no fraction,
-// exponent or leading zero) that fit an int64; arrays of one or more such integers; and a
-// dtype string of printable ASCII without escapes; JSON whitespace anywhere between tokens.
+// are those seven and optionally "timing", each at most once, in any order; integer values
+// (no fraction, exponent or leading zero) that fit an int64; arrays of one or more such
+// integers; a dtype string of printable ASCII without escapes; timing true or false; JSON
+// whitespace anywhere between tokens.
 // For every input it accepts, the result is what encoding/json would decode into v (the
 // fuzz test checks this); for anything else it reports false and leaves v alone, and the
 // caller decodes with encoding/json, which also explains any error.
@@ -16,6 +17,7 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 	p := fastParser{js: js}
 	var out gemmJSON
 	var ints [4]int64 // storage for op_id, M, N and K
+	var timing bool   // storage for timing
 	var seen uint8
 	p.space()
 	if !p.take('{') {
@@ -73,6 +75,17 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 			}
 			s := string(b)
 			out.DType = &s
+		case "timing":
+			bit = 1 << 7
+			switch {
+			case p.literal("true"):
+				timing = true
+			case p.literal("false"):
+				timing = false
+			default:
+				return false
+			}
+			out.Timing = &timing
 		default:
 			return false // unknown, or a case variant encoding/json would fold onto a field
 		}
@@ -112,6 +125,19 @@ func (p *fastParser) space() {
 			return
 		}
 	}
+}
+
+// literal consumes lit (true or false) if it is next and not followed by more letters.
+func (p *fastParser) literal(lit string) bool {
+	end := p.i + len(lit)
+	if end > len(p.js) || string(p.js[p.i:end]) != lit {
+		return false
+	}
+	if end < len(p.js) && p.js[end] >= 'a' && p.js[end] <= 'z' {
+		return false
+	}
+	p.i = end
+	return true
 }
 
 // take consumes c if it is next.

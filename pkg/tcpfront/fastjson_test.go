@@ -12,6 +12,7 @@ import (
 
 func i64(v int64) *int64   { return &v }
 func str(s string) *string { return &s }
+func boolPtr(v bool) *bool { return &v }
 
 func TestParseGEMMFastAccepts(t *testing.T) {
 	tests := []struct {
@@ -29,6 +30,9 @@ func TestParseGEMMFastAccepts(t *testing.T) {
 			gemmJSON{OpID: i64(-1 << 63), M: i64(1<<63 - 1)}},
 		{"other dtype and rank", `{"dtype": "float16 x", "B_shape": [1, 2, 3]}`,
 			gemmJSON{DType: str("float16 x"), BShape: []int64{1, 2, 3}}},
+		{"timing true", `{"op_id": 1, "M": 4, "N": 16, "K": 8, "A_shape": [4, 8], "B_shape": [8, 16], "dtype": "float32", "timing": true}`,
+			gemmJSON{OpID: i64(1), M: i64(4), N: i64(16), K: i64(8), AShape: []int64{4, 8}, BShape: []int64{8, 16}, DType: str("float32"), Timing: boolPtr(true)}},
+		{"timing false", `{"timing":false}`, gemmJSON{Timing: boolPtr(false)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +52,10 @@ func TestParseGEMMFastDefers(t *testing.T) {
 		"not an object":     `[1]`,
 		"case-folded key":   `{"m": 4}`,
 		"unknown key":       `{"M": 4, "bias": true}`,
+		"timing not a bool": `{"M": 4, "timing": 1}`,
+		"timing null":       `{"timing": null}`,
+		"timing truex":      `{"timing": truex}`,
+		"timing twice":      `{"timing": true, "timing": false}`,
 		"repeated key":      `{"M": 4, "M": 5}`,
 		"null":              `{"M": null}`,
 		"fraction":          `{"M": 4.0}`,
@@ -91,7 +99,7 @@ func FuzzParseGEMMFast(f *testing.F) {
 		`{"dtype":"float32","B_shape":[3,2],"A_shape":[1,3],"K":3,"N":2,"M":1,"op_id":-7}`,
 		`{"op_id": -9223372036854775808, "M": 9223372036854775807}`,
 		`{"M": 4, "M": 5}`, `{"m": 4}`, `{"M": 4.0}`, `{"dtype": "f\u0033"}`, `{"A_shape": []}`,
-		` {"N" : 0 } `, `{"M": 04}`, `{"K": -0}`,
+		` {"N" : 0 } `, `{"M": 04}`, `{"K": -0}`, `{"timing": true}`, `{"timing":false }`, `{"timing": tru}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -125,7 +133,7 @@ func BenchmarkParseJSONGEMM(b *testing.B) {
 			if fe := unmarshal(js, &v, false); fe != nil {
 				b.Fatal(fe)
 			}
-			if _, fe := withOpID(v.OpID, v.DType, DefaultMaxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) }); fe != nil {
+			if _, fe := withOpID(v.OpID, v.DType, v.Timing, DefaultMaxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) }); fe != nil {
 				b.Fatal(fe)
 			}
 		}

@@ -28,6 +28,7 @@ type plan struct {
 	outShape []int
 	outElems int64
 	bytes    int64 // memory the op needs: inputs, output and workspace
+	timing   bool  // the client asked for the timing trailer
 }
 
 // tensorName names a tensor and its length prefix in errors; fixed strings, so that the
@@ -55,6 +56,7 @@ type gemmJSON struct {
 	AShape []int64 `json:"A_shape"`
 	BShape []int64 `json:"B_shape"`
 	DType  *string `json:"dtype"`
+	Timing *bool   `json:"timing"`
 }
 
 // matmulJSON is the JSON of a MATMUL op.
@@ -63,6 +65,7 @@ type matmulJSON struct {
 	AShape []int64 `json:"A_shape"`
 	BShape []int64 `json:"B_shape"`
 	DType  *string `json:"dtype"`
+	Timing *bool   `json:"timing"`
 }
 
 // convJSON is the JSON of a CONV op.
@@ -75,6 +78,7 @@ type convJSON struct {
 	Dilation    *pair   `json:"dilation"`
 	Groups      *int64  `json:"groups"`
 	DType       *string `json:"dtype"`
+	Timing      *bool   `json:"timing"`
 }
 
 // pair is a CONV hyper-parameter: an integer for both axes or an [h, w] array.
@@ -109,19 +113,19 @@ func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64) (*plan, *Fram
 				return nil, fe
 			}
 		}
-		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) })
+		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) })
 	case deviceserver.OpMatmul:
 		var v matmulJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
 			return nil, fe
 		}
-		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planMatmul(&v) })
+		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planMatmul(&v) })
 	case deviceserver.OpConv:
 		var v convJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
 			return nil, fe
 		}
-		return withOpID(v.OpID, v.DType, maxOpBytes, func() (*plan, *FrameError) { return planConv(&v) })
+		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planConv(&v) })
 	default:
 		return nil, &FrameError{Kind: KindOpType, Field: "op_type", Reason: "unknown op type " + strconv.Itoa(int(t))}
 	}
@@ -192,8 +196,8 @@ func isIntegerLiteral(lit string) bool {
 
 // withOpID checks op_id and dtype, common to all ops, then runs the op's own planner (the
 // shape rules), checks the plan's sizes against maxOpBytes (the limits), and stamps the
-// op_id on its result or error.
-func withOpID(opID *int64, dtype *string, maxOpBytes int64, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
+// op_id and the timing request on its result, or the op_id on its error.
+func withOpID(opID *int64, dtype *string, timing *bool, maxOpBytes int64, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
 	if opID == nil {
 		return nil, fieldErr(KindField, "op_id", "missing")
 	}
@@ -210,6 +214,7 @@ func withOpID(opID *int64, dtype *string, maxOpBytes int64, planFn func() (*plan
 		return nil, fe
 	}
 	p.op.ID = *opID
+	p.timing = timing != nil && *timing
 	return p, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
 // Server defaults.
@@ -71,6 +72,16 @@ type Server struct {
 	// DisableQuickAck turns off TCP_QUICKACK re-arming, for measurement only: with it, a
 	// client that writes a frame in pieces with Nagle on waits ≈ 40 ms per op.
 	DisableQuickAck bool
+	// Recorder, if set, receives every op's timing record (one per TIME entry) and the
+	// frame's wall-clock spans: the trace, the op log, the ring behind /ops.
+	Recorder *optrace.Recorder
+	// Timeline places every timed op on its device's simulated timeline (start_cycle and
+	// end_cycle of the records); if nil, one of Info.Devices devices (at least 1) is made.
+	Timeline *optrace.Timeline
+	// Layer5 describes what times the ops, for the records and INFO.
+	Layer5 optrace.Layer5
+	// Info is what INFO reports beside the limits.
+	Info Info
 
 	initOnce   sync.Once
 	baseCtx    context.Context
@@ -84,6 +95,7 @@ type Server struct {
 	counters   counters
 	memory     *semaphore.Weighted // MaxInflightBytes, shared by all connections
 	memLimit   int64
+	timeline   *optrace.Timeline
 }
 
 func (s *Server) init() {
@@ -96,6 +108,10 @@ func (s *Server) init() {
 			s.memLimit = DefaultMaxInflightBytes
 		}
 		s.memory = semaphore.NewWeighted(s.memLimit)
+		s.timeline = s.Timeline
+		if s.timeline == nil {
+			s.timeline = optrace.NewTimeline(max(s.Info.Devices, 1))
+		}
 	})
 }
 

@@ -12,6 +12,10 @@ type Stats struct {
 	OpsGEMM     uint64               `json:"ops_gemm"`      // of which GEMM
 	OpsConv     uint64               `json:"ops_conv"`      // of which CONV
 	OpsMatmul   uint64               `json:"ops_matmul"`    // of which MATMUL
+	Trailers    uint64               `json:"trailers"`      // of which answered with a timing trailer
+	TimeFrames  uint64               `json:"time_frames"`   // TIME frames answered (not counted in Ops)
+	TimeEntries uint64               `json:"time_entries"`  // their entries
+	InfoFrames  uint64               `json:"info_frames"`   // INFO frames answered (not counted in Ops)
 	BytesIn     uint64               `json:"bytes_in"`      // bytes of fully decoded request frames
 	BytesOut    uint64               `json:"bytes_out"`     // bytes of responses (counted as each write starts)
 	Errors      map[ErrorKind]uint64 `json:"errors"`        // connections closed or refused, by reason; every kind present
@@ -22,7 +26,9 @@ type Stats struct {
 
 // counters are the live atomics behind Stats.
 type counters struct {
-	opsByType   [4]atomic.Uint64 // indexed by OpType
+	opsByType   [OpInfo + 1]atomic.Uint64 // indexed by OpType
+	trailers    atomic.Uint64             // answers with a timing trailer
+	timeEntries atomic.Uint64             // TIME entries answered
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
 	errors      [numKinds]atomic.Uint64
@@ -36,6 +42,10 @@ func (c *counters) snapshot() Stats {
 		OpsGEMM:     c.opsByType[deviceserver.OpGEMM].Load(),
 		OpsConv:     c.opsByType[deviceserver.OpConv].Load(),
 		OpsMatmul:   c.opsByType[deviceserver.OpMatmul].Load(),
+		Trailers:    c.trailers.Load(),
+		TimeFrames:  c.opsByType[OpTime].Load(),
+		TimeEntries: c.timeEntries.Load(),
+		InfoFrames:  c.opsByType[OpInfo].Load(),
 		BytesIn:     c.bytesIn.Load(),
 		BytesOut:    c.bytesOut.Load(),
 		Errors:      make(map[ErrorKind]uint64, numKinds),
