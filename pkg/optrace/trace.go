@@ -37,6 +37,9 @@ type Spans struct {
 	Name                           string // the op's name: gemm, conv, matmul, time, info
 	Start                          time.Time
 	Decode, Compute, Timing, Total time.Duration
+	// HasCompute and HasTiming say which layers the frame went through (an op both, a
+	// TIME frame timing only, INFO neither): their spans are written even when 0 long.
+	HasCompute, HasTiming bool
 }
 
 // TraceOptions configure a Trace.
@@ -177,11 +180,11 @@ func (t *Trace) appendSpans(b []byte, sp *Spans) []byte {
 	b = t.appendSpan(b, sp.Conn, sp.Name, "frame", at, sp.Total)
 	b = t.appendSpan(b, sp.Conn, "decode", "layer", at, sp.Decode)
 	at += sp.Decode
-	if sp.Compute > 0 {
+	if sp.HasCompute {
 		b = t.appendSpan(b, sp.Conn, "compute", "layer", at, sp.Compute)
 		at += sp.Compute
 	}
-	if sp.Timing > 0 {
+	if sp.HasTiming {
 		b = t.appendSpan(b, sp.Conn, "timing", "layer", at, sp.Timing)
 	}
 	return b

@@ -45,7 +45,7 @@ func runTrace(t *testing.T, tr *Trace, tl *Timeline, frames int) (cycles [2]uint
 			cycles[dev] += rec.Cycles
 		}
 		sp := &Spans{Conn: uint64(1 + i%3), Frame: int64(i / 3), Name: "gemm",
-			Start: start.Add(time.Duration(i) * 10 * time.Microsecond), Decode: 1234, Compute: 2000, Timing: 3333, Total: 7000}
+			Start: start.Add(time.Duration(i) * 10 * time.Microsecond), Decode: 1234, Compute: 2000, Timing: 3333, Total: 7000, HasCompute: true, HasTiming: true}
 		tr.Add([]Record{rec}, sp)
 	}
 	return cycles

@@ -240,7 +240,8 @@ func (c *conn) serveOne() bool {
 	}
 	if s.Recorder.Enabled() {
 		s.Recorder.Add([]optrace.Record{rec}, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: rec.Op, Start: start,
-			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: time.Duration(rec.ServerUS.Total * float64(time.Microsecond))})
+			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: time.Duration(rec.ServerUS.Total * float64(time.Microsecond)),
+			HasCompute: true, HasTiming: true})
 	}
 	if e := c.log.Debug(); e.Enabled() {
 		t := res.Timing
@@ -276,7 +277,7 @@ func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bo
 			total = time.Duration(recs[0].ServerUS.Total * float64(time.Microsecond))
 		}
 		s.Recorder.Add(recs, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: "time", Start: start,
-			Decode: decode, Timing: timing, Total: total})
+			Decode: decode, Timing: timing, Total: total, HasTiming: true})
 	}
 	c.log.Debug().Int64("op_id", f.OpID).Int("entries", len(recs)).Dur("took", time.Since(start)).Msg("time done")
 	return true

@@ -2,9 +2,12 @@ package tcpfront
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 )
@@ -17,8 +20,12 @@ func fuzzSeeds() [][]byte {
 	matmul := frame(3, `{"op_id": 2, "A_shape": [2, 1, 3], "B_shape": [4, 3, 2], "dtype": "float32"}`, ramp(6, 1), ramp(24, 2))
 	conv := frame(2, `{"op_id": 3, "input_shape": [1, 2, 4, 4], "weight_shape": [2, 1, 3, 3], "stride": [1, 2], "padding": 1, "dilation": 1, "groups": 2, "dtype": "float32"}`,
 		ramp(32, 1), ramp(18, 2))
-	seeds := [][]byte{handGEMMFrame, gemm, matmul, conv, append(append([]byte{}, gemm...), matmul...)}
-	for _, f := range [][]byte{gemm, matmul, conv} {
+	js, _ := llamaDecoderLayerJSON(4)
+	timeF := frame(4, js)
+	info := frame(5, `{"op_id": 5}`)
+	seeds := [][]byte{handGEMMFrame, gemm, matmul, conv, append(append([]byte{}, gemm...), matmul...),
+		timeF, info, append(append([]byte{}, info...), timeF...)}
+	for _, f := range [][]byte{gemm, matmul, conv, timeF, info} {
 		for _, cut := range []int{0, 3, 4, 8, 9, 20, len(f) - 5, len(f) - 1} {
 			seeds = append(seeds, f[:cut])
 		}
@@ -56,6 +63,13 @@ func FuzzDecode(f *testing.F) {
 // checkRequest checks that a decoded request's tensors and output agree with its shapes
 // and its budget.
 func checkRequest(t *testing.T, req *Request) {
+	switch req.Type {
+	case OpTime:
+		checkTimeFrame(t, req.Time)
+		return
+	case OpInfo:
+		return
+	}
 	na, nb := checkPlan(t, req.Op, req.OutShape, req.OutElems)
 	a, b := tensors(req.Op)
 	if len(a) != na || len(b) != nb {
@@ -129,6 +143,84 @@ func FuzzParseJSON(f *testing.F) {
 		na, nb := checkPlan(t, &p.op, p.outShape, p.outElems)
 		if int64(na) != p.inputs[0] || int64(nb) != p.inputs[1] {
 			t.Fatalf("plan expects tensors of %v elements, shapes imply %d and %d", p.inputs, na, nb)
+		}
+	})
+}
+
+// checkTimeFrame checks a decoded TIME frame: 1 … MaxTimeEntries entries, each either an
+// error without batches or batches whose work matches its sums, within the frame's bound.
+func checkTimeFrame(t *testing.T, f *TimeFrame) {
+	if len(f.Entries) < 1 || len(f.Entries) > MaxTimeEntries {
+		t.Fatalf("%d entries accepted", len(f.Entries))
+	}
+	var flops, gemms uint64
+	for i, e := range f.Entries {
+		if e.Err != "" {
+			if e.Batches != nil {
+				t.Fatalf("entry %d has an error and batches", i)
+			}
+			continue
+		}
+		var want TimeEntry
+		if msg := want.sum(e.Batches); msg != "" {
+			t.Fatalf("entry %d accepted, but its sums fail: %s", i, msg)
+		}
+		if want.FLOPs != e.FLOPs || want.GEMMs != e.GEMMs || want.OperandBytes != e.OperandBytes {
+			t.Fatalf("entry %d: work %+v, batches give %+v", i, e, want)
+		}
+		flops += e.FLOPs
+		gemms += e.GEMMs
+		if flops > MaxTimeFLOPs || gemms > MaxTimeGEMMs {
+			t.Fatalf("frame work %d FLOPs, %d GEMMs accepted", flops, gemms)
+		}
+	}
+}
+
+// FuzzParseTime feeds arbitrary JSON to the TIME decoder: it never panics; on success every
+// entry is consistent, and the answer built from it (records for every entry) is valid
+// JSON.
+func FuzzParseTime(f *testing.F) {
+	js, _ := llamaDecoderLayerJSON(1)
+	f.Add([]byte(js))
+	f.Add([]byte(`{"op_id": 1, "ops": [{"op": "conv", "input_shape": [1, 3, 8, 8], "weight_shape": [4, 3, 3, 3], "padding": [1, 2], "groups": 1}, 5, {"op": "x"}]}`))
+	f.Add([]byte(`{"op_id": 1, "ops": [{"op": "matmul", "A_shape": [2, 1, 3, 4], "B_shape": [5, 4, 6], "op_id": -3, "dtype": "\u00ff"}]}`))
+	f.Add([]byte(`{"op_id": 1, "ops": []}`))
+	f.Fuzz(func(t *testing.T, js []byte) {
+		fr, fe := parseTime(js)
+		if fe != nil {
+			if fr != nil {
+				t.Fatal("frame and error both returned")
+			}
+			return
+		}
+		checkTimeFrame(t, fr)
+		s := &Server{Executor: &timingExecutor{}}
+		s.init()
+		recs, _ := s.timeFrame(context.Background(), fr, 0, time.Now())
+		out := appendTimeResponse(nil, fr.OpID, recs)
+		if !json.Valid(out) {
+			t.Fatalf("answer is not JSON: %q", out)
+		}
+	})
+}
+
+// FuzzParseInfo: INFO's decoder never panics and accepts only {"op_id": integer}.
+func FuzzParseInfo(f *testing.F) {
+	f.Add([]byte(`{"op_id": 5}`))
+	f.Add([]byte(`{"op_id": 5, "x": 1}`))
+	f.Add([]byte(`{"op_id": "5"}`))
+	f.Fuzz(func(t *testing.T, js []byte) {
+		id, fe := parseInfo(js)
+		if fe != nil {
+			return
+		}
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(js, &v); err != nil || len(v) != 1 {
+			t.Fatalf("accepted %q", js)
+		}
+		var back int64
+		if err := json.Unmarshal(v["op_id"], &back); err != nil || back != id {
+			t.Fatalf("op_id %d from %q", id, js)
 		}
 	})
 }

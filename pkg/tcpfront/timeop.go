@@ -1,6 +1,7 @@
 package tcpfront
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/bits"
 	"strconv"
@@ -130,6 +131,10 @@ func parseTime(js []byte) (*TimeFrame, *FrameError) {
 // planEntry decodes one entry into e, or sets e.Err.
 func planEntry(raw json.RawMessage, frameID int64, e *TimeEntry) {
 	e.OpID = frameID
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		e.Err = "entry is not a JSON object"
+		return
+	}
 	var v timeEntryJSON
 	if fe := unmarshal(raw, &v, true); fe != nil {
 		e.Err = entryErr(fe)
