@@ -51,11 +51,10 @@ func runEstimate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ceil, err := perfmodel.CeilingsOf(model)
+	l5, err := optrace.InProcess(spec.Kind, spec.Preset, spec.Params, hz)
 	if err != nil {
 		return err
 	}
-	l5 := optrace.Layer5{Kind: optrace.Layer5InProcess, Model: spec.Kind, Preset: spec.Preset, ClockHz: hz, Ceilings: ceil}
 	recs := make([]optrace.Record, 0, c.NArg())
 	shapes := c.Args().Slice()
 	for _, s := range shapes {

@@ -7,6 +7,7 @@ const (
 	catFront   = "front end and limits"
 	catLayers  = "layers"
 	catModel   = "performance model"
+	catRecords = "timing records"
 	catLogging = "logging"
 )
 

@@ -52,6 +52,7 @@ func serveCommand() *cli.Command {
 			Usage: "in-process SST component's clock: converts simulated cycles to simulated time"},
 	}
 	flags = append(flags, modelFlags()...)
+	flags = append(flags, opRecordFlags()...)
 	flags = append(flags, logFlags()...)
 	return &cli.Command{
 		Name:  "serve",
@@ -92,10 +93,18 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	front := st.Front()
+	rec, err := newOpRecorder(c, front.Info.Devices, front.Layer5.ClockHz)
+	if err != nil {
+		closeStack(st, log)
+		return err
+	}
+	front.Recorder = rec.Recorder
 	// Bind every listener before serving anything, so a failure leaves nothing running.
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		closeStack(st, log)
+		_ = rec.close()
 		return fmt.Errorf("--listen: %w", err)
 	}
 	var hl net.Listener
@@ -103,6 +112,7 @@ func runServe(c *cli.Context) error {
 		if hl, err = net.Listen("tcp", addr); err != nil {
 			ln.Close()
 			closeStack(st, log)
+			_ = rec.close()
 			return fmt.Errorf("--http: %w", err)
 		}
 	}
@@ -117,7 +127,7 @@ func runServe(c *cli.Context) error {
 	var stats *http.Server
 	if hl != nil {
 		log.Info().Str("addr", hl.Addr().String()).Msg("listening") // tcpfront logs its own
-		stats = &http.Server{Handler: statsHandler(st), ReadHeaderTimeout: 5 * time.Second}
+		stats = &http.Server{Handler: withOps(statsHandler(st), rec.Ring), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := stats.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -139,9 +149,13 @@ func runServe(c *cli.Context) error {
 	})
 	runErr := g.Wait()
 	closeStack(st, log)
+	if err := rec.close(); err != nil {
+		log.Warn().Err(err).Msg("finishing the trace and op log")
+	}
 	if err := st.WriteReport(c.App.Writer); err != nil {
 		return err
 	}
+	rec.writeReport(c.App.Writer)
 	return runErr
 }
 
@@ -161,7 +175,7 @@ func stackOptions(c *cli.Context, root zerolog.Logger) (stack.Options, error) {
 		MaxHandles: c.Int("max-device-handles"),
 		Addr:       c.String("listen"), MaxOpBytes: byteFlag(c, "max-op-bytes"), MaxInflightBytes: byteFlag(c, "max-inflight-bytes"),
 		MaxConns: c.Int("max-conns"), ReadTimeout: c.Duration("read-timeout"),
-		Logger: root,
+		Logger: root, Version: version,
 	}
 	if opts.SSTSocket == "" && opts.DeviceFile == "" {
 		spec, err := modelSpecFromFlags(c)

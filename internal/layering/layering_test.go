@@ -30,16 +30,17 @@ var allowed = map[string][]string{
 	"internal/layering":   {},
 	"internal/references": {}, // checks the tree's references; imports nothing of it
 
-	"pkg/tcpfront":     {"pkg/deviceserver"}, // L1 → L2
-	"pkg/deviceserver": {"pkg/sstdev"},       // L2 → L3 (today only through its Opener)
-	"pkg/sstdev":       {"pkg/virtqueue"},    // L3 → L4's rings
-	"pkg/virtiodev":    {"pkg/virtqueue"},    // L4 (L5 only through its Dialer)
-	"pkg/virtqueue":    {},                   // L4's split virtqueue
-	"pkg/sstcomponent": {},                   // L5 (its models are shared)
-	"pkg/loadgen":      {},                   // the DeviceGEMM client: speaks L1's wire only
-	"pkg/protocol":     {},                   // shared packages import no layer
-	"pkg/perfmodel":    {},                   //
-	"pkg/linalg":       {},                   //
+	"pkg/tcpfront":     {"pkg/deviceserver", "pkg/optrace"}, // L1 → L2, and L1's timing records
+	"pkg/deviceserver": {"pkg/sstdev"},                      // L2 → L3 (today only through its Opener)
+	"pkg/sstdev":       {"pkg/virtqueue"},                   // L3 → L4's rings
+	"pkg/virtiodev":    {"pkg/virtqueue"},                   // L4 (L5 only through its Dialer)
+	"pkg/virtqueue":    {},                                  // L4's split virtqueue
+	"pkg/sstcomponent": {},                                  // L5 (its models are shared)
+	"pkg/loadgen":      {},                                  // the DeviceGEMM client: speaks L1's wire only
+	"pkg/optrace":      {},                                  // timing records, timeline, trace and op log: beside L1, no layer
+	"pkg/protocol":     {},                                  // shared packages import no layer
+	"pkg/perfmodel":    {},                                  //
+	"pkg/linalg":       {},                                  //
 }
 
 // goPackage is the part of `go list -json` output the test reads.

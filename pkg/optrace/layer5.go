@@ -32,3 +32,20 @@ func (l *Layer5) Describe(r *Record) {
 		r.Utilization = perfmodel.Utilization(r.FLOPs, r.Cycles, l.Ceilings.PeakFLOPsPerCycle)
 	}
 }
+
+// InProcess describes the in-process SST component: model kind and preset, the component
+// clock (DefaultClockHz if ≤ 0) and the ceilings of the model the parameters build.
+func InProcess(kind, preset string, params perfmodel.Params, clockHz float64) (Layer5, error) {
+	m, err := perfmodel.New(kind, params)
+	if err != nil {
+		return Layer5{}, err
+	}
+	ceil, err := perfmodel.CeilingsOf(m)
+	if err != nil {
+		return Layer5{}, err
+	}
+	if !(clockHz > 0) {
+		clockHz = DefaultClockHz
+	}
+	return Layer5{Kind: Layer5InProcess, Model: kind, Preset: preset, ClockHz: clockHz, Ceilings: ceil}, nil
+}

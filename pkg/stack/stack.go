@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/optrace"
 	"github.com/sstemu/sstemu/pkg/perfmodel"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
@@ -76,6 +77,9 @@ type Options struct {
 	// the stack's own lines (which layers run where) with layer=stack.
 	// The zero Logger discards everything.
 	Logger zerolog.Logger
+
+	// Version is sstemu's version, for the front end's INFO answer.
+	Version string
 }
 
 // Stack is the running layers, top to bottom; the lower ones are nil when real ones
@@ -108,15 +112,19 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 	st := &Stack{log: layerLogger(root, "stack")}
 	log := st.log // the stack's own lines
 	var openers []deviceserver.Opener
+	var l5 optrace.Layer5        // what times the ops, for timing records and INFO
+	var params *perfmodel.Params // the in-process model's parameters, for INFO
 	if opts.DeviceFile != "" {
 		// Layers 3–5 are real: the device server opens the device file as it would in a guest.
 		openers = []deviceserver.Opener{deviceserver.FileOpener(opts.DeviceFile)}
+		l5 = optrace.Layer5{Kind: optrace.Layer5DeviceFile, Path: opts.DeviceFile}
 		log.Info().Str("device_file", opts.DeviceFile).Msg("layers 3–5: device file")
 	} else {
 		// Layer 5: the SST component, in-process unless SSTSocket names an external one.
 		var dial virtiodev.Dialer
 		if opts.SSTSocket != "" {
 			dial = virtiodev.UnixDialer(opts.SSTSocket)
+			l5 = optrace.Layer5{Kind: optrace.Layer5SSTSocket, Path: opts.SSTSocket}
 			log.Info().Str("sst_socket", opts.SSTSocket).Msg("layer 5: external SST component")
 		} else {
 			comp, err := sstcomponent.New(sstcomponent.Config{
@@ -128,6 +136,16 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 			}
 			st.component = comp
 			dial = virtiodev.PipeDialer(comp.ServeConn)
+			kind, p := comp.Model()
+			preset := opts.Preset
+			if preset == "" && opts.Params == (perfmodel.Params{}) {
+				preset = perfmodel.DefaultPreset // the component's default parameters
+			}
+			if l5, err = optrace.InProcess(kind, preset, p, comp.ClockHz()); err != nil {
+				st.Close()
+				return nil, err
+			}
+			params = &p
 			log.Info().Str("model", opts.Model).Str("preset", opts.Preset).Msg("layer 5: in-process SST component")
 		}
 
@@ -186,6 +204,8 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		MaxOpBytes: opts.MaxOpBytes, MaxInflightBytes: opts.MaxInflightBytes, MaxConns: opts.MaxConns,
 		ReadTimeout: opts.ReadTimeout,
 		Logger:      layerLogger(root, "tcpfront"),
+		Layer5:      l5,
+		Info:        tcpfront.Info{Version: opts.Version, Devices: len(openers), Params: params},
 	}
 	return st, nil
 }
