@@ -254,12 +254,20 @@ func (c *conn) serveOne() bool {
 // maxKeptJSON is the largest JSON buffer a connection keeps for its next answer.
 const maxKeptJSON = 64 << 10
 
+// recordSizeHint is about the size of one timing record's JSON (500 bytes with the longest
+// preset name and 20-digit counts), for sizing a TIME answer's buffer up front.
+const recordSizeHint = 512
+
 // serveTime times a TIME frame's entries and answers u32 BE T | {"op_id", "results"}.
 func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bool {
 	s := c.s
 	f := req.Time
 	recs, timing := s.timeFrame(s.baseCtx, f, decode, start)
-	js := appendTimeResponse(c.jbuf[:0], f.OpID, recs)
+	buf := c.jbuf[:0]
+	if need := len(recs) * recordSizeHint; cap(buf) < need {
+		buf = make([]byte, 0, need) // one allocation, not a doubling series of copies
+	}
+	js := appendTimeResponse(buf, f.OpID, recs)
 	if cap(js) <= maxKeptJSON {
 		c.jbuf = js
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"testing"
 	"time"
 
@@ -202,6 +203,48 @@ func FuzzParseTime(f *testing.F) {
 			t.Fatalf("answer is not JSON: %q", out)
 		}
 	})
+}
+
+// FuzzParseTimeFast checks the TIME fast path against the encoding/json path: whatever it
+// accepts, the general decoder accepts too, with the same frame.
+func FuzzParseTimeFast(f *testing.F) {
+	js, _ := llamaDecoderLayerJSON(1)
+	for _, s := range []string{js,
+		`{"ops": [{"op": "gemm", "M": 1, "N": 2, "K": 3, "op_id": -9223372036854775808}], "op_id": 4}`,
+		`{"op_id": 1, "ops": [{"op": "gemm", "M": 0, "N": 2, "K": 3}, {"op": "gemm", "M": 1, "N": 2, "K": 3, "A_shape": [1, 3], "B_shape": [3, 2], "dtype": "float32"}, {}]}`,
+		`{"op_id": 1, "ops": [{"op": "matmul", "A_shape": [2, 3], "B_shape": [3]}, {"op": "x", "dtype": "f16"}]}`,
+		`{"op_id": 1, "ops": [{"m": 1}]}`, `{"op_id": 1, "ops": [{"op": "gemm", "M": 1, "M": 2}]}`, `{"op_id": 1, "ops": []}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		fast, ok := parseTimeFast(js)
+		if !ok {
+			return
+		}
+		var v timeJSON
+		if fe := unmarshal(js, &v, true); fe != nil || v.OpID == nil || v.Ops == nil {
+			t.Fatalf("fast path accepted %q, encoding/json does not (%v)", js, fe)
+		}
+		ref := &TimeFrame{OpID: *v.OpID, Entries: make([]TimeEntry, len(*v.Ops))}
+		for i, raw := range *v.Ops {
+			planEntry(raw, ref.OpID, &ref.Entries[i])
+		}
+		ref.bound()
+		if !reflect.DeepEqual(normalize(ref), normalize(fast)) {
+			t.Fatalf("%q:\nfast %+v\nref  %+v", js, fast, ref)
+		}
+	})
+}
+
+// normalize makes empty and nil batch lists compare equal.
+func normalize(f *TimeFrame) *TimeFrame {
+	for i := range f.Entries {
+		if len(f.Entries[i].Batches) == 0 {
+			f.Entries[i].Batches = nil
+		}
+	}
+	return f
 }
 
 // FuzzParseInfo: INFO's decoder never panics and accepts only {"op_id": integer}.

@@ -88,6 +88,9 @@ type timeEntryJSON struct {
 // with an integer op_id and an array of 1 … MaxTimeEntries ops) is a *FrameError; a bad
 // entry is not: it comes back with Err set, and the others are still planned.
 func parseTime(js []byte) (*TimeFrame, *FrameError) {
+	if f, ok := parseTimeFast(js); ok {
+		return f, nil
+	}
 	var v timeJSON
 	if fe := unmarshal(js, &v, true); fe != nil {
 		return nil, fe
@@ -108,10 +111,19 @@ func parseTime(js []byte) (*TimeFrame, *FrameError) {
 		return fail(fieldErr(KindLimit, "ops", "%d entries exceed %d", len(*v.Ops), MaxTimeEntries))
 	}
 	f := &TimeFrame{OpID: *v.OpID, Entries: make([]TimeEntry, len(*v.Ops))}
-	var gemms, flops uint64
 	for i, raw := range *v.Ops {
+		planEntry(raw, f.OpID, &f.Entries[i])
+	}
+	f.bound()
+	return f, nil
+}
+
+// bound sums the entries' work in order and turns every entry that would take the frame
+// past MaxTimeGEMMs or MaxTimeFLOPs into an error.
+func (f *TimeFrame) bound() {
+	var gemms, flops uint64
+	for i := range f.Entries {
 		e := &f.Entries[i]
-		planEntry(raw, f.OpID, e)
 		if e.Err != "" {
 			continue
 		}
@@ -125,7 +137,6 @@ func parseTime(js []byte) (*TimeFrame, *FrameError) {
 		}
 		gemms, flops = g, fl
 	}
-	return f, nil
 }
 
 // planEntry decodes one entry into e, or sets e.Err.
@@ -140,6 +151,12 @@ func planEntry(raw json.RawMessage, frameID int64, e *TimeEntry) {
 		e.Err = entryErr(fe)
 		return
 	}
+	planDecoded(&v, e)
+}
+
+// planDecoded checks a decoded entry and plans it into e (whose OpID is the frame's), or
+// sets e.Err.
+func planDecoded(v *timeEntryJSON, e *TimeEntry) {
 	if v.OpID != nil {
 		e.OpID = *v.OpID
 	}
@@ -156,11 +173,11 @@ func planEntry(raw json.RawMessage, frameID int64, e *TimeEntry) {
 	var fe *FrameError
 	switch e.Op {
 	case opNameGEMM:
-		batches, fe = entryGEMM(&v)
+		batches, fe = entryGEMM(v)
 	case opNameMatmul:
-		batches, fe = entryMatmul(&v)
+		batches, fe = entryMatmul(v)
 	case opNameConv:
-		batches, fe = entryConv(&v)
+		batches, fe = entryConv(v)
 	default:
 		e.Err = "op: unknown op " + strconv.Quote(e.Op) + " (want gemm, matmul or conv)"
 		return
@@ -184,19 +201,56 @@ func entryErr(fe *FrameError) string {
 	return fe.Field + ": " + fe.Reason
 }
 
-// unused returns an error naming the first key set in v that op does not take.
-func unused(op string, keys map[string]bool) *FrameError {
-	for _, k := range [...]string{"M", "N", "K", "A_shape", "B_shape", "input_shape", "weight_shape", "stride", "padding", "dilation", "groups"} {
-		if keys[k] {
-			return fieldErr(KindField, k, "not a field of op %s", op)
+// Which entry keys each op takes (op, op_id and dtype: all of them).
+const (
+	keysGEMM   = keyM | keyN | keyK | keyA | keyB
+	keysMatmul = keyA | keyB
+	keysConv   = keyInput | keyWeight | keyStride | keyPadding | keyDilation | keyGroups
+)
+
+// Entry keys as bits, in the order entryKeyNames lists them.
+const (
+	keyM = 1 << iota
+	keyN
+	keyK
+	keyA
+	keyB
+	keyInput
+	keyWeight
+	keyStride
+	keyPadding
+	keyDilation
+	keyGroups
+)
+
+var entryKeyNames = [...]string{"M", "N", "K", "A_shape", "B_shape", "input_shape", "weight_shape", "stride", "padding", "dilation", "groups"}
+
+// keys returns the op-specific keys set in v.
+func (v *timeEntryJSON) keys() int {
+	k := 0
+	for i, set := range [...]bool{v.M != nil, v.N != nil, v.K != nil, v.AShape != nil, v.BShape != nil,
+		v.InputShape != nil, v.WeightShape != nil, v.Stride != nil, v.Padding != nil, v.Dilation != nil, v.Groups != nil} {
+		if set {
+			k |= 1 << i
+		}
+	}
+	return k
+}
+
+// unused returns an error naming the first key set in v that op (taking the keys allowed)
+// does not take.
+func unused(v *timeEntryJSON, op string, allowed int) *FrameError {
+	extra := v.keys() &^ allowed
+	for i, name := range entryKeyNames {
+		if extra&(1<<i) != 0 {
+			return fieldErr(KindField, name, "not a field of op %s", op)
 		}
 	}
 	return nil
 }
 
 func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
-	if fe := unused(opNameGEMM, map[string]bool{"input_shape": v.InputShape != nil, "weight_shape": v.WeightShape != nil,
-		"stride": v.Stride != nil, "padding": v.Padding != nil, "dilation": v.Dilation != nil, "groups": v.Groups != nil}); fe != nil {
+	if fe := unused(v, opNameGEMM, keysGEMM); fe != nil {
 		return nil, fe
 	}
 	m, fe := dim("M", v.M)
@@ -234,9 +288,7 @@ func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 }
 
 func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
-	if fe := unused(opNameMatmul, map[string]bool{"M": v.M != nil, "N": v.N != nil, "K": v.K != nil,
-		"input_shape": v.InputShape != nil, "weight_shape": v.WeightShape != nil,
-		"stride": v.Stride != nil, "padding": v.Padding != nil, "dilation": v.Dilation != nil, "groups": v.Groups != nil}); fe != nil {
+	if fe := unused(v, opNameMatmul, keysMatmul); fe != nil {
 		return nil, fe
 	}
 	a, fe := shape("A_shape", v.AShape, 1, MaxRank)
@@ -258,8 +310,7 @@ func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 }
 
 func entryConv(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
-	if fe := unused(opNameConv, map[string]bool{"M": v.M != nil, "N": v.N != nil, "K": v.K != nil,
-		"A_shape": v.AShape != nil, "B_shape": v.BShape != nil}); fe != nil {
+	if fe := unused(v, opNameConv, keysConv); fe != nil {
 		return nil, fe
 	}
 	var c convParams

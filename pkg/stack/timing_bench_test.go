@@ -1,0 +1,122 @@
+package stack_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/sstemu/sstemu/pkg/stack"
+)
+
+// timeFrame builds a TIME request of entries GEMM entries: distinct shapes (M = 1 …
+// entries), or the LLaMA-2-70B decoder layer's seven GEMM shapes repeated.
+func timeFrame(entries int, distinct bool) []byte {
+	llama := [][3]int{{4096, 8192, 8192}, {4096, 1024, 8192}, {4096, 1024, 8192}, {4096, 8192, 8192},
+		{4096, 28672, 8192}, {4096, 28672, 8192}, {4096, 8192, 28672}}
+	parts := make([]string, entries)
+	for i := range parts {
+		s := llama[i%len(llama)]
+		if distinct {
+			s = [3]int{i + 1, 128, 256}
+		}
+		parts[i] = fmt.Sprintf(`{"op": "gemm", "M": %d, "N": %d, "K": %d}`, s[0], s[1], s[2])
+	}
+	js := `{"op_id": 1, "ops": [` + strings.Join(parts, ", ") + `]}`
+	b := binary.BigEndian.AppendUint32(nil, 0xDEADBEEF)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(js)))
+	return append(append(b, 0x04), js...)
+}
+
+// firstRecord is the part of a TIME answer's first record the benchmark splits by layer.
+type firstRecord struct {
+	ServerUS struct {
+		Decode, Timing, Total float64
+	} `json:"server_us"`
+}
+
+// checkAnswer checks a TIME answer cheaply, so that the client's cost stays small next
+// to the server's: entries records all timed, the first one decoded (records end "}}").
+func checkAnswer(body []byte, entries int) (firstRecord, error) {
+	var r firstRecord
+	if n := bytes.Count(body, []byte(`"timed":true`)); n != entries {
+		return r, fmt.Errorf("%d of %d entries timed: %.300s", n, entries, body)
+	}
+	start := bytes.IndexByte(body[1:], '{') + 1
+	end := bytes.Index(body, []byte("}},"))
+	if start <= 0 || end < start {
+		return r, fmt.Errorf("no first record: %.300s", body)
+	}
+	return r, json.Unmarshal(body[start:end+2], &r)
+}
+
+// BenchmarkTIME is issue 11's TIME target: GEMM entries timed through all five layers over
+// one connection, in frames of 1000 entries. Reports entries/s, and per frame the server's
+// decode (layer 1: JSON and shape rules), timing (layers 2–5) and the rest of its time
+// (records, the answer's encoding and write), from the records' server_us.
+func BenchmarkTIME(b *testing.B) {
+	for _, distinct := range []bool{true, false} {
+		name := map[bool]string{true: "distinct-shapes", false: "llama-shapes"}[distinct]
+		b.Run(name, func(b *testing.B) {
+			st, err := stack.Build(context.Background(), stack.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() { _ = st.Front().Serve(l) }()
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReaderSize(c, 1<<20)
+			const entries = 1000
+			frame := timeFrame(entries, distinct)
+			var body []byte
+			var decode, timing, total float64
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.Write(frame); err != nil {
+					b.Fatal(err)
+				}
+				var pre [4]byte
+				if _, err := io.ReadFull(br, pre[:]); err != nil {
+					b.Fatal(err)
+				}
+				n := int(binary.BigEndian.Uint32(pre[:]))
+				if cap(body) < n {
+					body = make([]byte, n)
+				}
+				body = body[:n]
+				if _, err := io.ReadFull(br, body); err != nil {
+					b.Fatal(err)
+				}
+				r, err := checkAnswer(body, entries)
+				if err != nil {
+					b.Fatal(err)
+				}
+				us := r.ServerUS
+				decode += us.Decode
+				timing += us.Timing
+				total += us.Total
+			}
+			n := float64(b.N)
+			b.ReportMetric(entries*n/b.Elapsed().Seconds(), "entries/s")
+			b.ReportMetric(decode/n, "decode-µs/frame")
+			b.ReportMetric(timing/n, "timing-µs/frame")
+			b.ReportMetric((total-decode-timing)/n, "records-µs/frame")
+			_ = c.Close()
+			_ = st.Front().Close()
+		})
+	}
+}
