@@ -27,6 +27,18 @@ func (l *Log) Add(recs []Record, scratch []byte) []byte {
 	return b
 }
 
+// addEncoded queues one line per encoded record.
+func (l *Log) addEncoded(encoded [][]byte, scratch []byte) []byte {
+	b := scratch[:0]
+	for _, js := range encoded {
+		b = append(append(b, js...), '\n')
+	}
+	if len(b) > 0 {
+		l.sink.add(b)
+	}
+	return b
+}
+
 // Stats returns what the log's writer has done (items are frames: one per Add).
 func (l *Log) Stats() SinkStats { return l.sink.stats() }
 

@@ -3,6 +3,7 @@ package optrace
 import (
 	"math"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -53,11 +54,11 @@ type Record struct {
 	ServerUS ServerUS
 }
 
-// ServerUS is wall-clock microseconds spent in the server: decoding the frame, computing
-// the result on the host, timing it through layers 2–5, and all of it (which also counts
-// waiting for memory and writing nothing yet: the answer is written after the record).
+// ServerUS is the wall-clock time spent in the server: decoding the frame, computing the
+// result on the host, timing it through layers 2–5, and all of it until the record is made
+// (the answer is written after it). JSON gives each in microseconds with nanosecond digits.
 type ServerUS struct {
-	Decode, Compute, Timing, Total float64
+	Decode, Compute, Timing, Total time.Duration
 }
 
 // Bound returns "compute" when the summed compute cycles exceed the summed memory cycles,
@@ -117,11 +118,22 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendKeyUint(b, "start_cycle", r.StartCycle)
 	b = appendKeyUint(b, "end_cycle", r.EndCycle)
 	b = append(b, `,"server_us":{"decode":`...)
-	b = AppendFloat(b, r.ServerUS.Decode)
-	b = appendKeyFloat(b, "compute", r.ServerUS.Compute)
-	b = appendKeyFloat(b, "timing", r.ServerUS.Timing)
-	b = appendKeyFloat(b, "total", r.ServerUS.Total)
+	b = appendDurationMicros(b, r.ServerUS.Decode)
+	b = append(b, `,"compute":`...)
+	b = appendDurationMicros(b, r.ServerUS.Compute)
+	b = append(b, `,"timing":`...)
+	b = appendDurationMicros(b, r.ServerUS.Timing)
+	b = append(b, `,"total":`...)
+	b = appendDurationMicros(b, r.ServerUS.Total)
 	return append(b, "}}"...)
+}
+
+// appendDurationMicros writes d as exact decimal microseconds (negative as 0).
+func appendDurationMicros(b []byte, d time.Duration) []byte {
+	if d < 0 {
+		d = 0
+	}
+	return appendMicros(b, uint64(d))
 }
 
 func appendKeyUint(b []byte, key string, v uint64) []byte {
@@ -144,6 +156,9 @@ func appendKeyString(b []byte, key, v string) []byte {
 func AppendFloat(b []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return append(b, '0')
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return strconv.AppendInt(b, int64(v), 10) // exact, and far cheaper than formatting a float
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e21 {
 		return strconv.AppendFloat(b, v, 'f', -1, 64)

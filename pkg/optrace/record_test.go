@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -16,7 +17,7 @@ func sampleRecord() Record {
 		Model: "roofline", Preset: "a100-tutorial", ClockHz: 1e9,
 		Cycles: 16, ComputeCycles: 16, MemoryCycles: 1, MemoryBytes: 736, FLOPs: 1024,
 		Utilization: 1, GEMMs: 1, Requests: 1, StartCycle: 32, EndCycle: 48,
-		ServerUS: ServerUS{Decode: 1.5, Compute: 0.25, Timing: 12, Total: 14},
+		ServerUS: ServerUS{Decode: 1500, Compute: 250, Timing: 12 * time.Microsecond, Total: 14 * time.Microsecond},
 	}
 }
 
@@ -94,14 +95,16 @@ func finite(f float64) float64 {
 // FuzzRecordJSON: whatever the fields, the record encodes to valid JSON that decodes to
 // the same values (strings with invalid UTF-8 replaced, non-finite numbers as 0).
 func FuzzRecordJSON(f *testing.F) {
-	f.Add(int64(7), 0, "gemm", true, "", "", 0, "roofline", "a100", 1e9, uint64(16), uint64(1), 0.5, 1.5)
-	f.Add(int64(-1), 3, "\x00\"\\\n\xff", false, "timeout", "bad \u2028", -1, "", "\xc3", math.NaN(), uint64(math.MaxUint64), uint64(0), math.Inf(1), -0.0)
+	f.Add(int64(7), 0, "gemm", true, "", "", 0, "roofline", "a100", 1e9, uint64(16), uint64(1), 0.5, int64(1500))
+	f.Add(int64(-1), 3, "\x00\"\\\n\xff", false, "timeout", "bad \u2028", -1, "", "\xc3", math.NaN(), uint64(math.MaxUint64), uint64(0), math.Inf(1), int64(-7))
+	f.Add(int64(1), -1, "conv", true, "", "", 2, "tiled", "", 1.41e9, uint64(1)<<60, uint64(3), 1e-300, int64(math.MaxInt64))
 	f.Fuzz(func(t *testing.T, opID int64, index int, op string, timed bool, reason, errText string, device int,
-		model, preset string, clock float64, cycles, bytes uint64, util, us float64) {
+		model, preset string, clock float64, cycles, bytes uint64, util float64, ns int64) {
+		us := time.Duration(ns)
 		r := Record{OpID: opID, Index: index, Op: op, Timed: timed, UntimedReason: reason, Error: errText, Device: device,
 			Model: model, Preset: preset, ClockHz: clock, Cycles: cycles, ComputeCycles: cycles / 2, MemoryCycles: cycles / 3,
 			MemoryBytes: bytes, FLOPs: bytes ^ cycles, Utilization: util, GEMMs: bytes, Requests: index,
-			StartCycle: cycles, EndCycle: bytes, ServerUS: ServerUS{us, -us, us * 3, util}}
+			StartCycle: cycles, EndCycle: bytes, ServerUS: ServerUS{us, -us, us / 3, us / 7}}
 		b := r.AppendJSON([]byte("prefix"))[len("prefix"):]
 		require.True(t, json.Valid(b), "invalid JSON: %q", b)
 		var d decoded
@@ -123,8 +126,8 @@ func FuzzRecordJSON(f *testing.F) {
 		assert.Equal(t, bytes, d.MemoryBytes)
 		assert.Equal(t, bytes^cycles, d.FLOPs)
 		assert.Equal(t, finite(util), d.Utilization)
-		assert.Equal(t, finite(us), d.ServerUS.Decode)
-		assert.Equal(t, finite(-us), d.ServerUS.Compute)
+		assert.InDelta(t, float64(max(us, 0))/1e3, d.ServerUS.Decode, 1e-9*math.Abs(float64(us))+1e-9, "µs with ns digits")
+		assert.Equal(t, float64(max(-us, 0))/1e3, d.ServerUS.Compute)
 		assert.Equal(t, r.Bound(), d.Bound)
 		assert.Equal(t, finite(r.SimNS()), d.SimNS)
 	})
@@ -135,5 +138,11 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		var back string
 		require.NoError(t, json.Unmarshal(AppendString(nil, s), &back), "%q", s)
 		assert.Equal(t, validString(s), back)
+	}
+}
+
+func TestAppendMicros(t *testing.T) {
+	for ns, want := range map[uint64]string{0: "0", 1: "0.001", 10: "0.01", 100: "0.1", 1500: "1.5", 1234: "1.234", 1230: "1.23", 1005: "1.005", 12000: "12"} {
+		assert.Equal(t, want, string(appendMicros(nil, ns)), "%d ns", ns)
 	}
 }

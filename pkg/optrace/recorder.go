@@ -10,7 +10,14 @@ type Recorder struct {
 	Log   *Log
 	Ring  *Ring
 
-	scratch sync.Pool // *[]byte for the log's encoding
+	scratch sync.Pool // *encoding: the records' JSON and the log's lines
+}
+
+// encoding is the scratch of one Add: every record's JSON, encoded once for both the trace
+// and the log.
+type encoding struct {
+	buf, line []byte
+	recs      [][]byte
 }
 
 // Enabled reports whether any sink is set, so that callers can skip building spans.
@@ -24,18 +31,32 @@ func (r *Recorder) Add(recs []Record, sp *Spans) {
 	if r == nil {
 		return
 	}
-	if r.Trace != nil {
-		r.Trace.Add(recs, sp)
-	}
-	if r.Log != nil {
-		bp, _ := r.scratch.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
+	if r.Trace != nil || r.Log != nil {
+		enc, _ := r.scratch.Get().(*encoding)
+		if enc == nil {
+			enc = new(encoding)
 		}
-		b := r.Log.Add(recs, *bp)
-		if cap(b) <= 1<<20 {
-			*bp = b
-			r.scratch.Put(bp)
+		enc.buf, enc.recs = enc.buf[:0], enc.recs[:0]
+		offs := make([]int, 0, 8)
+		for i := range recs {
+			offs = append(offs, len(enc.buf))
+			enc.buf = recs[i].AppendJSON(enc.buf)
+		}
+		for i, off := range offs {
+			end := len(enc.buf)
+			if i+1 < len(offs) {
+				end = offs[i+1]
+			}
+			enc.recs = append(enc.recs, enc.buf[off:end])
+		}
+		if r.Trace != nil {
+			r.Trace.add(recs, enc.recs, sp)
+		}
+		if r.Log != nil {
+			enc.line = r.Log.addEncoded(enc.recs, enc.line)
+		}
+		if cap(enc.buf) <= 1<<20 && cap(enc.line) <= 1<<20 {
+			r.scratch.Put(enc)
 		}
 	}
 	if r.Ring != nil {

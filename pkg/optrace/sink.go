@@ -4,11 +4,21 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // DefaultBufferBytes is the default bound on the bytes a sink holds while its writer is
 // busy (a slow disk): beyond it, items are dropped and counted.
 const DefaultBufferBytes = 4 << 20
+
+// A sink hands its items to the writer in batches: as soon as flushBytes are pending, and
+// otherwise at most flushInterval after the first pending item, so that a busy server
+// pays one write per batch rather than a wake-up and a write per op, and a quiet one still
+// has its records on disk within the interval.
+const (
+	flushBytes    = 64 << 10
+	flushInterval = 50 * time.Millisecond
+)
 
 // SinkStats counts what a sink did with the items it was given.
 type SinkStats struct {
@@ -57,26 +67,58 @@ func (s *sink) add(item []byte) bool {
 		s.dropped.Add(1)
 		return false
 	}
+	first := len(s.pending) == 0
 	s.pending = append(s.pending, item...)
 	s.queued++
-	select { // under mu: close cannot close wake in between
-	case s.wake <- struct{}{}:
-	default:
+	if first || len(s.pending) >= flushBytes {
+		select { // under mu: close cannot close wake in between
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 	s.mu.Unlock()
 	return true
 }
 
-// run writes the pending items as they come until the sink is closed and drained.
+// run writes the pending items in batches until the sink is closed and drained.
 func (s *sink) run() {
 	defer close(s.done)
-	for {
-		_, open := <-s.wake
+	timer := time.NewTimer(flushInterval)
+	timer.Stop()
+	for open := true; open; {
+		_, open = <-s.wake // the first item of a batch, or close
+		if open && !s.full() {
+			timer.Reset(flushInterval)
+			open = s.waitBatch(timer)
+		}
 		s.drain()
-		if !open {
-			return
+	}
+}
+
+// waitBatch waits until a whole batch is pending or the timer fires; it reports false once
+// the sink is closed.
+func (s *sink) waitBatch(timer *time.Timer) bool {
+	defer timer.Stop()
+	for {
+		select {
+		case _, open := <-s.wake:
+			if !open {
+				return false
+			}
+			if s.full() {
+				return true
+			}
+		case <-timer.C:
+			return true
 		}
 	}
+}
+
+// full reports whether a whole batch is pending.
+func (s *sink) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) >= flushBytes || s.closing
 }
 
 // drain writes pending items until none is left.

@@ -113,7 +113,10 @@ func appendSortIndex(b []byte, pid, index int) []byte {
 
 // Add writes the events of one frame: each timed record's interval on its device's track
 // and the frame's spans on its connection's track. It never blocks on the writer.
-func (t *Trace) Add(recs []Record, sp *Spans) {
+func (t *Trace) Add(recs []Record, sp *Spans) { t.add(recs, nil, sp) }
+
+// add is Add with the records' JSON already encoded (encoded[i] is recs[i]'s), or nil.
+func (t *Trace) add(recs []Record, encoded [][]byte, sp *Spans) {
 	bp, _ := t.pool.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -125,7 +128,11 @@ func (t *Trace) Add(recs []Record, sp *Spans) {
 			continue
 		}
 		b = append(b, ",\n"...)
-		b = t.appendOp(b, r)
+		var js []byte
+		if encoded != nil {
+			js = encoded[i]
+		}
+		b = t.appendOp(b, r, js)
 	}
 	if sp != nil {
 		b = t.appendSpans(b, sp)
@@ -139,8 +146,9 @@ func (t *Trace) Add(recs []Record, sp *Spans) {
 	}
 }
 
-// appendOp appends r's complete event on its device's ops track.
-func (t *Trace) appendOp(b []byte, r *Record) []byte {
+// appendOp appends r's complete event on its device's ops track; js is r's JSON, or nil to
+// encode it here.
+func (t *Trace) appendOp(b []byte, r *Record, js []byte) []byte {
 	start, end := t.simNS(r.StartCycle), t.simNS(r.EndCycle)
 	b = append(b, `{"name":`...)
 	b = AppendString(b, r.Op)
@@ -153,7 +161,11 @@ func (t *Trace) appendOp(b []byte, r *Record) []byte {
 	b = append(b, `,"dur":`...)
 	b = appendMicros(b, end-start)
 	b = append(b, `,"args":`...)
-	b = r.AppendJSON(b)
+	if js != nil {
+		b = append(b, js...)
+	} else {
+		b = r.AppendJSON(b)
+	}
 	return append(b, '}')
 }
 
@@ -214,9 +226,12 @@ func appendMicros(b []byte, ns uint64) []byte {
 	if frac == 0 {
 		return b
 	}
-	b = append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10))
-	if d := frac % 10; d != 0 {
-		b = append(b, byte('0'+d))
+	b = append(b, '.', byte('0'+frac/100))
+	if frac%100 != 0 {
+		b = append(b, byte('0'+frac/10%10))
+		if d := frac % 10; d != 0 {
+			b = append(b, byte('0'+d))
+		}
 	}
 	return b
 }

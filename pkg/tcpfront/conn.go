@@ -240,7 +240,7 @@ func (c *conn) serveOne() bool {
 	}
 	if s.Recorder.Enabled() {
 		s.Recorder.Add([]optrace.Record{rec}, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: rec.Op, Start: start,
-			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: time.Duration(rec.ServerUS.Total * float64(time.Microsecond)),
+			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: rec.ServerUS.Total,
 			HasCompute: true, HasTiming: true})
 	}
 	if e := c.log.Debug(); e.Enabled() {
@@ -282,7 +282,7 @@ func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bo
 	if s.Recorder.Enabled() {
 		total := time.Duration(0)
 		if len(recs) > 0 {
-			total = time.Duration(recs[0].ServerUS.Total * float64(time.Microsecond))
+			total = recs[0].ServerUS.Total
 		}
 		s.Recorder.Add(recs, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: "time", Start: start,
 			Decode: decode, Timing: timing, Total: total, HasTiming: true})

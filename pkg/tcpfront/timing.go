@@ -80,9 +80,6 @@ func fillTiming(r *optrace.Record, t *deviceserver.Timing, operandBytes uint64) 
 	}
 }
 
-// micros converts d to microseconds for server_us.
-func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
 // opRecord builds the timing record of an op that layer 2 has answered, placing it on its
 // device's timeline when it was timed.
 func (s *Server) opRecord(op *deviceserver.Op, res *deviceserver.Result, work opWork, decode, total time.Duration) optrace.Record {
@@ -93,8 +90,7 @@ func (s *Server) opRecord(op *deviceserver.Op, res *deviceserver.Result, work op
 		r.StartCycle, r.EndCycle = s.timeline.Reserve(res.Device, r.Cycles)
 	}
 	s.Layer5.Describe(&r)
-	r.ServerUS = optrace.ServerUS{Decode: micros(decode), Compute: micros(res.ComputeTime),
-		Timing: micros(res.TimingTime), Total: micros(total)}
+	r.ServerUS = optrace.ServerUS{Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: total}
 	return r
 }
 
@@ -156,7 +152,7 @@ func (s *Server) timeFrame(ctx context.Context, f *TimeFrame, decode time.Durati
 	}
 	s.timeline.ReserveRun(device, recs)
 	total := time.Since(start)
-	us := optrace.ServerUS{Decode: micros(decode), Timing: micros(timing), Total: micros(total)}
+	us := optrace.ServerUS{Decode: decode, Timing: timing, Total: total}
 	for i := range recs {
 		s.Layer5.Describe(&recs[i])
 		recs[i].ServerUS = us
