@@ -9,9 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/sstemu/sstemu/pkg/loadgen"
+	"github.com/sstemu/sstemu/pkg/optrace"
 	"github.com/sstemu/sstemu/pkg/stack"
 )
 
@@ -119,4 +124,66 @@ func BenchmarkTIME(b *testing.B) {
 			_ = st.Front().Close()
 		})
 	}
+}
+
+// serveStack builds the in-process stack, serves its front end on a loopback port and
+// returns the address.
+func serveStack(b *testing.B, rec *optrace.Recorder) string {
+	st, err := stack.Build(context.Background(), stack.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st.Front().Recorder = rec
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = st.Front().Serve(l) }()
+	b.Cleanup(func() { _ = st.Front().Close(); _ = st.Close() })
+	return l.Addr().String()
+}
+
+// BenchmarkRecordedConns32 is issue 11's recording target in one process: 32 connections of
+// 4×16×8 ops on a stack without and one with a trace and an op log (files in a temporary
+// directory), in turn; reports both rates and the median per-iteration ratio.
+func BenchmarkRecordedConns32(b *testing.B) {
+	dir := b.TempDir()
+	tf, err := os.Create(filepath.Join(dir, "trace.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lf, err := os.Create(filepath.Join(dir, "ops.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := optrace.NewTrace(tf, optrace.TraceOptions{Devices: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := &optrace.Recorder{Trace: tr, Log: optrace.NewLog(lf, 0)}
+	addrs := [2]string{serveStack(b, nil), serveStack(b, rec)}
+	var ratios []float64
+	var rates [2]float64
+	for i := 0; b.Loop(); i++ {
+		var r [2]float64
+		for j := range addrs {
+			s := (i + j) % 2
+			rep, err := loadgen.Run(context.Background(), loadgen.Config{Addr: addrs[s], M: 4, N: 16, K: 8, Conns: 32, Ops: 3200, Warmup: 2})
+			if err != nil || rep.Errors > 0 {
+				b.Fatalf("%v %s", err, rep.FirstError)
+			}
+			r[s] = rep.OpsPerSec
+			rates[s] += rep.OpsPerSec
+		}
+		ratios = append(ratios, r[1]/r[0])
+	}
+	b.StopTimer()
+	slices.Sort(ratios)
+	b.ReportMetric(rates[0]/float64(len(ratios)), "plain-ops/s")
+	b.ReportMetric(rates[1]/float64(len(ratios)), "recorded-ops/s")
+	b.ReportMetric(ratios[(len(ratios)-1)/2], "recorded/plain-paired")
+	_ = tr.Close()
+	_ = rec.Log.Close()
+	_ = tf.Close()
+	_ = lf.Close()
 }

@@ -39,6 +39,11 @@ type conn struct {
 	jbuf []byte // JSON of the timing trailer, or of a TIME or INFO answer
 	log  zerolog.Logger
 
+	// The op's record and spans for the Recorder, kept here so that recording allocates
+	// nothing per op (the Recorder keeps neither).
+	recs  [1]optrace.Record
+	spans optrace.Spans
+
 	frame int64            // index of the current frame on this connection, for logs
 	op    *deviceserver.Op // the op being executed, for logs
 
@@ -239,9 +244,11 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	if s.Recorder.Enabled() {
-		s.Recorder.Add([]optrace.Record{rec}, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: rec.Op, Start: start,
+		c.recs[0] = rec
+		c.spans = optrace.Spans{Conn: c.id, Frame: c.frame, Name: rec.Op, Start: start,
 			Decode: decode, Compute: res.ComputeTime, Timing: res.TimingTime, Total: rec.ServerUS.Total,
-			HasCompute: true, HasTiming: true})
+			HasCompute: true, HasTiming: true}
+		s.Recorder.Add(c.recs[:], &c.spans)
 	}
 	if e := c.log.Debug(); e.Enabled() {
 		t := res.Timing
