@@ -47,3 +47,8 @@ func (m tiled) ceilings() Ceilings {
 func (m systolic) ceilings() Ceilings {
 	return Ceilings{PeakFLOPsPerCycle: m.peak, BytesPerCycle: m.rates.bytesPerCycle()}
 }
+
+// ceilings of the gpu model are those of float32 (FP32 SIMT), the only dtype sstemu serves.
+func (m gpu) ceilings() Ceilings {
+	return Ceilings{PeakFLOPsPerCycle: float64(m.sms) * float64(m.fp32Rate), BytesPerCycle: m.rates.bytesPerCycle()}
+}

@@ -249,107 +249,49 @@ func unused(v *timeEntryJSON, op string, allowed int) *FrameError {
 	return nil
 }
 
+// The entries are planned by the ops' own planners, so by the same shape rules, but not
+// sized: no tensor-size limit applies to TIME.
+
 func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameGEMM, keysGEMM); fe != nil {
 		return nil, fe
 	}
-	m, fe := dim("M", v.M)
-	if fe != nil {
-		return nil, fe
-	}
-	n, fe := dim("N", v.N)
-	if fe != nil {
-		return nil, fe
-	}
-	k, fe := dim("K", v.K)
-	if fe != nil {
-		return nil, fe
-	}
+	g := gemmJSON{M: v.M, N: v.N, K: v.K, AShape: v.AShape, BShape: v.BShape}
 	// A_shape and B_shape are optional here; given, they must agree as in a GEMM op.
-	if v.AShape != nil {
-		a, fe := shape("A_shape", v.AShape, 2, 2)
-		if fe != nil {
-			return nil, fe
-		}
-		if a[0] != m || a[1] != k {
-			return nil, fieldErr(KindField, "A_shape", "A_shape %v disagrees with [M, K] = [%d, %d]", a, m, k)
-		}
+	if g.AShape == nil && v.M != nil && v.K != nil {
+		g.AShape = []int64{*v.M, *v.K}
 	}
-	if v.BShape != nil {
-		b, fe := shape("B_shape", v.BShape, 2, 2)
-		if fe != nil {
-			return nil, fe
-		}
-		if b[0] != k || b[1] != n {
-			return nil, fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
-		}
+	if g.BShape == nil && v.K != nil && v.N != nil {
+		g.BShape = []int64{*v.K, *v.N}
 	}
-	return []linalg.GEMMBatch{{Shape: linalg.GEMMShape{M: m, N: n, K: k}, Count: 1}}, nil
+	p, fe := planGEMM(&g)
+	if fe != nil {
+		return nil, fe
+	}
+	return p.shapes.Batches(), nil
 }
 
 func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameMatmul, keysMatmul); fe != nil {
 		return nil, fe
 	}
-	a, fe := shape("A_shape", v.AShape, 1, MaxRank)
+	p, fe := planMatmul(&matmulJSON{AShape: v.AShape, BShape: v.BShape})
 	if fe != nil {
 		return nil, fe
 	}
-	b, fe := shape("B_shape", v.BShape, 1, MaxRank)
-	if fe != nil {
-		return nil, fe
-	}
-	if _, fe := matmulShape(a, b); fe != nil {
-		return nil, fe
-	}
-	_, batches, err := linalg.MatmulBatches(a, b)
-	if err != nil {
-		return nil, fieldErr(KindField, "B_shape", "%v", err)
-	}
-	return batches, nil
+	return p.shapes.Batches(), nil
 }
 
 func entryConv(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameConv, keysConv); fe != nil {
 		return nil, fe
 	}
-	var c convParams
-	in, fe := shape("input_shape", v.InputShape, 4, 4)
+	p, fe := planConv(&convJSON{InputShape: v.InputShape, WeightShape: v.WeightShape,
+		Stride: v.Stride, Padding: v.Padding, Dilation: v.Dilation, Groups: v.Groups})
 	if fe != nil {
 		return nil, fe
 	}
-	w, fe := shape("weight_shape", v.WeightShape, 4, 4)
-	if fe != nil {
-		return nil, fe
-	}
-	copy(c.input[:], in)
-	copy(c.weight[:], w)
-	if c.stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
-		return nil, fe
-	}
-	if c.padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
-		return nil, fe
-	}
-	if c.dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
-		return nil, fe
-	}
-	g := int64(defaultGroups)
-	if v.Groups != nil {
-		g = *v.Groups
-	}
-	if fe := checkDim("groups", -1, g); fe != nil {
-		return nil, fe
-	}
-	c.groups = int(g)
-	if _, fe := conv2dShape(c); fe != nil {
-		return nil, fe
-	}
-	_, batches, err := linalg.Conv2DBatches(linalg.ConvParams{InputShape: c.input, WeightShape: c.weight,
-		Stride: c.stride, Padding: c.padding, Dilation: c.dilation, Groups: c.groups})
-	if err != nil {
-		return nil, fieldErr(KindField, "weight_shape", "%v", err)
-	}
-	return batches, nil
+	return p.shapes.Batches(), nil
 }
 
 // maxDeviceDim is the largest GEMM dimension a timing request carries (u32 fields).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -29,7 +30,7 @@ type timingExecutor struct {
 
 func fakeTiming(batches []linalg.GEMMBatch, untimed bool) deviceserver.Timing {
 	if untimed {
-		return deviceserver.Timing{Requests: len(batches), UntimedReason: "link_down"}
+		return deviceserver.Timing{Requests: len(batches), Untimed: deviceserver.UntimedLinkDown, UntimedErr: errors.New("device status NO_DEVICE")}
 	}
 	t := deviceserver.Timing{Timed: true}
 	for _, b := range batches {
