@@ -17,7 +17,7 @@ const DefaultBufferBytes = 4 << 20
 // has its records on disk within the interval.
 const (
 	flushBytes    = 64 << 10
-	flushInterval = 50 * time.Millisecond
+	flushInterval = 5 * time.Millisecond
 )
 
 // SinkStats counts what a sink did with the items it was given.
