@@ -125,6 +125,19 @@ func newStackCollector(snap func() snapshot) *stackCollector {
 		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.ActiveConns)) })
 	add("tcpfront", "ops_in_flight", "Ops being executed or answered now.", gauge, nil,
 		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.OpsInFlight)) })
+	add("tcpfront", "timing_trailers_total", "Op answers sent with the timing trailer (\"timing\": true).", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.Trailers)) })
+	add("tcpfront", "time_entries_total", "TIME entries answered (shapes timed without tensors).", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.Front.TimeEntries)) })
+	add("tcpfront", "record_frames_dropped_total", "Frames of timing records the trace or the op log dropped because their writer fell behind, by sink.", counter, []string{"sink"},
+		func(s *snapshot, emit func(float64, ...string)) {
+			if r := s.Front.Records.Trace; r != nil {
+				emit(float64(r.Dropped), "trace")
+			}
+			if r := s.Front.Records.Log; r != nil {
+				emit(float64(r.Dropped), "op_log")
+			}
+		})
 
 	// Layer 2: the device server.
 	add("deviceserver", "ops_total", "Ops computed by the device server, by op type.", counter, []string{"op"},

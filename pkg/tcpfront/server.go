@@ -133,7 +133,11 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() Stats { return s.counters.snapshot() }
+func (s *Server) Stats() Stats {
+	st := s.counters.snapshot()
+	st.Records = s.Recorder.Stats()
+	return st
+}
 
 // ListenAndServe listens on s.Addr (DefaultAddr if empty) and calls Serve.
 func (s *Server) ListenAndServe() error {

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
 // Stats is a snapshot of a Server's counters since it started.
@@ -22,6 +23,7 @@ type Stats struct {
 	ActiveConns int64                `json:"active_conns"`  // connections open now
 	TotalConns  uint64               `json:"total_conns"`   // connections accepted (including refused ones)
 	OpsInFlight int64                `json:"ops_in_flight"` // ops being executed or written now
+	Records     optrace.Stats        `json:"records"`       // the Recorder's trace and op log: written, dropped
 }
 
 // counters are the live atomics behind Stats.
