@@ -92,31 +92,31 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"index":`...)
 		b = strconv.AppendInt(b, int64(r.Index), 10)
 	}
-	b = appendKeyString(b, "op", r.Op)
+	b = AppendString(append(b, `,"op":`...), r.Op)
 	b = append(b, `,"timed":`...)
 	b = strconv.AppendBool(b, r.Timed)
-	b = appendKeyString(b, "untimed_reason", r.UntimedReason)
+	b = AppendString(append(b, `,"untimed_reason":`...), r.UntimedReason)
 	if r.Error != "" {
-		b = appendKeyString(b, "error", r.Error)
+		b = AppendString(append(b, `,"error":`...), r.Error)
 	}
 	b = append(b, `,"device":`...)
 	b = strconv.AppendInt(b, int64(r.Device), 10)
-	b = appendKeyString(b, "model", r.Model)
-	b = appendKeyString(b, "preset", r.Preset)
-	b = appendKeyFloat(b, "clock_hz", r.ClockHz)
-	b = appendKeyUint(b, "cycles", r.Cycles)
-	b = appendKeyUint(b, "compute_cycles", r.ComputeCycles)
-	b = appendKeyUint(b, "memory_cycles", r.MemoryCycles)
-	b = appendKeyUint(b, "memory_bytes", r.MemoryBytes)
-	b = appendKeyUint(b, "flops", r.FLOPs)
-	b = appendKeyString(b, "bound", r.Bound())
-	b = appendKeyFloat(b, "utilization", r.Utilization)
-	b = appendKeyFloat(b, "sim_ns", r.SimNS())
-	b = appendKeyUint(b, "gemms", r.GEMMs)
+	b = AppendString(append(b, `,"model":`...), r.Model)
+	b = AppendString(append(b, `,"preset":`...), r.Preset)
+	b = AppendFloat(append(b, `,"clock_hz":`...), r.ClockHz)
+	b = appendUint(append(b, `,"cycles":`...), r.Cycles)
+	b = appendUint(append(b, `,"compute_cycles":`...), r.ComputeCycles)
+	b = appendUint(append(b, `,"memory_cycles":`...), r.MemoryCycles)
+	b = appendUint(append(b, `,"memory_bytes":`...), r.MemoryBytes)
+	b = appendUint(append(b, `,"flops":`...), r.FLOPs)
+	b = AppendString(append(b, `,"bound":`...), r.Bound())
+	b = AppendFloat(append(b, `,"utilization":`...), r.Utilization)
+	b = AppendFloat(append(b, `,"sim_ns":`...), r.SimNS())
+	b = appendUint(append(b, `,"gemms":`...), r.GEMMs)
 	b = append(b, `,"requests":`...)
 	b = strconv.AppendInt(b, int64(r.Requests), 10)
-	b = appendKeyUint(b, "start_cycle", r.StartCycle)
-	b = appendKeyUint(b, "end_cycle", r.EndCycle)
+	b = appendUint(append(b, `,"start_cycle":`...), r.StartCycle)
+	b = appendUint(append(b, `,"end_cycle":`...), r.EndCycle)
 	b = append(b, `,"server_us":{"decode":`...)
 	b = appendDurationMicros(b, r.ServerUS.Decode)
 	b = append(b, `,"compute":`...)
@@ -136,20 +136,7 @@ func appendDurationMicros(b []byte, d time.Duration) []byte {
 	return appendMicros(b, uint64(d))
 }
 
-func appendKeyUint(b []byte, key string, v uint64) []byte {
-	b = append(append(append(b, `,"`...), key...), `":`...)
-	return strconv.AppendUint(b, v, 10)
-}
-
-func appendKeyFloat(b []byte, key string, v float64) []byte {
-	b = append(append(append(b, `,"`...), key...), `":`...)
-	return AppendFloat(b, v)
-}
-
-func appendKeyString(b []byte, key, v string) []byte {
-	b = append(append(append(b, `,"`...), key...), `":`...)
-	return AppendString(b, v)
-}
+func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
 
 // AppendFloat writes v as a JSON number: shortest round-trip form, 0 for NaN and ±Inf
 // (JSON has no such numbers), integers without an exponent up to 1e21.

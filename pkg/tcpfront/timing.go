@@ -37,11 +37,6 @@ type Info struct {
 // reports: 1 is the reference's GEMM with CONV, MATMUL, the timing trailer, TIME and INFO.
 const WireVersion = 1
 
-// untimedInvalidShape is the untimed_reason of a TIME entry that could not be planned
-// (its record also carries "error"): deviceserver's name for a shape the device cannot
-// take.
-const untimedInvalidShape = "invalid_shape"
-
 // opName is the "op" of a record for an op type.
 func opName(t deviceserver.OpType) string {
 	switch t {
@@ -128,7 +123,8 @@ func (s *Server) timeFrame(ctx context.Context, f *TimeFrame, decode time.Durati
 		e := &f.Entries[i]
 		recs[i] = optrace.Record{OpID: e.OpID, Index: i, Op: e.Op, Device: -1, FLOPs: e.FLOPs, GEMMs: e.GEMMs}
 		if e.Err != "" {
-			recs[i].UntimedReason, recs[i].Error = untimedInvalidShape, e.Err
+			// A shape the device cannot take; the record's "error" says what is wrong.
+			recs[i].UntimedReason, recs[i].Error = deviceserver.UntimedInvalidShape.String(), e.Err
 			continue
 		}
 		batches = append(batches, e.Batches)
@@ -144,7 +140,7 @@ func (s *Server) timeFrame(ctx context.Context, f *TimeFrame, decode time.Durati
 		r := &recs[i]
 		r.Device = device
 		if timings == nil {
-			r.UntimedReason = "no_device"
+			r.UntimedReason = deviceserver.UntimedNoDevice.String()
 			r.MemoryBytes = f.Entries[i].OperandBytes
 			continue
 		}
