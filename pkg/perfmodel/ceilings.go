@@ -52,3 +52,7 @@ func (m systolic) ceilings() Ceilings {
 func (m gpu) ceilings() Ceilings {
 	return Ceilings{PeakFLOPsPerCycle: float64(m.sms) * float64(m.fp32Rate), BytesPerCycle: m.rates.bytesPerCycle()}
 }
+
+func (m systolicPaper) ceilings() Ceilings {
+	return Ceilings{PeakFLOPsPerCycle: m.peak, BytesPerCycle: m.rates.bytesPerCycle()}
+}

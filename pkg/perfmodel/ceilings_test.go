@@ -34,3 +34,22 @@ func TestCeilingsOfEveryPreset(t *testing.T) {
 	assert.Zero(t, Utilization(10, 1, 0))
 	assert.Equal(t, 1.0, Utilization(1000, 1, 1))
 }
+
+// Every kind New builds has ceilings: the server describes whichever model it runs.
+func TestCeilingsOfEveryKind(t *testing.T) {
+	p, err := LookupPreset(DefaultPreset)
+	require.NoError(t, err)
+	for _, kind := range Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			m, err := New(kind, p.Params)
+			require.NoError(t, err)
+			c, err := CeilingsOf(m)
+			require.NoError(t, err)
+			assert.Positive(t, c.PeakFLOPsPerCycle)
+			assert.InDelta(t, p.Params.BandwidthGBps/p.Params.ClockGHz, c.BytesPerCycle, 1e-9)
+			e, err := m.Estimate(Op{M: 300, N: 200, K: 100, DtypeSize: 4})
+			require.NoError(t, err)
+			assert.InDelta(t, Utilization(e.FLOPs, e.Cycles, c.PeakFLOPsPerCycle), e.Utilization, 1e-12)
+		})
+	}
+}
