@@ -392,3 +392,19 @@ func TestServerRecorder(t *testing.T) {
 func timeoutMS(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 func timeNowPlus(ms int) time.Time { return time.Now().Add(timeoutMS(ms)) }
+
+// BenchmarkParseTime decodes and plans a TIME frame of 1000 GEMM entries (layer 1's part
+// of BenchmarkTIME in pkg/stack), per frame.
+func BenchmarkParseTime(b *testing.B) {
+	parts := make([]string, 1000)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`{"op": "gemm", "M": %d, "N": 128, "K": 256}`, i+1)
+	}
+	js := []byte(`{"op_id": 1, "ops": [` + strings.Join(parts, ", ") + `]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, fe := parseTime(js); fe != nil {
+			b.Fatal(fe)
+		}
+	}
+}
