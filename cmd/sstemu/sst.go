@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +36,10 @@ func sstCommand() *cli.Command {
 			Usage: "at exit, also write the statistics to `PATH` as SST's statOutputCSV does"},
 		&cli.IntFlag{Name: "verbose", Value: 1, EnvVars: []string{"SSTEMU_VERBOSE"},
 			Usage: "0–3 as the component's verbose parameter: 0 warnings, 1 connections, 2 every request, 3 trace (overrides --log-level)"},
+		&cli.StringFlag{Name: "compute-costs", EnvVars: []string{"SSTEMU_COMPUTE_COSTS"},
+			Usage: "COMPUTE cycles per unit by latency_model, a comma-separated `LIST` such as 100,50,10,1 (the llama example's table); " +
+				"a latency_model beyond it is INVALID",
+			DefaultText: "100 for every latency_model, as the reference component"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: []string{"SSTEMU_SHUTDOWN_TIMEOUT"},
 			Usage: "on SIGINT/SIGTERM, how long connections may take to answer what they have received"},
 	}
@@ -76,9 +82,13 @@ func runSST(c *cli.Context) error {
 	if uint64(id) > math.MaxUint32 {
 		return fmt.Errorf("--device-id %d: want at most %d", id, uint32(math.MaxUint32))
 	}
+	costs, err := parseComputeCosts(c.String("compute-costs"))
+	if err != nil {
+		return fmt.Errorf("--compute-costs: %w", err)
+	}
 	comp, err := sstcomponent.New(sstcomponent.Config{
 		Name: c.String("name"), DeviceID: uint32(id), ClockHz: hz,
-		Model: spec.Kind, Params: spec.Params, Logger: layerLogger(root, "sstcomponent"),
+		Model: spec.Kind, Params: spec.Params, ComputeCosts: costs, Logger: layerLogger(root, "sstcomponent"),
 	})
 	if err != nil {
 		return err
@@ -134,4 +144,22 @@ func runSST(c *cli.Context) error {
 		return serveErr
 	}
 	return nil
+}
+
+// parseComputeCosts reads --compute-costs: empty is nil (the reference's cost for every
+// latency_model), otherwise one cycles-per-unit count per latency_model.
+func parseComputeCosts(s string) ([]uint64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	fields := strings.Split(s, ",")
+	costs := make([]uint64, len(fields))
+	for i, f := range fields {
+		v, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("latency_model %d: %q is not a cycle count", i, f)
+		}
+		costs[i] = v
+	}
+	return costs, nil
 }

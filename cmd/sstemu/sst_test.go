@@ -166,6 +166,19 @@ func TestSSTCommand(t *testing.T) {
 	assert.Equal(t, uint64(77), binary.LittleEndian.Uint64(resp[8:]))
 	assert.Equal(t, uint64(16), binary.LittleEndian.Uint64(resp[24:]), "16 cycles")
 
+	// COMPUTE as the reference answers it: 100 cycles a unit whatever latency_model says.
+	req = make([]byte, 4104)
+	binary.LittleEndian.PutUint32(req[0:], 2)
+	binary.LittleEndian.PutUint64(req[8:], 78)
+	binary.LittleEndian.PutUint64(req[24:], 5) // compute_units
+	binary.LittleEndian.PutUint32(req[32:], 3) // latency_model
+	_, err = c.Write(req)
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, resp)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0), binary.LittleEndian.Uint32(resp[16:]), "status OK")
+	assert.Equal(t, uint64(500), binary.LittleEndian.Uint64(resp[24:]), "5 units × 100 cycles")
+
 	second := exec.Command(bin, "sst", "--socket", sock)
 	out, err := second.CombinedOutput()
 	assert.Error(t, err, "a second instance on a live socket fails")
@@ -173,13 +186,27 @@ func TestSSTCommand(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "exit 0 on SIGTERM; stderr: %s", stderr.String())
-	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   Total requests: 1\n")
+	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   Total requests: 2\n")
 	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   GEMM requests: 1\n")
-	assert.Contains(t, stdout.String(), "Simulation is complete, simulated time: 8 ns\n", "16 cycles at 2 GHz")
+	assert.Contains(t, stdout.String(), "Simulation is complete, simulated time: 258 ns\n", "516 cycles at 2 GHz")
 	assert.NoFileExists(t, sock)
 	data, err := os.ReadFile(csvPath)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(data), "ComponentName, StatisticName, StatisticSubId, StatisticType, SimTime, Rank, Sum.u64, SumSQ.u64, Count.u64, Min.u64, Max.u64\n"))
-	assert.Contains(t, string(data), "virtio_llama, gemm_cycles, , Accumulator, 8000, 0, 16, 256, 1, 16, 16\n")
+	assert.Contains(t, string(data), "virtio_llama, gemm_cycles, , Accumulator, 258000, 0, 16, 256, 1, 16, 16\n")
+	assert.Contains(t, string(data), "virtio_llama, compute_cycles, , Accumulator, 258000, 0, 500, 250000, 1, 500, 500\n")
 	_ = c.Close()
+}
+
+func TestParseComputeCosts(t *testing.T) {
+	costs, err := parseComputeCosts("")
+	require.NoError(t, err)
+	assert.Nil(t, costs, "empty: the reference's cost")
+	costs, err = parseComputeCosts("100, 50,10,1")
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{100, 50, 10, 1}, costs)
+	for _, bad := range []string{"100,,1", "-1", "1.5", "x"} {
+		_, err := parseComputeCosts(bad)
+		assert.Error(t, err, bad)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +20,15 @@ import (
 // empty (in SST it is the name the Python configuration gives the component).
 const DefaultName = "virtio_device"
 
-// DefaultComputeCosts returns the cycles per compute unit of a COMPUTE request, indexed by
-// its latency_model (see the package documentation).
-func DefaultComputeCosts() []uint64 { return []uint64{100, 50, 10, 1} }
+// ReferenceComputeCost is the cycles per compute unit the reference component charges for
+// every COMPUTE request, whatever its latency_model says: the default (Config.ComputeCosts
+// nil), so that `sstemu sst` answers COMPUTE exactly as the component it replaces.
+const ReferenceComputeCost = 100
+
+// LatencyModelCosts returns a cost table by latency_model for Config.ComputeCosts: the
+// llama example's per-kind costs, scaled so that model 0 stays ReferenceComputeCost (see
+// the package documentation). It is an option; the reference ignores latency_model.
+func LatencyModelCosts() []uint64 { return []uint64{100, 50, 10, 1} }
 
 // ErrClosed is returned by Serve and ServeConn once Shutdown has been called.
 var ErrClosed = errors.New("sstcomponent: component shut down")
@@ -41,8 +48,9 @@ type Config struct {
 	// and Params its parameters; CONFIGURE changes the parameters, RESET restores these.
 	Model  string
 	Params perfmodel.Params
-	// ComputeCosts are the cycles per compute unit by latency_model
-	// (DefaultComputeCosts()).
+	// ComputeCosts, when set, are the cycles per compute unit by latency_model (e.g.
+	// LatencyModelCosts()); a latency_model beyond the table is INVALID. Nil charges
+	// ReferenceComputeCost for every latency_model, as the reference component does.
 	ComputeCosts []uint64
 	// Logger receives connection events at info, per-request lines at debug; the zero
 	// Logger discards everything.
@@ -94,8 +102,8 @@ func New(cfg Config) (*Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ComputeCosts == nil {
-		cfg.ComputeCosts = DefaultComputeCosts()
+	if cfg.ComputeCosts != nil && len(cfg.ComputeCosts) == 0 {
+		return nil, errors.New("sstcomponent: ComputeCosts: an empty table would answer every COMPUTE INVALID (nil means the reference's cost)")
 	}
 	if cfg.Params == (perfmodel.Params{}) {
 		preset, err := perfmodel.LookupPreset(perfmodel.DefaultPreset)
@@ -119,7 +127,7 @@ func New(cfg Config) (*Component, error) {
 		deviceID:  cfg.DeviceID,
 		clockHz:   cfg.ClockHz,
 		periodPS:  period,
-		costs:     append([]uint64(nil), cfg.ComputeCosts...),
+		costs:     slices.Clone(cfg.ComputeCosts),
 		log:       cfg.Logger.With().Str("component_name", cfg.Name).Logger(),
 		initial:   &modelState{model: m, kind: cfg.Model, params: cfg.Params},
 		listeners: make(map[net.Listener]struct{}),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -39,12 +40,12 @@ func TestAnswers(t *testing.T) {
 		{name: "ECHO", req: echo, status: statusOK, result: 4080, check: func(t *testing.T, r rawResp) {
 			assert.Equal(t, []byte(echo[24:4104]), []byte(r[32:4112]))
 		}},
-		{name: "COMPUTE default cost", req: computeReq(3, 7, 0), status: statusOK, result: 700, check: computeWant(700, 0)},
-		{name: "COMPUTE latency_model 1", req: computeReq(3, 7, 1), status: statusOK, result: 350, check: computeWant(350, 0)},
-		{name: "COMPUTE latency_model 2", req: computeReq(3, 7, 2), status: statusOK, result: 70, check: computeWant(70, 0)},
-		{name: "COMPUTE latency_model 3", req: computeReq(3, 7, 3), status: statusOK, result: 7, check: computeWant(7, 0)},
+		// The reference charges 100 cycles per unit whatever latency_model says.
+		{name: "COMPUTE latency_model 0", req: computeReq(3, 7, 0), status: statusOK, result: 700, check: computeWant(700, 0)},
+		{name: "COMPUTE latency_model 1", req: computeReq(3, 7, 1), status: statusOK, result: 700, check: computeWant(700, 0)},
+		{name: "COMPUTE latency_model 3", req: computeReq(3, 7, 3), status: statusOK, result: 700, check: computeWant(700, 0)},
+		{name: "COMPUTE latency_model 0xFFFFFFFF", req: computeReq(3, 7, math.MaxUint32), status: statusOK, result: 700, check: computeWant(700, 0)},
 		{name: "COMPUTE zero units", req: computeReq(3, 0, 0), status: statusOK, result: 0, check: computeWant(0, 0)},
-		{name: "COMPUTE unknown latency_model", req: computeReq(3, 7, 4), status: statusInvalid},
 		{name: "COMPUTE cycles overflow", req: computeReq(3, math.MaxUint64/100+1, 0), status: statusInvalid},
 		// 4×16×8 fp32: flops 1024 → 16; bytes (32+128+64)·4 = 896 → floor(1.4037) = 1.
 		{name: "GEMM tutorial 4x16x8", req: gemmReq(4, 4, 16, 8, 4), status: statusOK, result: 16,
@@ -175,10 +176,33 @@ func TestConfigureAndReset(t *testing.T) {
 	assert.Equal(t, before+16, r.u64(40), "timestamps continue after RESET")
 }
 
+// TestComputeCostTable: with Config.ComputeCosts, COMPUTE charges the table's cost of its
+// latency_model, and a latency_model beyond the table is INVALID.
+func TestComputeCostTable(t *testing.T) {
+	h := start(t, Config{ComputeCosts: LatencyModelCosts()})
+	c := h.dial()
+	tests := []struct {
+		model  uint32
+		status uint32
+		result uint64
+	}{
+		{0, statusOK, 700}, {1, statusOK, 350}, {2, statusOK, 70}, {3, statusOK, 7}, {4, statusInvalid, 0},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("latency_model %d", tt.model), func(t *testing.T) {
+			r := roundTrip(t, c, computeReq(3, 7, tt.model))
+			require.Equal(t, tt.status, r.status())
+			assert.Equal(t, tt.result, r.result())
+		})
+	}
+	_, err := New(Config{ComputeCosts: []uint64{}})
+	assert.Error(t, err, "an empty table is refused")
+}
+
 // TestClock checks the simulated clock: each COMPUTE starts where the previous op ended,
 // GEMMs occupy the device too, other requests take no time.
 func TestClock(t *testing.T) {
-	h := start(t, Config{})
+	h := start(t, Config{ComputeCosts: LatencyModelCosts()})
 	c := h.dial()
 	steps := []struct {
 		req       rawReq
@@ -255,7 +279,7 @@ func TestSplitRequestsPipe(t *testing.T) {
 // COMPUTE of i units, so it starts at cycle 0+1+…+(i-1) = i(i-1)/2.
 func TestPipelined(t *testing.T) {
 	const n = 1000
-	h := start(t, Config{})
+	h := start(t, Config{ComputeCosts: LatencyModelCosts()})
 	c := h.dial()
 	var stream []byte
 	for i := range uint64(n) {
@@ -278,7 +302,7 @@ func TestPipelined(t *testing.T) {
 // ops, so the timestamps are exactly 0…1599.
 func TestConcurrentConnections(t *testing.T) {
 	const conns, perConn = 8, 200
-	h := start(t, Config{})
+	h := start(t, Config{ComputeCosts: LatencyModelCosts()})
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -380,7 +404,7 @@ func TestHostileInput(t *testing.T) {
 }
 
 func TestStatsAndReports(t *testing.T) {
-	h := start(t, Config{Name: "virtio_llama", ClockHz: 2e9})
+	h := start(t, Config{Name: "virtio_llama", ClockHz: 2e9, ComputeCosts: LatencyModelCosts()})
 	c := h.dial()
 	for _, req := range []rawReq{
 		newReq(typeNoop, 1), newReq(typeEcho, 2),

@@ -23,9 +23,10 @@
 //
 //	NOOP       OK, result 0
 //	ECHO       OK, the 4080 payload bytes copied back, result 4080
-//	COMPUTE    OK, cycles = cost[latency_model] × compute_units (cost table below),
-//	           timestamp = simulated cycle at which the op starts, result = cycles;
-//	           an unknown latency_model or a product above 2^64-1 is INVALID
+//	COMPUTE    OK, cycles = 100 × compute_units whatever latency_model says (as the
+//	           reference; an optional cost table below), timestamp = simulated cycle at
+//	           which the op starts, result = cycles; a product above 2^64-1 (and, with
+//	           a cost table, a latency_model beyond it) is INVALID
 //	GEMM       OK, through the performance model: payload cycles, compute cycles,
 //	           memory cycles, memory bytes (result_offset 0), result = cycles;
 //	           a zero dimension, zero dtype_size or 64-bit overflow is INVALID
@@ -48,15 +49,16 @@
 // request_id and user_data are always copied into the answer; the rest of an INVALID
 // answer is zero.
 //
-// COMPUTE cost per compute unit, by latency_model (DefaultComputeCosts):
+// The reference component charges ReferenceComputeCost (100) cycles per unit for every
+// latency_model, and so does a Component by default: layer 2 falls back to COMPUTE of
+// 2·M·N·K units with latency_model 0 when a layer 5 does not know GEMM, and those cycles
+// must be the reference's. Config.ComputeCosts may instead select a cost by latency_model,
+// e.g. LatencyModelCosts():
 //
 //	0  100 cycles  the reference component's only cost (the llama example's "attention")
 //	1   50 cycles  the llama example's "FFN"       (its fallback table 1000:500:100 ns,
 //	2   10 cycles  the llama example's "embedding"  scaled so that model 0 stays 100)
 //	3    1 cycle   unit cost: cycles = compute_units
-//
-// The reference component charges 100 cycles for every latency_model; only model 0 is
-// therefore bit-compatible with it.
 //
 // # Simulated clock
 //

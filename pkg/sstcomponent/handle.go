@@ -89,15 +89,20 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 	}
 }
 
-// compute charges cost[latency_model] cycles per compute unit.
+// compute charges ReferenceComputeCost cycles per compute unit, or cost[latency_model]
+// with a cost table.
 func (c *Component) compute(req *protocol.Request, resp *reply, st *Stats) error {
 	p := req.Compute()
-	if uint64(p.LatencyModel) >= uint64(len(c.costs)) {
-		return invalid(req, fmt.Sprintf("unknown latency_model %d (want 0 to %d)", p.LatencyModel, len(c.costs)-1), nil)
+	cost := uint64(ReferenceComputeCost)
+	if c.costs != nil {
+		if uint64(p.LatencyModel) >= uint64(len(c.costs)) {
+			return invalid(req, fmt.Sprintf("unknown latency_model %d (want 0 to %d)", p.LatencyModel, len(c.costs)-1), nil)
+		}
+		cost = c.costs[p.LatencyModel]
 	}
-	hi, cycles := bits.Mul64(p.ComputeUnits, c.costs[p.LatencyModel])
+	hi, cycles := bits.Mul64(p.ComputeUnits, cost)
 	if hi != 0 {
-		return invalid(req, fmt.Sprintf("%d compute units × %d cycles overflows 64 bits", p.ComputeUnits, c.costs[p.LatencyModel]), nil)
+		return invalid(req, fmt.Sprintf("%d compute units × %d cycles overflows 64 bits", p.ComputeUnits, cost), nil)
 	}
 	start := c.clock.advance(cycles)
 	resp.SetCompute(protocol.ComputeResult{Cycles: cycles, Timestamp: start})

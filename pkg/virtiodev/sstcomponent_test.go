@@ -110,8 +110,8 @@ func TestWithSSTComponent(t *testing.T) {
 			assert.Equal(t, uint64(4096), gemm128.Cycles)
 			assert.Equal(t, gemm128, r.GEMM())
 		}},
-		{"COMPUTE after both GEMMs", compute(9, 1, 3), func(t *testing.T, r protocol.Response) {
-			assert.Equal(t, protocol.ComputeResult{Cycles: 1, Timestamp: 700 + 8192 + 4096}, r.Compute())
+		{"COMPUTE after both GEMMs (100 cycles a unit, whatever latency_model)", compute(9, 1, 3), func(t *testing.T, r protocol.Response) {
+			assert.Equal(t, protocol.ComputeResult{Cycles: 100, Timestamp: 700 + 8192 + 4096}, r.Compute())
 		}},
 		{"ECHO (device)", newRequest(protocol.ReqEcho, 10, 0), func(t *testing.T, r protocol.Response) {
 			assert.Equal(t, protocol.StatusOK, r.Status)
