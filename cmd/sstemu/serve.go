@@ -17,6 +17,7 @@ import (
 	"github.com/sstemu/sstemu/pkg/sstdev"
 	"github.com/sstemu/sstemu/pkg/stack"
 	"github.com/sstemu/sstemu/pkg/tcpfront"
+	"github.com/sstemu/sstemu/pkg/virtiodev"
 )
 
 // serveCommand is `sstemu serve`: the whole stack, or layers 1–4 with an external SST, or
@@ -46,6 +47,8 @@ func serveCommand() *cli.Command {
 			Usage: "a real device file at `PATH` replaces layers 3–5 (e.g. /dev/sst0 inside a QEMU guest); excludes --sst-socket, ignores --devices"},
 		&cli.StringFlag{Name: "sst-socket", EnvVars: []string{"SSTEMU_SST_SOCKET"}, Category: catLayers,
 			Usage: "layer 5 is the SST component listening on this Unix socket `PATH` (a real SST or `sstemu sst`)"},
+		&cli.IntFlag{Name: "sst-window", Value: virtiodev.DefaultSSTWindow, EnvVars: []string{"SSTEMU_SST_WINDOW"}, Category: catLayers,
+			Usage: "with --sst-socket, most requests each device has sent to the SST unanswered (the real component closes its link at about 40; -1: no bound)"},
 		&cli.DurationFlag{Name: "device-timeout", Value: sstdev.DefaultTimeout, EnvVars: []string{"SSTEMU_DEVICE_TIMEOUT"}, Category: catLayers,
 			Usage: "how long a timing request may wait for the device (the driver's 5 s); the op is then untimed"},
 		&cli.StringFlag{Name: "clock", Value: "1GHz", EnvVars: []string{"SSTEMU_CLOCK"}, Category: catLayers,
@@ -170,7 +173,7 @@ func closeStack(st *stack.Stack, log zerolog.Logger) {
 // log to root, each with its layer key.
 func stackOptions(c *cli.Context, root zerolog.Logger) (stack.Options, error) {
 	opts := stack.Options{
-		SSTSocket: c.String("sst-socket"), DeviceFile: c.String("device"),
+		SSTSocket: c.String("sst-socket"), SSTWindow: c.Int("sst-window"), DeviceFile: c.String("device"),
 		Devices: c.Int("devices"), DeviceTimeout: c.Duration("device-timeout"),
 		MaxHandles: c.Int("max-device-handles"),
 		Addr:       c.String("listen"), MaxOpBytes: byteFlag(c, "max-op-bytes"), MaxInflightBytes: byteFlag(c, "max-inflight-bytes"),

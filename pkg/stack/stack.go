@@ -38,6 +38,10 @@ type Options struct {
 	// SSTSocket, when set, is the Unix socket of an external SST component (a real SST or
 	// `sstemu sst`) that replaces the in-process layer 5.
 	SSTSocket string
+	// SSTWindow bounds, with SSTSocket, the requests each device has sent to the external
+	// SST and not yet seen answered (virtiodev.DefaultSSTWindow when zero, which the real
+	// component survives; negative: no bound). The in-process component needs none.
+	SSTWindow int
 	// Model, Params and ClockHz configure the in-process SST component (see
 	// sstcomponent.Config; zero values are its defaults). Preset only names the preset
 	// the parameters came from, for the log.
@@ -121,11 +125,20 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		log.Info().Str("device_file", opts.DeviceFile).Msg("layers 3–5: device file")
 	} else {
 		// Layer 5: the SST component, in-process unless SSTSocket names an external one.
-		var dial virtiodev.Dialer
+		var (
+			dial   virtiodev.Dialer
+			window int
+		)
 		if opts.SSTSocket != "" {
 			dial = virtiodev.UnixDialer(opts.SSTSocket)
 			l5 = optrace.Layer5{Kind: optrace.Layer5SSTSocket, Path: opts.SSTSocket}
-			log.Info().Str("sst_socket", opts.SSTSocket).Msg("layer 5: external SST component")
+			switch {
+			case opts.SSTWindow == 0:
+				window = virtiodev.DefaultSSTWindow
+			case opts.SSTWindow > 0:
+				window = opts.SSTWindow
+			}
+			log.Info().Str("sst_socket", opts.SSTSocket).Int("window", window).Msg("layer 5: external SST component")
 		} else {
 			comp, err := sstcomponent.New(sstcomponent.Config{
 				ClockHz: opts.ClockHz, Model: opts.Model, Params: opts.Params,
@@ -160,7 +173,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		}
 		for i := range n {
 			d, err := virtiodev.New(virtiodev.Config{
-				DeviceID: uint32(i), Dialer: dial,
+				DeviceID: uint32(i), Dialer: dial, MaxInFlight: window,
 				Logger: layerLogger(root, "virtiodev").With().Int("device", i).Logger(),
 			})
 			if err != nil {

@@ -13,6 +13,11 @@ const (
 	DefaultReconnectMin = 50 * time.Millisecond
 	DefaultReconnectMax = time.Second
 	DefaultEventBacklog = 64
+	// DefaultSSTWindow is the window (Config.MaxInFlight) for an external SST component:
+	// the real acalsim.VirtIODevice closes its link when about 40 answers wait unread in
+	// its socket (internal/refsst's fake, with the same default socket buffer, first
+	// fails at 45 on Linux), and with 32 it was measured to survive 64 clients.
+	DefaultSSTWindow = 32
 )
 
 // SupportedFeatures is every bit the device may ever offer: protocol.BaseFeatures and
@@ -36,6 +41,11 @@ type Config struct {
 	// in flight with TIMEOUT and reconnects. Zero waits forever (layer 3 has its own
 	// 5 s timeout).
 	ResponseTimeout time.Duration
+	// MaxInFlight, when positive, is the window: the most requests sent to layer 5 and not
+	// yet answered; more wait in the device, in order, until answers free the window.
+	// Zero is no bound (the in-process component has none to fear); an external SST
+	// needs one (DefaultSSTWindow).
+	MaxInFlight int
 	// EventBacklog is how many events the device keeps while the driver has no event
 	// buffer posted (default 64); beyond it the oldest event is dropped and counted.
 	EventBacklog int
@@ -59,6 +69,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ResponseTimeout < 0 {
 		return &ConfigError{Field: "ResponseTimeout", Reason: "negative"}
+	}
+	if c.MaxInFlight < 0 {
+		return &ConfigError{Field: "MaxInFlight", Reason: "negative"}
 	}
 	if c.EventBacklog < 0 {
 		return &ConfigError{Field: "EventBacklog", Reason: "negative"}

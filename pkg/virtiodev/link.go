@@ -102,6 +102,7 @@ type link struct {
 	minWait       time.Duration
 	maxWait       time.Duration
 	timeout       time.Duration
+	window        int // most requests written and not yet answered; 0: no bound
 	log           zerolog.Logger
 	epoch         time.Time
 	cur           atomic.Pointer[session]
@@ -115,7 +116,7 @@ func newLink(cfg *Config, client linkClient) *link {
 	return &link{
 		dial: cfg.Dialer, client: client,
 		minWait: cfg.ReconnectMin, maxWait: cfg.ReconnectMax, timeout: cfg.ResponseTimeout,
-		log: cfg.Logger, epoch: time.Now(),
+		window: cfg.MaxInFlight, log: cfg.Logger, epoch: time.Now(),
 	}
 }
 
@@ -160,7 +161,7 @@ func (l *link) forward(s *forwarded) bool {
 		ss.mu.Unlock()
 		return false
 	}
-	if ss.direct != nil && !ss.writing && ss.written == ss.q.len() {
+	if ss.direct != nil && !ss.writing && ss.written == ss.q.len() && (l.window == 0 || ss.written < l.window) {
 		if l.timeout > 0 {
 			s.sentAt = time.Since(l.epoch)
 		}
@@ -272,10 +273,14 @@ func (s *session) fail(err error, st protocol.Status) {
 	_ = s.conn.Close()
 }
 
-// writer sends queued requests in batches. It copies each batch out of its slots and
-// counts them as written before the Write, so a response can only ever match a slot the
-// writer is done with. While it holds a batch, forward queues requests for it instead of
-// sending them itself, so the stream keeps the order of q.
+// writer sends queued requests in batches, never more than the window in flight. It
+// copies each batch out of its slots and counts them as written before writing, so a
+// response can only ever match a slot the writer is done with. While it holds a batch,
+// forward queues requests for it instead of sending them itself, so the stream keeps the
+// order of q. On a stream other than the in-memory pipe each request is one Write: the
+// real SST component reads each request with a single read and drops one that arrives
+// in pieces, and one write of 4104 bytes, with the window bounding what is queued in the
+// socket, arrives whole.
 func (s *session) writer() {
 	var batch [maxWriteBatch]*forwarded
 	buf := make([]byte, maxWriteBatch*protocol.RequestSize)
@@ -293,6 +298,9 @@ func (s *session) writer() {
 				return
 			}
 			k := min(s.q.len()-s.written, maxWriteBatch)
+			if s.l.window > 0 {
+				k = min(k, s.l.window-s.written) // the reader wakes us as answers free the window
+			}
 			for i := range k {
 				batch[i] = s.q.at(s.written + i)
 			}
@@ -314,12 +322,28 @@ func (s *session) writer() {
 			}
 			s.mu.Unlock()
 			clear(batch[:k])
-			if _, err := s.conn.Write(buf[:k*protocol.RequestSize]); err != nil {
+			if err := s.write(buf[:k*protocol.RequestSize]); err != nil {
 				s.fail(fmt.Errorf("virtiodev: writing to SST: %w", err), protocol.StatusNoDevice)
 				return
 			}
 		}
 	}
+}
+
+// write sends b, whole requests: in one Write on the in-memory pipe, one Write per
+// request on any other stream.
+func (s *session) write(b []byte) error {
+	if s.direct != nil {
+		_, err := s.conn.Write(b)
+		return err
+	}
+	for len(b) > 0 {
+		if _, err := s.conn.Write(b[:protocol.RequestSize]); err != nil {
+			return err
+		}
+		b = b[protocol.RequestSize:]
+	}
+	return nil
 }
 
 // reader reads whole responses (never acting on a short read) and completes the oldest
@@ -341,7 +365,14 @@ func (s *session) reader() {
 		}
 		it := s.q.pop()
 		s.written--
+		wake := s.l.window > 0 && s.q.len() > s.written // requests wait for the window
 		s.mu.Unlock()
+		if wake {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
 		s.l.client.complete(it, resp, protocol.StatusOK)
 		if fr.buffered() < protocol.ResponseSize {
 			s.l.client.flush()
