@@ -49,6 +49,9 @@ func serveCommand() *cli.Command {
 			Usage: "layer 5 is the SST component listening on this Unix socket `PATH` (a real SST or `sstemu sst`)"},
 		&cli.IntFlag{Name: "sst-window", Value: virtiodev.DefaultSSTWindow, EnvVars: []string{"SSTEMU_SST_WINDOW"}, Category: catLayers,
 			Usage: "with --sst-socket, most requests each device has sent to the SST unanswered (the real component closes its link at about 40; -1: no bound)"},
+		&cli.StringFlag{Name: "timing-request", Value: deviceserver.TimingAuto.String(), EnvVars: []string{"SSTEMU_TIMING_REQUEST"}, Category: catLayers,
+			Usage: "how GEMMs are timed: gemm (the tutorial's request), compute (one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server), " +
+				"or auto (GEMM, and COMPUTE on a device that answers GEMM INVALID)"},
 		&cli.DurationFlag{Name: "device-timeout", Value: sstdev.DefaultTimeout, EnvVars: []string{"SSTEMU_DEVICE_TIMEOUT"}, Category: catLayers,
 			Usage: "how long a timing request may wait for the device (the driver's 5 s); the op is then untimed"},
 		&cli.StringFlag{Name: "clock", Value: "1GHz", EnvVars: []string{"SSTEMU_CLOCK"}, Category: catLayers,
@@ -179,6 +182,10 @@ func stackOptions(c *cli.Context, root zerolog.Logger) (stack.Options, error) {
 		Addr:       c.String("listen"), MaxOpBytes: byteFlag(c, "max-op-bytes"), MaxInflightBytes: byteFlag(c, "max-inflight-bytes"),
 		MaxConns: c.Int("max-conns"), ReadTimeout: c.Duration("read-timeout"),
 		Logger: root, Version: version,
+	}
+	var err error
+	if opts.TimingRequest, err = deviceserver.ParseTimingRequest(c.String("timing-request")); err != nil {
+		return stack.Options{}, fmt.Errorf("--timing-request: %w", err)
 	}
 	if opts.SSTSocket == "" && opts.DeviceFile == "" {
 		spec, err := modelSpecFromFlags(c)

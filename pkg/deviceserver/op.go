@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sstemu/sstemu/pkg/linalg"
+	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
 // OpType is the operator code carried in byte 8 of a DeviceGEMM frame.
@@ -77,9 +78,19 @@ type Op struct {
 // could not be obtained (device absent, timeout) has Timed false, Untimed saying why, and
 // its result is still returned to the client.
 type Timing struct {
-	Timed         bool
-	Requests      int    // GEMM requests sent to the device for this op
-	Cycles        uint64 // sum over the op's GEMM requests
+	Timed bool
+	// Requests counts the timing requests the device answered for this op, whatever
+	// the status (a GEMM refused before the COMPUTE fallback included);
+	// ComputeRequests those of them that were COMPUTE.
+	Requests        int
+	ComputeRequests int
+	// Kind is the request that timed the op (protocol.ReqGEMM, or protocol.ReqCompute
+	// when the device does not know GEMM: see TimingRequest); the timing record's
+	// "which request kind timed it". Zero when no request was answered.
+	Kind   protocol.RequestType
+	Cycles uint64 // sum over the op's timing requests
+	// ComputeCycles, MemoryCycles and MemoryBytes are the device's split of Cycles; a
+	// COMPUTE answer has cycles only, counted as compute cycles, with no memory figures.
 	ComputeCycles uint64
 	MemoryCycles  uint64
 	MemoryBytes   uint64

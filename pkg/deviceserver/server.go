@@ -50,6 +50,9 @@ type Config struct {
 	Devices []Opener
 	// MaxHandles bounds the open handles per device (default DefaultMaxHandles).
 	MaxHandles int
+	// TimingRequest is the request GEMMs are timed with (TimingAuto: GEMM, falling back
+	// per device to COMPUTE as the reference device server sends it).
+	TimingRequest TimingRequest
 	// Logger receives one debug line per op with its cycles, and warnings for untimed ops.
 	Logger zerolog.Logger
 }
@@ -58,6 +61,7 @@ type Config struct {
 // implements Executor and is safe for concurrent use.
 type Server struct {
 	log     zerolog.Logger
+	timing  TimingRequest
 	devices []*handlePool
 	next    atomic.Uint64 // round-robin cursor over devices
 	tag     atomic.Uint64 // user_data of the next timing request, to match its response
@@ -65,6 +69,7 @@ type Server struct {
 	// UntimedNone while ops are timed: warnings are logged once per change of cause.
 	lastUntimed atomic.Uint32
 	stats       counters
+	fallbacks   atomic.Uint64 // devices switched to COMPUTE (TimingAuto)
 }
 
 // New returns a server for cfg.
@@ -73,9 +78,14 @@ func New(cfg Config) *Server {
 	if handles <= 0 {
 		handles = DefaultMaxHandles
 	}
-	s := &Server{log: cfg.Logger}
-	for _, open := range cfg.Devices {
-		s.devices = append(s.devices, newHandlePool(open, handles))
+	s := &Server{log: cfg.Logger, timing: cfg.TimingRequest}
+	if s.timing >= numTimingRequests {
+		s.timing = TimingAuto
+	}
+	for i, open := range cfg.Devices {
+		p := newHandlePool(open, handles)
+		p.index = i
+		s.devices = append(s.devices, p)
 	}
 	return s
 }
@@ -185,8 +195,11 @@ func (s *Server) Time(ctx context.Context, gemms []linalg.GEMMShape) Timing {
 	return t
 }
 
-// timeBatches sends one GEMM timing request per batch to the next device and sums the
-// answers, each scaled by its batch's count. It returns the device's index too (-1: none).
+// timeBatches sends one timing request per batch to the next device and sums the
+// answers, each scaled by its batch's count; it returns the device's index too (-1: none).
+// Under TimingAuto, a device that refuses a GEMM is switched to COMPUTE and the op is
+// timed again from its first batch, so that one op is always timed with one kind of
+// request (see timeOn).
 func (s *Server) timeBatches(ctx context.Context, batches []linalg.GEMMBatch) (Timing, int) {
 	if len(s.devices) == 0 {
 		return Timing{Untimed: UntimedNoDevice, UntimedErr: errNoDevice}, -1
@@ -201,26 +214,98 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 	if err != nil {
 		return Timing{Untimed: cause, UntimedErr: err}
 	}
+	s.checkLink(pool, h)
 	var t Timing
-	for _, b := range batches {
-		r, cause, err := s.timeOne(h, b.Shape)
+	kind := s.kindFor(pool)
+	for i := 0; i < len(batches); i++ {
+		b := batches[i]
+		r, answered, cause, err := s.timeOne(h, b.Shape, kind)
+		if answered {
+			t.Requests++
+			if kind == protocol.ReqCompute {
+				t.ComputeRequests++
+			}
+		}
+		if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
+			s.fallBack(pool, err)
+			kind = protocol.ReqCompute
+			t = Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests}
+			i = -1 // the whole op again, with COMPUTE
+			continue
+		}
 		if err != nil {
-			if cause == UntimedInvalidShape {
-				pool.put(h) // nothing was sent: the handle is as good as before
-			} else {
+			switch {
+			case cause == UntimedInvalidShape || cause == UntimedOverflow || cause == UntimedRefused:
+				pool.put(h) // the handle is as good as before
+			default:
 				pool.discard(h)
 			}
-			return Timing{Requests: t.Requests, Untimed: cause, UntimedErr: err}
+			if cause == UntimedLinkDown {
+				pool.mode.compute.Store(false) // another SST may answer when the link is back
+			}
+			if cause == UntimedRefused {
+				cause = UntimedDeviceError // the stable name of a status other than OK
+			}
+			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: kind, Untimed: cause, UntimedErr: err}
 		}
-		t.Requests++
 		if !t.add(r, uint64(b.Count)) {
 			pool.put(h)
-			return Timing{Requests: t.Requests, Untimed: UntimedOverflow, UntimedErr: errOverflow}
+			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: kind, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 		}
 	}
 	pool.put(h)
 	t.Timed = true
+	t.Kind = kind
 	return t
+}
+
+// kindFor returns the request the server times GEMMs with on pool's device now.
+func (s *Server) kindFor(pool *handlePool) protocol.RequestType {
+	switch {
+	case s.timing == TimingCompute, s.timing == TimingAuto && pool.mode.compute.Load():
+		return protocol.ReqCompute
+	default:
+		return protocol.ReqGEMM
+	}
+}
+
+// checkLink starts the decision again when h's device reports a new link to layer 5.
+func (s *Server) checkLink(pool *handlePool, h *handle) {
+	lg, ok := h.file.(LinkGenerationer)
+	if !ok || s.timing != TimingAuto {
+		return
+	}
+	gen := lg.LinkGeneration()
+	if old := pool.mode.gen.Load(); old != gen && pool.mode.gen.CompareAndSwap(old, gen) {
+		if pool.mode.compute.Swap(false) {
+			s.log.Info().Int("device", pool.index).Uint64("link_generation", gen).
+				Msg("the device's link to layer 5 is new: timing GEMMs with GEMM again until it refuses one")
+		}
+	}
+}
+
+// fallBack switches pool's device to COMPUTE after it refused a GEMM; the first op to
+// find out logs it.
+func (s *Server) fallBack(pool *handlePool, why error) {
+	if !pool.mode.compute.Swap(true) {
+		s.fallbacks.Add(1)
+		s.log.Info().Int("device", pool.index).AnErr("answer", why).
+			Msg("the device does not know GEMM: timing each GEMM as one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server does")
+	}
+}
+
+// TimingModes returns, per device, the request its GEMMs are timed with now ("gemm" or
+// "compute"); /stats shows it, and so can an INFO answer.
+func (s *Server) TimingModes() []string {
+	modes := make([]string, len(s.devices))
+	for i, p := range s.devices {
+		if s.kindFor(p) == protocol.ReqCompute {
+			modes[i] = TimingCompute.String()
+		} else {
+			modes[i] = TimingGEMM.String()
+		}
+	}
+	return modes
 }
 
 // add accumulates count GEMMs with the device's answer r, and reports false if a total
@@ -266,41 +351,59 @@ var (
 	errOverflow = errors.New("op's total cycles or bytes overflow 64 bits")
 )
 
-// timeOne sends one GEMM timing request on h and reads its answer; on failure it says why
-// as an UntimedCause, with the detail.
-func (s *Server) timeOne(h *handle, g linalg.GEMMShape) (protocol.GEMMResult, UntimedCause, error) {
+// timeOne sends one timing request of kind (ReqGEMM, or ReqCompute of 2·M·N·K units) for
+// g on h and reads its answer. answered reports whether the device answered, whatever
+// the status; on failure the cause says why, with the detail. A status INVALID is
+// UntimedRefused, which the caller turns into a fallback or UntimedDeviceError.
+func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestType) (protocol.GEMMResult, bool, UntimedCause, error) {
 	if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 {
-		return protocol.GEMMResult{}, UntimedInvalidShape, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
+		return protocol.GEMMResult{}, false, UntimedInvalidShape, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
 	}
 	tag := s.tag.Add(1)
-	h.req.Type = protocol.ReqGEMM
+	h.req.Type = kind
 	h.req.UserData = tag
-	h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
+	if kind == protocol.ReqCompute {
+		units, ok := computeUnits(uint64(g.M), uint64(g.N), uint64(g.K))
+		if !ok {
+			return protocol.GEMMResult{}, false, UntimedOverflow, fmt.Errorf("2·%d·%d·%d compute units overflow 64 bits", g.M, g.N, g.K)
+		}
+		h.req.Payload = [protocol.MaxDataSize]byte{}
+		h.req.SetCompute(protocol.Compute{ComputeUnits: units, LatencyModel: ComputeLatencyModel})
+	} else {
+		h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
+	}
 	if err := h.req.Encode(h.wbuf[:]); err != nil {
-		return protocol.GEMMResult{}, UntimedDeviceError, err
+		return protocol.GEMMResult{}, false, UntimedDeviceError, err
 	}
 	if _, err := h.file.Write(h.wbuf[:]); err != nil {
-		return protocol.GEMMResult{}, deviceCause(err), fmt.Errorf("device write: %w", err)
+		return protocol.GEMMResult{}, false, deviceCause(err), fmt.Errorf("device write: %w", err)
 	}
 	n, err := h.file.Read(h.rbuf[:])
 	if err != nil {
-		return protocol.GEMMResult{}, deviceCause(err), fmt.Errorf("device read: %w", err)
+		return protocol.GEMMResult{}, true, deviceCause(err), fmt.Errorf("device read: %w", err)
 	}
 	if err := h.resp.Decode(h.rbuf[:n]); err != nil {
-		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device read: %w", err)
+		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device read: %w", err)
 	}
 	if h.resp.UserData != tag {
-		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
+		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
 	}
 	switch h.resp.Status {
 	case protocol.StatusOK:
-		return h.resp.GEMM(), UntimedNone, nil
+		if kind == protocol.ReqCompute {
+			// The device's cycles are the GEMM's, all of them compute; it says nothing of memory.
+			c := h.resp.Compute().Cycles
+			return protocol.GEMMResult{Cycles: c, ComputeCycles: c}, true, UntimedNone, nil
+		}
+		return h.resp.GEMM(), true, UntimedNone, nil
 	case protocol.StatusNoDevice:
-		return protocol.GEMMResult{}, UntimedLinkDown, fmt.Errorf("device status %s", h.resp.Status)
+		return protocol.GEMMResult{}, true, UntimedLinkDown, fmt.Errorf("device status %s", h.resp.Status)
 	case protocol.StatusTimeout:
-		return protocol.GEMMResult{}, UntimedTimeout, fmt.Errorf("device status %s", h.resp.Status)
+		return protocol.GEMMResult{}, true, UntimedTimeout, fmt.Errorf("device status %s", h.resp.Status)
+	case protocol.StatusInvalid:
+		return protocol.GEMMResult{}, true, UntimedRefused, fmt.Errorf("device answered %s %s", kind, h.resp.Status)
 	default:
-		return protocol.GEMMResult{}, UntimedDeviceError, fmt.Errorf("device status %s", h.resp.Status)
+		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device status %s", h.resp.Status)
 	}
 }
 
@@ -315,6 +418,8 @@ type handle struct {
 
 // handlePool keeps up to max open handles on one device; callers beyond that wait.
 type handlePool struct {
+	index int        // the device's place in Config.Devices, for logs
+	mode  deviceMode // under TimingAuto: which request times this device's GEMMs
 	open  Opener
 	idle  chan *handle
 	slots chan struct{} // one token per handle that may exist

@@ -12,14 +12,21 @@ type Stats struct {
 	Untimed uint64 `json:"untimed"` // ops computed but not timed, the sum of UntimedByCause
 	// UntimedByCause counts the untimed ops by cause; every cause is present.
 	UntimedByCause map[UntimedCause]uint64 `json:"untimed_by_cause"`
-	Failed         uint64                  `json:"failed"`          // ops rejected as invalid
-	TimingRequest  uint64                  `json:"timing_requests"` // GEMM requests the device answered
-	Cycles         uint64                  `json:"cycles"`          // simulated cycles over all timed ops
+	Failed         uint64                  `json:"failed"` // ops rejected as invalid
+	// TimingRequest counts the timing requests the devices answered, whatever the status;
+	// ComputeTimingRequests those of them that were COMPUTE (see TimingRequest).
+	TimingRequest         uint64 `json:"timing_requests"`
+	ComputeTimingRequests uint64 `json:"compute_timing_requests"`
+	Cycles                uint64 `json:"cycles"` // simulated cycles over all timed ops
+	// TimingModes is, per device, the request its GEMMs are timed with now: "gemm" or
+	// "compute"; ComputeFallbacks counts the switches from GEMM to COMPUTE.
+	TimingModes      []string `json:"timing_modes"`
+	ComputeFallbacks uint64   `json:"compute_fallbacks"`
 }
 
 type counters struct {
-	gemm, conv, matmul, timed, failed, requests, cycles atomic.Uint64
-	untimed                                             [numUntimedCauses]atomic.Uint64
+	gemm, conv, matmul, timed, failed, requests, computeRequests, cycles atomic.Uint64
+	untimed                                                              [numUntimedCauses]atomic.Uint64
 }
 
 func (c *counters) record(t OpType, timing Timing) {
@@ -42,6 +49,7 @@ func (c *counters) record(t OpType, timing Timing) {
 		c.untimed[cause].Add(1)
 	}
 	c.requests.Add(uint64(timing.Requests))
+	c.computeRequests.Add(uint64(timing.ComputeRequests))
 }
 
 // Stats returns a snapshot of the counters.
@@ -50,7 +58,8 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		GEMM: c.gemm.Load(), Conv: c.conv.Load(), Matmul: c.matmul.Load(),
 		Timed: c.timed.Load(), Failed: c.failed.Load(),
-		TimingRequest: c.requests.Load(), Cycles: c.cycles.Load(),
+		TimingRequest: c.requests.Load(), ComputeTimingRequests: c.computeRequests.Load(), Cycles: c.cycles.Load(),
+		TimingModes: s.TimingModes(), ComputeFallbacks: s.fallbacks.Load(),
 		UntimedByCause: make(map[UntimedCause]uint64, numUntimedCauses-1),
 	}
 	for _, cause := range UntimedCauses() {

@@ -43,13 +43,18 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	}
 	answers := make([]protocol.GEMMResult, len(shapes))
 	fails := make([]failure, len(shapes))
-	s.timeShapes(ctx, pool, shapes, answers, fails)
+	kinds := make([]protocol.RequestType, len(shapes))
+	s.timeShapes(ctx, pool, shapes, answers, fails, kinds)
 
 	for i, e := range entries {
 		t := Timing{Timed: true}
 		for _, b := range e {
 			j := index[b.Shape]
 			t.Requests++
+			t.Kind = kinds[j]
+			if kinds[j] == protocol.ReqCompute {
+				t.ComputeRequests++
+			}
 			if f := fails[j]; f.err != nil {
 				t = Timing{Requests: t.Requests, Untimed: f.cause, UntimedErr: f.err}
 				break
@@ -73,9 +78,10 @@ type failure struct {
 
 // timeShapes asks the device behind pool for each shape, from up to maxEntryWorkers
 // goroutines with a handle each, filling answers or fails at the shape's index.
-func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, fails []failure) {
+// kinds gets the request each shape was timed with (see TimingRequest).
+func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, fails []failure, kinds []protocol.RequestType) {
 	var next atomic.Int64
-	var answered atomic.Uint64
+	var answered, computed atomic.Uint64
 	work := func() {
 		var h *handle
 		for {
@@ -91,17 +97,41 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 					continue
 				}
 			}
-			r, cause, err := s.timeOne(h, shapes[i])
+			s.checkLink(pool, h)
+			kind := s.kindFor(pool)
+			r, sent, cause, err := s.timeOne(h, shapes[i], kind)
+			if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
+				// The device does not know GEMM: this shape and the rest go as COMPUTE.
+				answered.Add(1)
+				s.fallBack(pool, err)
+				kind = protocol.ReqCompute
+				r, sent, cause, err = s.timeOne(h, shapes[i], kind)
+			}
+			if sent {
+				answered.Add(1)
+				if kind == protocol.ReqCompute {
+					computed.Add(1)
+				}
+			}
+			kinds[i] = kind
 			if err != nil {
-				fails[i] = failure{cause, err}
-				if cause != UntimedInvalidShape { // nothing was sent for an invalid shape
+				switch cause {
+				case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
+					// nothing was sent, or the device refused it: the handle is as good as before
+				default:
 					pool.discard(h)
 					h = nil
 				}
+				if cause == UntimedLinkDown {
+					pool.mode.compute.Store(false) // another SST may answer when the link is back
+				}
+				if cause == UntimedRefused {
+					cause = UntimedDeviceError
+				}
+				fails[i] = failure{cause, err}
 				continue
 			}
 			answers[i] = r
-			answered.Add(1)
 		}
 		if h != nil {
 			pool.put(h)
@@ -121,4 +151,5 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 	}
 	wg.Wait()
 	s.stats.requests.Add(answered.Load())
+	s.stats.computeRequests.Add(computed.Load())
 }

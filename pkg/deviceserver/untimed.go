@@ -39,6 +39,10 @@ const (
 	numUntimedCauses
 )
 
+// UntimedRefused marks, inside the server, a timing request answered INVALID; it is
+// reported as UntimedDeviceError (or leads to the COMPUTE fallback), never exported.
+const UntimedRefused = numUntimedCauses + 1
+
 var untimedNames = [numUntimedCauses]string{
 	UntimedNone:              "",
 	UntimedNoDevice:          "no_device",

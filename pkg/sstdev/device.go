@@ -58,6 +58,7 @@ type Device struct {
 	// linkUpCh is closed when a LINK_UP event makes linkUp true and replaced by an open
 	// one when LINK_DOWN makes it false: WaitLinkUp waits on it.
 	linkUpCh chan struct{}
+	linkUps  atomic.Uint64 // LINK_UP events received
 
 	stats counters
 }
@@ -365,6 +366,10 @@ func (d *Device) Close() error {
 	}
 	return nil
 }
+
+// LinkGeneration returns how many LINK_UP events the device has received (see
+// File.LinkGeneration).
+func (d *Device) LinkGeneration() uint64 { return d.linkUps.Load() }
 
 // WaitLinkUp waits until the device reports, with a LINK_UP event on its event queue,
 // that it is connected to the SST component; it returns at once if the latest link event
@@ -676,6 +681,7 @@ func (d *Device) recordEvent(addr uint64, n uint32, raw []byte) {
 	d.lastEvent = e
 	switch e.Type {
 	case protocol.EventLinkUp:
+		d.linkUps.Add(1) // before the waiters wake
 		if !d.linkUp {
 			close(d.linkUpCh)
 		}

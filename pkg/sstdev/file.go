@@ -48,6 +48,11 @@ func (d *Device) Open() (*File, error) {
 // Name returns the device path, as (*os.File).Name does.
 func (f *File) Name() string { return f.dev.path }
 
+// LinkGeneration returns how many LINK_UP events the device has received: it changes each
+// time the device's link to layer 5 is re-established, perhaps to another SST. The real
+// driver has no such call; layer 2 uses it, where present, to re-decide how it times GEMMs.
+func (f *File) LinkGeneration() uint64 { return f.dev.LinkGeneration() }
+
 // Write sends requests, as (*os.File).Write does on the real device: each write(2) of at
 // least 4104 bytes submits their first 4104 bytes as one SSTRequest and blocks until the
 // answer is stored, so Write issues len(p)/4104 requests and fails with EINVAL on a

@@ -61,6 +61,10 @@ func TestWaitLinkUp(t *testing.T) {
 	waitLinkUp(t, d)
 	waitLinkUp(t, d) // up already: returns at once
 	assert.True(t, d.Stats().LinkUp)
+	f, err := d.Open()
+	require.NoError(t, err)
+	defer f.Close()
+	assert.Equal(t, uint64(1), f.LinkGeneration(), "one LINK_UP so far")
 
 	close(g.drop)
 	eventually(t, "LINK_DOWN recorded", func() bool { return !d.Stats().LinkUp })
@@ -77,6 +81,7 @@ func TestWaitLinkUp(t *testing.T) {
 	close(g.allow)
 	require.NoError(t, <-done, "the reconnection's LINK_UP ends the wait")
 	assert.True(t, d.Stats().LinkUp)
+	assert.Equal(t, uint64(2), f.LinkGeneration(), "the re-established link is a new generation")
 	assert.Equal(t, int64(2), g.dials.Load())
 }
 

@@ -65,6 +65,11 @@ type Options struct {
 	// that replaces layers 3–5.
 	DeviceFile string
 
+	// TimingRequest is the request layer 2 times GEMMs with (deviceserver.TimingAuto:
+	// GEMM, or COMPUTE as the reference device server sends it on a device that refuses
+	// GEMM, such as the shipped SST component or the reference QEMU device).
+	TimingRequest deviceserver.TimingRequest
+
 	// MaxHandles bounds the device handles, and so the timing requests in flight, per
 	// device (deviceserver.DefaultMaxHandles when zero).
 	MaxHandles int
@@ -207,7 +212,7 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 
 	// Layer 2: the device server, timing ops through the device handles.
 	st.server = deviceserver.New(deviceserver.Config{
-		Devices: openers, MaxHandles: opts.MaxHandles,
+		Devices: openers, MaxHandles: opts.MaxHandles, TimingRequest: opts.TimingRequest,
 		Logger: layerLogger(root, "deviceserver"),
 	})
 

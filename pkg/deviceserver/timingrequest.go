@@ -1,0 +1,87 @@
+package deviceserver
+
+import (
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+)
+
+// TimingRequest says which request a server times a GEMM with on a device.
+//
+// The tutorial's SST component answers GEMM (type 8) through its performance model; the
+// component ACALSim ships, and the reference QEMU device itself, know only NOOP, ECHO and
+// COMPUTE and answer GEMM with INVALID. The reference device server never sends GEMM: it
+// sends one COMPUTE of 2·M·N·K units with latency_model 0 (100 cycles a unit on the
+// shipped component) and takes its cycles as the GEMM's. TimingAuto sends GEMM until a
+// device answers one INVALID, then times that device's GEMMs as the reference does,
+// re-timing the GEMM that found out, so no op is lost or left untimed by the switch.
+// GET_INFO cannot tell in advance: its capability bits (protocol.Feature) have no GEMM bit.
+// After the device's link to layer 5 is re-established (its LinkGeneration changes, or it
+// answered NO_DEVICE, which is what a file that does not report a generation shows) the
+// decision is made again, since another SST may be listening now.
+type TimingRequest uint8
+
+const (
+	// TimingAuto (the default) sends GEMM and falls back to COMPUTE per device.
+	TimingAuto TimingRequest = iota
+	// TimingGEMM always sends GEMM: a device that does not know it leaves ops untimed.
+	TimingGEMM
+	// TimingCompute always sends COMPUTE of 2·M·N·K units, latency_model 0.
+	TimingCompute
+	numTimingRequests
+)
+
+var timingRequestNames = [numTimingRequests]string{TimingAuto: "auto", TimingGEMM: "gemm", TimingCompute: "compute"}
+
+// String returns the name ParseTimingRequest reads: "auto", "gemm" or "compute".
+func (t TimingRequest) String() string {
+	if t < numTimingRequests {
+		return timingRequestNames[t]
+	}
+	return fmt.Sprintf("TimingRequest(%d)", uint8(t))
+}
+
+// MarshalText writes the name, for /stats.
+func (t TimingRequest) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// ParseTimingRequest reads "auto", "gemm" or "compute".
+func ParseTimingRequest(s string) (TimingRequest, error) {
+	for t, name := range timingRequestNames {
+		if s == name {
+			return TimingRequest(t), nil
+		}
+	}
+	return 0, fmt.Errorf("timing request %q: want auto, gemm or compute", s)
+}
+
+// LinkGenerationer is an optional interface of a DeviceFile: LinkGeneration returns how
+// many times the file's device has reported its link to layer 5 up (LINK_UP events), so
+// the server can tell a re-established link, and perhaps another SST, from the same one.
+// The emulated device's handle (sstdev.File) implements it.
+type LinkGenerationer interface {
+	LinkGeneration() uint64
+}
+
+// ComputeLatencyModel is the latency_model of the COMPUTE requests that time GEMMs: the
+// reference device server's.
+const ComputeLatencyModel = 0
+
+// computeUnits returns the compute_units of the COMPUTE that times an M×N×K GEMM, 2·M·N·K,
+// and false if it does not fit in 64 bits.
+func computeUnits(m, n, k uint64) (uint64, bool) {
+	hi, mn := bits.Mul64(m, n)
+	if hi != 0 {
+		return 0, false
+	}
+	hi, mnk := bits.Mul64(mn, k)
+	if hi != 0 || mnk > (1<<63-1) {
+		return 0, false
+	}
+	return 2 * mnk, true
+}
+
+// deviceMode is one device's choice of timing request under TimingAuto.
+type deviceMode struct {
+	compute atomic.Bool   // the device refused a GEMM: time with COMPUTE
+	gen     atomic.Uint64 // link generation the choice was made under
+}
