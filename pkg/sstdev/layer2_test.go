@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/protocol"
 	"github.com/sstemu/sstemu/pkg/sstdev"
 )
 
@@ -67,7 +68,7 @@ func TestUnderLayer2(t *testing.T) {
 	for res := range results {
 		n++
 		require.True(t, res.Timing.Timed, res.Timing.UntimedErr)
-		assert.Equal(t, deviceserver.Timing{Timed: true, Requests: 1, Cycles: 16, ComputeCycles: 16,
+		assert.Equal(t, deviceserver.Timing{Timed: true, Requests: 1, Kind: protocol.ReqGEMM, Cycles: 16, ComputeCycles: 16,
 			MemoryCycles: 1, MemoryBytes: 896}, res.Timing)
 		assert.Equal(t, []int{4, 16}, res.Shape)
 		for _, v := range res.Data {
