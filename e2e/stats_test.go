@@ -46,6 +46,10 @@ type stats struct {
 		Failed         uint64            `json:"failed"`
 		TimingRequest  uint64            `json:"timing_requests"`
 		Cycles         uint64            `json:"cycles"`
+		// The COMPUTE fallback (issue 13).
+		ComputeTimingRequests uint64   `json:"compute_timing_requests"`
+		TimingModes           []string `json:"timing_modes"`
+		ComputeFallbacks      uint64   `json:"compute_fallbacks"`
 	} `json:"device_server"`
 	CharDevices []struct {
 		Writes      int64 `json:"writes"`

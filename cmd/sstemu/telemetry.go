@@ -156,8 +156,12 @@ func newStackCollector(snap func() snapshot) *stackCollector {
 		})
 	add("deviceserver", "invalid_ops_total", "Ops rejected as invalid before computing.", counter, nil,
 		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.Failed)) })
-	add("deviceserver", "timing_requests_total", "GEMM timing requests sent to the devices.", counter, nil,
+	add("deviceserver", "timing_requests_total", "Timing requests the devices answered, whatever the status.", counter, nil,
 		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.TimingRequest)) })
+	add("deviceserver", "compute_timing_requests_total", "Timing requests sent as COMPUTE of 2·M·N·K units to devices that do not know GEMM.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.ComputeTimingRequests)) })
+	add("deviceserver", "compute_fallbacks_total", "Switches of a device from GEMM to COMPUTE timing requests.", counter, nil,
+		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.ComputeFallbacks)) })
 	add("deviceserver", "simulated_cycles_total", "Simulated device cycles over all timed ops.", counter, nil,
 		func(s *snapshot, emit func(float64, ...string)) { emit(float64(s.DeviceServer.Cycles)) })
 

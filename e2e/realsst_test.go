@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/internal/refsst"
+	"github.com/sstemu/sstemu/pkg/loadgen"
+)
+
+// realSSTOps is the ops each of the 64 connections sends to a fake of the real SST.
+const realSSTOps = 30
+
+// runAgainst serves `sstemu serve --sst-socket` in front of a fake of the real component of
+// kind k, drives it with loadConns connections of realSSTOps random small GEMMs each,
+// checking every result, and returns the /stats after, the log and the sum over the ops of
+// cycles(M, N, K), what each op's timing must be.
+func runAgainst(t *testing.T, k refsst.Kind, cycles func(m, n, k uint64) uint64) (stats, *proc, *refsst.Server, uint64) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "sst.sock")
+	fake, err := refsst.Listen(sock, k)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = fake.Close() })
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--sst-socket", sock)
+	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
+
+	var (
+		wg   sync.WaitGroup
+		want atomic.Uint64
+	)
+	for i := range loadConns {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer c.Close()
+			r := rand.New(rand.NewPCG(uint64(i), 13))
+			for j := range realSSTOps {
+				m, n, kk := smallShape(r)
+				if _, err := randomGEMM(ctx, c, r, m, n, kk); !assert.NoError(t, err, "connection %d op %d", i, j) {
+					return
+				}
+				want.Add(cycles(uint64(m), uint64(n), uint64(kk)))
+			}
+		})
+	}
+	wg.Wait()
+	return mustStats(t, httpAddr), p, fake, want.Load()
+}
+
+// TestShippedSST: behind the component as ACALSim ships it, which answers GEMM INVALID,
+// 64 connections get every op timed with the reference device server's cycles: one
+// COMPUTE of 2·M·N·K units at 100 cycles a unit. The op that found out is timed too.
+func TestShippedSST(t *testing.T) {
+	s, p, fake, want := runAgainst(t, refsst.Shipped, func(m, n, k uint64) uint64 { return refsst.ComputeCost * 2 * m * n * k })
+	const ops = loadConns * realSSTOps
+	assert.Equal(t, uint64(ops), s.DeviceServer.Ops)
+	assert.Equal(t, uint64(ops), s.DeviceServer.Timed, "every op timed; untimed by cause: %v", s.DeviceServer.UntimedByCause)
+	assert.Zero(t, s.DeviceServer.Untimed)
+	assert.Equal(t, want, s.DeviceServer.Cycles, "the reference device server's cycles")
+	assert.Equal(t, []string{"compute"}, s.DeviceServer.TimingModes)
+	assert.Equal(t, uint64(1), s.DeviceServer.ComputeFallbacks)
+	assert.Equal(t, uint64(ops), s.DeviceServer.ComputeTimingRequests)
+	assert.Equal(t, s.DeviceServer.TimingRequest-uint64(ops), fake.Stats().Invalid, "every refused GEMM counted as a request")
+	assert.Equal(t, 1, p.count(func(m map[string]any) bool {
+		return m["layer"] == "deviceserver" && m["level"] == "info" && m["message"] != nil &&
+			len(m["message"].(string)) > 30 && m["message"].(string)[:30] == "the device does not know GEMM:"
+	}), "the switch logged once")
+	st := fake.Stats()
+	assert.Zero(t, st.Overruns, "the window kept the component alive")
+	assert.Zero(t, st.Split, "every request arrived in one read")
+	assert.Equal(t, uint64(1), st.Conns)
+}
+
+// TestTutorialSST64Conns: behind the component with the tutorial's GEMM, 64 connections
+// keep every op timed with the tutorial's roofline, on one link that never overruns.
+func TestTutorialSST64Conns(t *testing.T) {
+	s, _, fake, want := runAgainst(t, refsst.Tutorial, func(m, n, k uint64) uint64 {
+		c, _, _, _ := refsst.TutorialGEMMCycles(m, n, k, 4)
+		return c
+	})
+	const ops = loadConns * realSSTOps
+	assert.Equal(t, uint64(ops), s.DeviceServer.Timed, "every op timed; untimed by cause: %v", s.DeviceServer.UntimedByCause)
+	assert.Equal(t, want, s.DeviceServer.Cycles)
+	assert.Equal(t, []string{"gemm"}, s.DeviceServer.TimingModes)
+	assert.Equal(t, uint64(ops), s.DeviceServer.TimingRequest)
+	st := fake.Stats()
+	assert.Zero(t, st.Overruns)
+	assert.Zero(t, st.Split)
+	assert.Equal(t, uint64(1), st.Conns, "one link throughout")
+	assert.Equal(t, uint64(ops), st.Requests)
+}
