@@ -15,6 +15,7 @@ import (
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
+	"github.com/sstemu/sstemu/pkg/sstfuse"
 	"github.com/sstemu/sstemu/pkg/stack"
 	"github.com/sstemu/sstemu/pkg/tcpfront"
 	"github.com/sstemu/sstemu/pkg/virtiodev"
@@ -49,6 +50,8 @@ func serveCommand() *cli.Command {
 			Usage: "layer 5 is the SST component listening on this Unix socket `PATH` (a real SST or `sstemu sst`)"},
 		&cli.IntFlag{Name: "sst-window", Value: virtiodev.DefaultSSTWindow, EnvVars: []string{"SSTEMU_SST_WINDOW"}, Category: catLayers,
 			Usage: "with --sst-socket, most requests each device has sent to the SST unanswered (the real component closes its link at about 40; -1: no bound)"},
+		&cli.StringFlag{Name: "mount", EnvVars: []string{"SSTEMU_MOUNT"}, Category: catLayers,
+			Usage: "also expose the emulated devices as files `DIR`/sst0 … through FUSE, for unmodified /dev/sstN programs (ln -s DIR/sst0 /dev/sst0)"},
 		&cli.StringFlag{Name: "timing-request", Value: deviceserver.TimingAuto.String(), EnvVars: []string{"SSTEMU_TIMING_REQUEST"}, Category: catLayers,
 			Usage: "how GEMMs are timed: gemm (the tutorial's request), compute (one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server), " +
 				"or auto (GEMM, and COMPUTE on a device that answers GEMM INVALID)"},
@@ -83,6 +86,12 @@ func runServe(c *cli.Context) error {
 	if n := c.Int("devices"); n < 1 || n > sstdev.MaxDevices {
 		return fmt.Errorf("--devices %d: want 1 … %d", n, sstdev.MaxDevices)
 	}
+	if c.String("mount") != "" && c.IsSet("device") {
+		return errors.New("--mount and --device: --mount serves the emulated devices, --device replaces them by a real one")
+	}
+	if c.String("listen") == "" && c.String("mount") == "" {
+		return errors.New(`--listen "": with the front end off, --mount must serve the devices`)
+	}
 	// Signals are caught from here on, so a SIGTERM during start-up (which may wait for an
 	// external SST) still ends in a clean close.
 	ctx, stop := withShutdownSignals(c.Context)
@@ -107,29 +116,50 @@ func runServe(c *cli.Context) error {
 	}
 	front.Recorder = rec.Recorder
 	// Bind every listener before serving anything, so a failure leaves nothing running.
-	ln, err := net.Listen("tcp", c.String("listen"))
-	if err != nil {
+	var ln, hl net.Listener
+	undo := func() {
+		if ln != nil {
+			ln.Close()
+		}
+		if hl != nil {
+			hl.Close()
+		}
 		closeStack(st, log)
 		_ = rec.close()
-		return fmt.Errorf("--listen: %w", err)
 	}
-	var hl net.Listener
+	if addr := c.String("listen"); addr != "" { // "": no front end, for a layer 2 of one's own
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			undo()
+			return fmt.Errorf("--listen: %w", err)
+		}
+	}
 	if addr := c.String("http"); addr != "" {
 		if hl, err = net.Listen("tcp", addr); err != nil {
-			ln.Close()
-			closeStack(st, log)
-			_ = rec.close()
+			undo()
 			return fmt.Errorf("--http: %w", err)
+		}
+	}
+	var mnt *sstfuse.Mount
+	if dir := c.String("mount"); dir != "" {
+		var devs []sstfuse.Device
+		for _, d := range st.Devices().All() {
+			devs = append(devs, d)
+		}
+		if mnt, err = sstfuse.New(dir, devs, sstfuse.Options{Logger: layerLogger(root, "sstfuse")}); err != nil {
+			undo()
+			return fmt.Errorf("--mount: %w", err)
 		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := st.Front().Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	if ln != nil {
+		g.Go(func() error {
+			if err := st.Front().Serve(ln); !errors.Is(err, tcpfront.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	var stats *http.Server
 	if hl != nil {
 		log.Info().Str("addr", hl.Addr().String()).Msg("listening") // tcpfront logs its own
@@ -147,7 +177,11 @@ func runServe(c *cli.Context) error {
 		log.Info().Msg("shutting down: finishing the ops in flight")
 		sctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
 		defer cancel()
-		err := st.Front().Shutdown(sctx)
+		var err error
+		if mnt != nil {
+			err = mnt.Unmount() // no new opens; open files finish with the layers
+		}
+		err = errors.Join(err, st.Front().Shutdown(sctx))
 		if stats != nil {
 			err = errors.Join(err, stats.Shutdown(sctx))
 		}

@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"pkg/tcpfront":     {"pkg/deviceserver", "pkg/optrace"}, // L1 → L2, and L1's timing records
 	"pkg/deviceserver": {"pkg/sstdev"},                      // L2 → L3 (today only through its Opener)
 	"pkg/sstdev":       {"pkg/virtqueue"},                   // L3 → L4's rings
+	"pkg/sstfuse":      {"pkg/sstdev"},                      // beside L3: serves its Files to other processes
 	"pkg/virtiodev":    {"pkg/virtqueue"},                   // L4 (L5 only through its Dialer)
 	"pkg/virtqueue":    {},                                  // L4's split virtqueue
 	"pkg/sstcomponent": {},                                  // L5 (its models are shared)
