@@ -18,7 +18,9 @@
 //	         FUSE_POLL with ENOSYS, and the kernel then reports every file readable and
 //	         writable at once (its default mask); a program that polls still learns
 //	         from read's EAGAIN that nothing is stored. Since write blocks until the
-//	         answer is stored, a read after a write never needs to wait.
+//	         answer is stored, a read after a write never needs to wait. (Go's os.File
+//	         parks a read that returns EAGAIN on its poller, which FUSE wakes once:
+//	         from Go, read before write with syscall.Read.)
 //	ioctl    ENOTTY
 //
 // Files are regular files of mode 0666 and size 0, opened with direct I/O, so every
