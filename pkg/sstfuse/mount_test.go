@@ -26,7 +26,7 @@ const waitLimit = 20 * time.Second
 
 // mounted builds layers 3–5 with opts (in-process unless opts says otherwise) and mounts
 // its devices in a fresh directory; it skips the test where FUSE cannot be used.
-func mounted(t *testing.T, opts stack.Options) (*sstfuse.Mount, *stack.Stack) {
+func mounted(t testing.TB, opts stack.Options) (*sstfuse.Mount, *stack.Stack) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("FUSE is not available here (%v): the --mount tests need /dev/fuse", err)
@@ -74,7 +74,7 @@ func stalledSST(t *testing.T) string {
 }
 
 // buildC compiles testdata/sstclient.c; it skips the test without gcc.
-func buildC(t *testing.T) string {
+func buildC(t testing.TB) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {

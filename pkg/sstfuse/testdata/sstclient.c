@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REQ_SIZE 4104
@@ -151,14 +152,45 @@ static int closemid(const char *path) {
 	return failures != 0;
 }
 
+static int cmp_ll(const void *a, const void *b) {
+	long long x = *(const long long *)a, y = *(const long long *)b;
+	return (x > y) - (x < y);
+}
+
+/* bench: n GEMM timing round trips (write + read) on one descriptor; prints the p50 and
+ * p99 of their wall-clock durations in nanoseconds. */
+static int bench(const char *path, int n) {
+	uint8_t req[REQ_SIZE], resp[RESP_SIZE];
+	int fd = open(path, O_RDWR);
+	CHECK(fd >= 0, "open: %s", strerror(errno));
+	if (fd < 0 || n < 1) return 1;
+	long long *ns = malloc(sizeof *ns * n);
+	gemm(req, 4, 16, 8, 1);
+	for (int i = 0; i < n; i++) {
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		if (write(fd, req, sizeof req) != REQ_SIZE || read(fd, resp, sizeof resp) != RESP_SIZE) {
+			CHECK(0, "round trip %d: %s", i, strerror(errno));
+			return 1;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		ns[i] = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+	}
+	qsort(ns, n, sizeof *ns, cmp_ll);
+	printf("p50_ns %lld p99_ns %lld\n", ns[(n - 1) / 2], ns[(long long)(n - 1) * 99 / 100]);
+	free(ns);
+	return 0;
+}
+
 int main(int argc, char **argv) {
-	if (argc < 3) { fprintf(stderr, "usage: sstclient basic|many|block|timeout|closemid PATH [N]\n"); return 2; }
+	if (argc < 3) { fprintf(stderr, "usage: sstclient basic|many|block|timeout|closemid|bench PATH [N]\n"); return 2; }
 	const char *mode = argv[1], *path = argv[2];
 	if (!strcmp(mode, "basic")) return basic(path);
 	if (!strcmp(mode, "many")) return many(path, argc > 3 ? atoi(argv[3]) : 16);
 	if (!strcmp(mode, "block")) return block(path);
 	if (!strcmp(mode, "timeout")) return timedout(path);
 	if (!strcmp(mode, "closemid")) return closemid(path);
+	if (!strcmp(mode, "bench")) return bench(path, argc > 3 ? atoi(argv[3]) : 1000);
 	fprintf(stderr, "unknown mode %s\n", mode);
 	return 2;
 }
