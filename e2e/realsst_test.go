@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"io"
 	"math/rand/v2"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -100,4 +104,47 @@ func TestTutorialSST64Conns(t *testing.T) {
 	assert.Zero(t, st.Split)
 	assert.Equal(t, uint64(1), st.Conns, "one link throughout")
 	assert.Equal(t, uint64(ops), st.Requests)
+}
+
+// BenchmarkTutorialSST64Conns measures `sstemu serve --sst-socket` in front of the fake of
+// the tutorial's component under 64 connections of 4×16×8 GEMMs, every op timed (checked
+// after the run): ops/s over b.N ops.
+//
+//	go test -run '^$' -bench TutorialSST64Conns -benchtime 20000x -count 5 ./e2e
+func BenchmarkTutorialSST64Conns(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "sst.sock")
+	fake, err := refsst.Listen(sock, refsst.Tutorial)
+	require.NoError(b, err)
+	defer fake.Close()
+	cmd := exec.Command(sstemuBin, "serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--sst-socket", sock, "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(b, err)
+	require.NoError(b, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(stderr)
+	for len(addrs) < 2 && sc.Scan() {
+		var l struct{ Message, Layer, Addr string }
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "listening" {
+			addrs[l.Layer] = l.Addr
+		}
+	}
+	require.Len(b, addrs, 2, "the listening lines of tcpfront and http")
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+
+	ops := max(int64(b.N), loadConns)
+	b.ResetTimer()
+	rep, err := loadgen.Run(context.Background(), loadgen.Config{
+		Addr: addrs["tcpfront"], M: 4, N: 16, K: 8, Conns: loadConns, Ops: ops, Timeout: time.Minute,
+	})
+	b.StopTimer()
+	require.NoError(b, err)
+	require.Zero(b, rep.Errors, rep.FirstError)
+	s, err := getStats(addrs["sstemu"])
+	require.NoError(b, err)
+	require.Equal(b, s.DeviceServer.Ops, s.DeviceServer.Timed, "every op timed: %v", s.DeviceServer.UntimedByCause)
+	require.Zero(b, fake.Stats().Overruns)
+	b.ReportMetric(rep.OpsPerSec, "ops/s")
+	b.ReportMetric(float64(rep.Latency.P50.Microseconds()), "p50-µs")
 }
