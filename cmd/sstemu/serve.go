@@ -26,7 +26,7 @@ import (
 func serveCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: tcpfront.DefaultAddr, EnvVars: []string{"SSTEMU_LISTEN"}, Category: catFront,
-			Usage: "TCP `ADDR` of the DeviceGEMM front end (a non-loopback address is logged as a warning)"},
+			Usage: "TCP `ADDR` of the DeviceGEMM front end (a non-loopback address is logged as a warning; \"\" turns it off, with --mount)"},
 		&cli.StringFlag{Name: "http", EnvVars: []string{"SSTEMU_HTTP"}, Category: catFront,
 			Usage: "serve live statistics on `ADDR`: JSON at /stats, Prometheus text at /metrics"},
 		&cli.IntFlag{Name: "max-conns", Value: 1024, EnvVars: []string{"SSTEMU_MAX_CONNS"}, Category: catFront,
@@ -67,7 +67,8 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "serve DeviceGEMM clients, timing every op through the five layers",
 		Description: "With no flags, all five layers run in-process and the front end listens on 127.0.0.1:9999.\n" +
-			"--sst-socket replaces layer 5 by an external SST; --device replaces layers 3–5 by a real device file.\n" +
+			"--sst-socket replaces layer 5 by an external SST; --device replaces layers 3–5 by a real device file;\n" +
+			"--mount DIR also serves the emulated devices to other processes as DIR/sst0 … (FUSE).\n" +
 			"On SIGINT or SIGTERM it stops accepting, finishes the ops in flight, prints the statistics and exits 0.",
 		Flags:  flags,
 		Action: runServe,
