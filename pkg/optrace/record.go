@@ -47,6 +47,10 @@ type Record struct {
 	// sent down for them.
 	GEMMs    uint64
 	Requests int
+	// TimingRequest is the kind of request that timed the op: "gemm", or "compute" when
+	// the device does not know GEMM and layer 2 sent COMPUTE of 2·M·N·K units as the
+	// reference device server does; "" when no request was answered.
+	TimingRequest string
 	// StartCycle and EndCycle are the op's interval on its device's timeline (Timeline);
 	// both 0 when untimed.
 	StartCycle, EndCycle uint64
@@ -115,6 +119,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = appendUint(append(b, `,"gemms":`...), r.GEMMs)
 	b = append(b, `,"requests":`...)
 	b = strconv.AppendInt(b, int64(r.Requests), 10)
+	b = AppendString(append(b, `,"timing_request":`...), r.TimingRequest)
 	b = appendUint(append(b, `,"start_cycle":`...), r.StartCycle)
 	b = appendUint(append(b, `,"end_cycle":`...), r.EndCycle)
 	b = append(b, `,"server_us":{"decode":`...)

@@ -16,7 +16,7 @@ func sampleRecord() Record {
 		OpID: 7, Index: -1, Op: "gemm", Timed: true, Device: 0,
 		Model: "roofline", Preset: "a100-tutorial", ClockHz: 1e9,
 		Cycles: 16, ComputeCycles: 16, MemoryCycles: 1, MemoryBytes: 736, FLOPs: 1024,
-		Utilization: 1, GEMMs: 1, Requests: 1, StartCycle: 32, EndCycle: 48,
+		Utilization: 1, GEMMs: 1, Requests: 1, TimingRequest: "gemm", StartCycle: 32, EndCycle: 48,
 		ServerUS: ServerUS{Decode: 1500, Compute: 250, Timing: 12 * time.Microsecond, Total: 14 * time.Microsecond},
 	}
 }
@@ -27,7 +27,7 @@ func TestRecordJSONKeys(t *testing.T) {
 	got := string(r.AppendJSON(nil))
 	assert.Equal(t, `{"op_id":7,"op":"gemm","timed":true,"untimed_reason":"","device":0,"model":"roofline","preset":"a100-tutorial",`+
 		`"clock_hz":1000000000,"cycles":16,"compute_cycles":16,"memory_cycles":1,"memory_bytes":736,"flops":1024,`+
-		`"bound":"compute","utilization":1,"sim_ns":16,"gemms":1,"requests":1,"start_cycle":32,"end_cycle":48,`+
+		`"bound":"compute","utilization":1,"sim_ns":16,"gemms":1,"requests":1,"timing_request":"gemm","start_cycle":32,"end_cycle":48,`+
 		`"server_us":{"decode":1.5,"compute":0.25,"timing":12,"total":14}}`, got)
 
 	r = Record{OpID: -3, Index: 4, Op: "matmul", UntimedReason: "bad_entry", Error: "B_shape: inner dimensions disagree", Device: -1, FLOPs: 8}
@@ -64,6 +64,7 @@ type decoded struct {
 	SimNS         float64 `json:"sim_ns"`
 	GEMMs         uint64  `json:"gemms"`
 	Requests      int     `json:"requests"`
+	TimingRequest string  `json:"timing_request"`
 	StartCycle    uint64  `json:"start_cycle"`
 	EndCycle      uint64  `json:"end_cycle"`
 	ServerUS      struct {

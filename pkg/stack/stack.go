@@ -223,7 +223,8 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 		ReadTimeout: opts.ReadTimeout,
 		Logger:      layerLogger(root, "tcpfront"),
 		Layer5:      l5,
-		Info:        tcpfront.Info{Version: opts.Version, Devices: len(openers), Params: params},
+		Info: tcpfront.Info{Version: opts.Version, Devices: len(openers), Params: params,
+			TimingModes: st.server.TimingModes},
 	}
 	return st, nil
 }

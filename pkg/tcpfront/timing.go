@@ -31,6 +31,9 @@ type Info struct {
 	// Params are the performance model's parameters when layer 5 is in-process (array,
 	// dataflow and tile come from them); nil otherwise.
 	Params *perfmodel.Params
+	// TimingModes returns, per device, the request its GEMMs are timed with now ("gemm"
+	// or "compute", deviceserver.Server.TimingModes); nil leaves INFO's list empty.
+	TimingModes func() []string
 }
 
 // WireVersion is the version of the DeviceGEMM wire protocol of docs/wire.md that INFO
@@ -68,6 +71,12 @@ func fillTiming(r *optrace.Record, t *deviceserver.Timing, operandBytes uint64) 
 	r.Timed = t.Timed
 	r.UntimedReason = untimedReason(t)
 	r.Requests = t.Requests
+	switch t.Kind {
+	case protocol.ReqGEMM:
+		r.TimingRequest = deviceserver.TimingGEMM.String()
+	case protocol.ReqCompute:
+		r.TimingRequest = deviceserver.TimingCompute.String()
+	}
 	if t.Timed {
 		r.Cycles, r.ComputeCycles, r.MemoryCycles, r.MemoryBytes = t.Cycles, t.ComputeCycles, t.MemoryCycles, t.MemoryBytes
 	} else {
@@ -184,6 +193,16 @@ func (s *Server) appendInfo(b []byte, opID int64) []byte {
 	b = append(b, `,"ops":{"gemm":1,"conv":2,"matmul":3,"time":4,"info":5}`...)
 	b = append(b, `,"devices":`...)
 	b = strconv.AppendInt(b, int64(s.Info.Devices), 10)
+	b = append(b, `,"timing_modes":[`...)
+	if s.Info.TimingModes != nil {
+		for i, m := range s.Info.TimingModes() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = optrace.AppendString(b, m)
+		}
+	}
+	b = append(b, ']')
 	b = append(b, `,"layer5":{"kind":`...)
 	b = optrace.AppendString(b, l5.Kind)
 	b = append(b, `,"path":`...)
