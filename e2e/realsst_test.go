@@ -81,6 +81,23 @@ func TestShippedSST(t *testing.T) {
 		return m["layer"] == "deviceserver" && m["level"] == "info" && m["message"] != nil &&
 			len(m["message"].(string)) > 30 && m["message"].(string)[:30] == "the device does not know GEMM:"
 	}), "the switch logged once")
+	// A client asking for timing records sees which request timed the op.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := loadgen.Dial(ctx, p.listenAddr("tcpfront"), loadgen.ClientOptions{Timing: true})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.GEMM(ctx, 4, 16, 8, make([]float32, 32), make([]float32, 128), make([]float32, 64)))
+	var rec struct {
+		Timed         bool   `json:"timed"`
+		Cycles        uint64 `json:"cycles"`
+		TimingRequest string `json:"timing_request"`
+	}
+	require.NoError(t, json.Unmarshal(c.LastTiming(), &rec), "%s", c.LastTiming())
+	assert.Equal(t, true, rec.Timed)
+	assert.Equal(t, uint64(100*2*4*16*8), rec.Cycles)
+	assert.Equal(t, "compute", rec.TimingRequest)
+
 	st := fake.Stats()
 	assert.Zero(t, st.Overruns, "the window kept the component alive")
 	assert.Zero(t, st.Split, "every request arrived in one read")
