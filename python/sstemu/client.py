@@ -1,0 +1,574 @@
+"""The client of one sstemu device server: :func:`connect` and :class:`Device`.
+
+A Device keeps a small pool of TCP connections (one per thread that uses it at the same
+time), sends each op as one write with Nagle's algorithm off, reads the result straight into
+the output tensor's memory, and always asks for the timing record (``"timing": true``), which
+becomes :attr:`Device.last_timing` and, inside :func:`sstemu.profile`, a profile record.
+
+Failures are never silent: a server that cannot be reached raises :class:`DeviceError` saying
+what to run; a connection that dies mid-op is retried once on a fresh connection (the server
+may have restarted), then raises :class:`DeviceError` naming the op. Only
+``connect(fallback="cpu")`` computes on the CPU instead, and every such op is counted.
+"""
+
+import itertools
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from . import context, wire
+from .wire import DeviceError, ProtocolError
+
+#: The address used when neither ``addr`` nor ``$SSTEMU_ADDR`` is given (the server's default).
+DEFAULT_ADDR = "127.0.0.1:9999"
+#: How many dims MATMUL accepts per operand (docs/wire.md).
+MAX_MATMUL_DIMS = 8
+#: The largest dimension the wire accepts (2^31 - 1).
+MAX_DIM = (1 << 31) - 1
+
+_LITTLE = sys.byteorder == "little"
+
+
+def connect(addr=None, timeout=30.0, fallback=None):
+    """Returns a :class:`Device` for the server at ``addr`` (``$SSTEMU_ADDR``, else 127.0.0.1:9999).
+
+    The first connection is made at once, so a server that is not running is reported here.
+    ``timeout`` bounds connecting and every op's answer, in seconds. ``fallback="cpu"`` makes
+    ops that cannot reach the server run on the CPU (counted as ``fallback`` in profiles)
+    instead of raising.
+    """
+    dev = Device(addr, timeout=timeout, fallback=fallback)
+    if fallback is None:
+        dev._give(dev._take("connect"))
+    return dev
+
+
+def parse_addr(addr):
+    """("host", port) from "host:port", "[v6]:port" or ":port"; ValueError when malformed."""
+    if not isinstance(addr, str) or ":" not in addr:
+        raise ValueError("address %r: want HOST:PORT, e.g. %s" % (addr, DEFAULT_ADDR))
+    host, _, port = addr.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        p = int(port)
+    except ValueError:
+        p = -1
+    if not 0 < p < 65536:
+        raise ValueError("address %r: port %r is not a number in 1…65535" % (addr, port))
+    return (host or "127.0.0.1", p)
+
+
+class _Conn:
+    """One TCP connection to the server and its buffered reader."""
+
+    __slots__ = ("sock", "rfile")
+
+    def __init__(self, hostport, timeout):
+        self.sock = socket.create_connection(hostport, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb", buffering=1 << 16)
+
+    def send(self, parts):
+        total = sum(len(p) for p in parts)
+        sent = self.sock.sendmsg(parts)
+        if sent < total:  # a large frame: finish it the simple way
+            rest = b"".join(bytes(p) for p in parts)[sent:]
+            self.sock.sendall(rest)
+
+    def read_exact(self, n, what):
+        data = self.rfile.read(n)
+        if len(data) != n:
+            raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (len(data), n, what))
+        return data
+
+    def read_into(self, view, what):
+        got = self.rfile.readinto(view) if len(view) else 0
+        if got != len(view):
+            raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (got or 0, len(view), what))
+
+    def close(self):
+        try:
+            self.rfile.close()
+        finally:
+            self.sock.close()
+
+
+class _Closed(ConnectionError):
+    """The stream ended inside a response."""
+
+
+def _device_op(fn):
+    """Runs fn with offload's interception off: a device op's own torch calls stay local."""
+    def wrapped(*args, **kwargs):
+        with context.device_op():
+            return fn(*args, **kwargs)
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+def _as_array(x, name, what):
+    """A C-contiguous little-endian float32 numpy view of tensor x, or TypeError/ValueError."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype != torch.float32:
+            raise TypeError("%s: %s is %s; the device computes float32 only (convert with .float())" % (what, name, x.dtype))
+        if x.device.type == "meta":
+            raise ValueError("%s: %s is on the meta device and has no data; time shapes with Device.time "
+                             "or sstemu.offload(timing_only=True)" % (what, name))
+        if x.device.type != "cpu":
+            x = x.cpu()
+        if x.is_sparse or x.layout != torch.strided:
+            raise TypeError("%s: %s has layout %s; the device takes dense tensors" % (what, name, x.layout))
+        with torch.no_grad():
+            a = x.detach().resolve_conj().resolve_neg().contiguous().numpy()
+    elif isinstance(x, np.ndarray):
+        if x.dtype != np.float32:
+            raise TypeError("%s: %s is numpy %s; the device computes float32 only" % (what, name, x.dtype))
+        a = x
+    else:
+        raise TypeError("%s: %s is a %s; want a torch.Tensor or numpy array of float32" % (what, name, type(x).__name__))
+    if not _LITTLE or a.dtype.byteorder == ">":
+        a = a.astype("<f4")
+    return np.ascontiguousarray(a)
+
+
+def _check_dims(shape, name, what):
+    for i, d in enumerate(shape):
+        if d < 1:
+            raise ValueError("%s: %s dimension %d is %d; the device needs every dimension ≥ 1" % (what, name, i, d))
+        if d > MAX_DIM:
+            raise ValueError("%s: %s dimension %d is %d, more than the wire's 2^31-1" % (what, name, i, d))
+
+
+def matmul_shape(a, b, what="matmul"):
+    """torch.matmul's output shape for operand shapes a, b (lists), or ValueError."""
+    a, b = list(a), list(b)
+    for s, n in ((a, "A"), (b, "B")):
+        if not 1 <= len(s) <= MAX_MATMUL_DIMS:
+            raise ValueError("%s: %s has %d dims; the device takes 1 to %d" % (what, n, len(s), MAX_MATMUL_DIMS))
+        _check_dims(s, n, what)
+    ka = a[-1]
+    kb = b[0] if len(b) == 1 else b[-2]
+    if ka != kb:
+        raise ValueError("%s: inner dimensions differ: A %s, B %s" % (what, a, b))
+    if len(a) == 1 and len(b) == 1:
+        return []
+    if len(b) == 1:
+        return a[:-1]
+    if len(a) == 1:
+        return b[:-2] + b[-1:]
+    ba, bb = a[:-2], b[:-2]
+    n = max(len(ba), len(bb))
+    ba, bb = [1] * (n - len(ba)) + ba, [1] * (n - len(bb)) + bb
+    batch = []
+    for i, (x, y) in enumerate(zip(ba, bb)):
+        if x != y and x != 1 and y != 1:
+            raise ValueError("%s: batch dimensions do not broadcast: A %s, B %s" % (what, a, b))
+        batch.append(max(x, y))
+    return batch + [a[-2], b[-1]]
+
+
+def _pair(v, name, minimum, what):
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            v = (v[0], v[0])
+        if len(v) != 2:
+            raise ValueError("%s: %s %r: want an int or two ints" % (what, name, v))
+        h, w = v
+    else:
+        h = w = v
+    for x in (h, w):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise TypeError("%s: %s %r: want ints" % (what, name, v))
+        if x < minimum or x > MAX_DIM:
+            raise ValueError("%s: %s %r: each must be %d … 2^31-1" % (what, name, v, minimum))
+    return [int(h), int(w)]
+
+
+def conv_shape(x, w, stride, padding, dilation, groups, what="conv2d"):
+    """conv2d's output shape [N, O, OH, OW] (and the normalised parameters), or ValueError."""
+    x, w = list(x), list(w)
+    if len(x) != 4 or len(w) != 4:
+        raise ValueError("%s: input %s and weight %s must both be 4-D (NCHW, OIHW)" % (what, x, w))
+    _check_dims(x, "input", what)
+    _check_dims(w, "weight", what)
+    s = _pair(stride, "stride", 1, what)
+    p = _pair(padding, "padding", 0, what)
+    d = _pair(dilation, "dilation", 1, what)
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError("%s: groups %r: want an int ≥ 1" % (what, groups))
+    groups = int(groups)
+    n, c, h, wd = x
+    o, cg, kh, kw = w
+    if c % groups or o % groups or cg * groups != c:
+        raise ValueError("%s: groups=%d does not fit input channels %d and weight %s" % (what, groups, c, w))
+    out = []
+    for size, k, si, pi, di, axis in ((h, kh, s[0], p[0], d[0], "height"), (wd, kw, s[1], p[1], d[1], "width")):
+        span = di * (k - 1) + 1
+        if size + 2 * pi < span:
+            raise ValueError("%s: kernel %s spans %d > padded input %d" % (what, axis, span, size + 2 * pi))
+        out.append((size + 2 * pi - span) // si + 1)
+    return [n, o, out[0], out[1]], s, p, d, groups
+
+
+class Device:
+    """An sstemu device server: ops on tensors, timing from shapes, and its INFO.
+
+    Use :func:`connect` to make one. Safe to share between threads. Each op returns a new
+    CPU float32 tensor; :attr:`last_timing` is the timing record of this thread's last op.
+    """
+
+    def __init__(self, addr=None, timeout=30.0, fallback=None):
+        self.addr = addr or os.environ.get("SSTEMU_ADDR") or DEFAULT_ADDR
+        self._hostport = parse_addr(self.addr)
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError("timeout %r: want seconds > 0" % (timeout,))
+        if fallback not in (None, "cpu"):
+            raise ValueError('fallback %r: want None or "cpu"' % (fallback,))
+        self.timeout = float(timeout)
+        self.fallback = fallback
+        self._pool = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._tls = threading.local()
+        self._info = None
+        self._warned = False
+        #: Request/answer exchanges with the server so far (each op is one; TIME frames too).
+        self.round_trips = 0
+        #: Ops computed on the CPU because the server was unreachable (``fallback="cpu"``).
+        self.fallback_ops = 0
+        #: Connections opened so far (more than one per thread means reconnects).
+        self.connections = 0
+
+    def __repr__(self):
+        return "sstemu.Device(%r)" % self.addr
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _take(self, what):
+        with self._lock:
+            if self._pool:
+                return self._pool.pop()
+        try:
+            c = _Conn(self._hostport, self.timeout)
+        except OSError as e:
+            raise DeviceError(
+                "%s: cannot connect to the sstemu device server at %s (%s). Start one with "
+                "`sstemu serve --listen %s` (`make run` in the sstemu repository), or point "
+                "$SSTEMU_ADDR or sstemu.connect(addr) at a running server." % (what, self.addr, e, self.addr)) from None
+        with self._lock:
+            self.connections += 1
+        return c
+
+    def _give(self, c):
+        with self._lock:
+            self._pool.append(c)
+
+    def close(self):
+        """Closes the idle connections (ops still work afterwards: they reconnect)."""
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for c in pool:
+            c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _exchange(self, what, parts, read):
+        """Sends one frame and reads its answer, retrying once on a fresh connection."""
+        for attempt in (1, 2):
+            c = self._take(what)
+            try:
+                c.send(parts)
+                out = read(c)
+            except socket.timeout:
+                c.close()
+                raise DeviceError("%s: no answer from the server at %s within %g s (timeout)" % (what, self.addr, self.timeout)) from None
+            except ProtocolError:
+                c.close()
+                raise
+            except OSError as e:  # reset, broken pipe, closed mid-answer
+                c.close()
+                if attempt == 1:
+                    continue
+                raise DeviceError(
+                    "%s: the server at %s closed the connection before answering (%s), also after one "
+                    "reconnect; it may have stopped, or refused the request (its log names the reason; "
+                    "limits in docs/wire.md)" % (what, self.addr, e)) from None
+            self._give(c)
+            with self._lock:
+                self.round_trips += 1
+            context.emit_round_trip()
+            return out
+        raise AssertionError("unreachable")
+
+    # -- tensor ops -----------------------------------------------------------------------
+
+    @property
+    def last_timing(self):
+        """The timing record (dict) of the last op this thread ran on this device, or None."""
+        return getattr(self._tls, "last", None)
+
+    def gemm(self, a, b):
+        """C = A·B for 2-D float32 A [M, K] and B [K, N] (op GEMM)."""
+        return self._gemm(a, b, None)
+
+    @_device_op
+    def _gemm(self, a, b, aten):
+        what = "GEMM"
+        a = _as_array(a, "A", what)
+        b = _as_array(b, "B", what)
+        if a.ndim != 2 or b.ndim != 2:
+            raise ValueError("GEMM: A %s and B %s must be 2-D (use matmul for batches)" % (list(a.shape), list(b.shape)))
+        (m, k), (k2, n) = a.shape, b.shape
+        if k != k2:
+            raise ValueError("GEMM: inner dimensions differ: A %s, B %s" % (list(a.shape), list(b.shape)))
+        _check_dims(a.shape, "A", what)
+        _check_dims(b.shape, "B", what)
+        what = "GEMM %dx%dx%d (MxNxK)" % (m, n, k)
+        meta = {"op_id": 0, "M": m, "N": n, "K": k, "A_shape": [m, k], "B_shape": [k, n], "dtype": "float32", "timing": True}
+        return self._run(wire.OP_GEMM, "gemm", aten, what, meta, (a, b), [m, n],
+                         lambda: torch.from_numpy(a) @ torch.from_numpy(b))
+
+    def matmul(self, a, b):
+        """torch.matmul(A, B) for float32 operands of 1 to 8 dims, with broadcasting (op MATMUL)."""
+        return self._matmul(a, b, None)
+
+    @_device_op
+    def _matmul(self, a, b, aten):
+        a = _as_array(a, "A", "MATMUL")
+        b = _as_array(b, "B", "MATMUL")
+        out = matmul_shape(a.shape, b.shape, "MATMUL")
+        what = "MATMUL %s x %s" % (list(a.shape), list(b.shape))
+        meta = {"op_id": 0, "A_shape": list(a.shape), "B_shape": list(b.shape), "dtype": "float32", "timing": True}
+        return self._run(wire.OP_MATMUL, "matmul", aten, what, meta, (a, b), out,
+                         lambda: torch.matmul(torch.from_numpy(a), torch.from_numpy(b)))
+
+    def conv2d(self, x, w, stride=1, padding=0, dilation=1, groups=1):
+        """torch.nn.functional.conv2d(x, w) without bias, NCHW float32 (op CONV)."""
+        return self._conv2d(x, w, stride, padding, dilation, groups, None)
+
+    @_device_op
+    def _conv2d(self, x, w, stride, padding, dilation, groups, aten):
+        x = _as_array(x, "input", "CONV")
+        w = _as_array(w, "weight", "CONV")
+        out, s, p, d, g = conv_shape(x.shape, w.shape, stride, padding, dilation, groups, "CONV")
+        what = "CONV %s * %s" % (list(x.shape), list(w.shape))
+        meta = {"op_id": 0, "input_shape": list(x.shape), "weight_shape": list(w.shape), "stride": s,
+                "padding": p, "dilation": d, "groups": g, "dtype": "float32", "timing": True}
+        return self._run(wire.OP_CONV, "conv", aten, what, meta, (x, w), out,
+                         lambda: torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, s, p, d, g))
+
+    def _run(self, opcode, opname, aten, what, meta, arrays, out_shape, local):
+        meta["op_id"] = next(self._ids)
+        count = math.prod(out_shape)
+        want = wire.FLOAT32_SIZE * count
+        parts = [wire.header(opcode, meta)]
+        for arr in arrays:
+            parts.append(wire.length(arr.nbytes))
+            parts.append(memoryview(arr).cast("B"))
+        name = wire.OP_NAMES[opcode]
+
+        def read(c):
+            n = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the result length"))
+            wire.check_result_length(name, 0, n, want)
+            res = np.empty(count, dtype=np.float32)
+            c.read_into(memoryview(res).cast("B"), "the result")
+            off = wire.LENGTH_SIZE + n
+            t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the timing record length"))
+            wire.check_json_length(name, "timing record length", off, t)
+            rec = wire.decode_json(name, "timing record", off + wire.LENGTH_SIZE, c.read_exact(t, "the timing record"))
+            return res, rec
+
+        t0 = time.perf_counter_ns()
+        try:
+            res, rec = self._exchange(what, parts, read)
+        except DeviceError as e:
+            if self.fallback != "cpu":
+                raise
+            return self._fallback(opname, aten, what, arrays, local, e)
+        wall = (time.perf_counter_ns() - t0) / 1000.0
+        out = torch.from_numpy(res).reshape(out_shape)
+        self._tls.last = rec
+        if context.profiling():
+            self._emit(rec, opname, aten, arrays, wall, meta)
+        return out
+
+    def _emit(self, rec, opname, aten, arrays, wall, meta):
+        r = dict(rec)
+        r.update(op=opname, aten=aten, shapes=[list(a.shape) for a in arrays], wall_us=wall)
+        if opname == "conv":
+            r["params"] = {k: meta[k] for k in ("stride", "padding", "dilation", "groups")}
+        r.update(context.attribution())
+        context.emit(r)
+
+    def _fallback(self, opname, aten, what, arrays, local, err):
+        with self._lock:
+            self.fallback_ops += 1
+            warn = not self._warned
+            self._warned = True
+        if warn:
+            warnings.warn("sstemu: %s; computing on the CPU (fallback=\"cpu\"), untimed" % err, RuntimeWarning, stacklevel=4)
+        out = local()
+        rec = {"timed": False, "untimed_reason": "cpu_fallback", "fallback": "cpu", "cycles": 0, "sim_ns": 0}
+        self._tls.last = rec
+        if context.profiling():
+            r = dict(rec)
+            r.update(op=opname, aten=aten, shapes=[list(a.shape) for a in arrays], wall_us=0.0)
+            r.update(context.attribution())
+            context.emit(r)
+        return out.contiguous()
+
+    # -- shapes only ------------------------------------------------------------------------
+
+    def info(self):
+        """The server's INFO (op 0x05) as a dict: version, devices, model, ceilings, limits."""
+        meta = {"op_id": next(self._ids)}
+
+        def read(c):
+            t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the INFO length"))
+            wire.check_json_length("INFO", "length", 0, t)
+            return wire.decode_json("INFO", "JSON", wire.LENGTH_SIZE, c.read_exact(t, "the INFO JSON"))
+
+        info = self._exchange("INFO", [wire.header(wire.OP_INFO, meta)], read)
+        self._info = info
+        return info
+
+    def _limits(self):
+        """(max TIME entries, max TIME JSON bytes) from INFO, or the documented defaults."""
+        info = self._info
+        if info is None:
+            try:
+                info = self.info()
+            except ProtocolError:
+                info = {}
+        lim = info.get("limits", {}) if isinstance(info.get("limits"), dict) else {}
+        entries = _first_int(lim, info, ("max_time_entries", "time_entries", "max_time_ops")) or wire.DEFAULT_MAX_TIME_ENTRIES
+        nbytes = _first_int(lim, info, ("max_time_json", "max_time_json_bytes", "time_json")) or \
+            _first_int(lim, info, ("max_json", "max_json_bytes")) or wire.DEFAULT_MAX_JSON
+        return entries, nbytes
+
+    def time(self, ops):
+        """Times shapes without tensors (op TIME): one record per entry, in order.
+
+        ``ops`` is a list of dicts as on the wire: ``{"op": "gemm", "M": m, "N": n, "K": k}``,
+        ``{"op": "matmul", "A_shape": [...], "B_shape": [...]}`` or ``{"op": "conv",
+        "input_shape": [...], "weight_shape": [...], "stride": .., "padding": .., "dilation": ..,
+        "groups": ..}``. Any number of entries: they are sent in as few frames as the server's
+        limits allow. An entry the server cannot time gets a record with ``"error"``.
+        """
+        if isinstance(ops, dict):
+            raise TypeError("Device.time takes a list of op dicts; wrap the single op in a list")
+        encoded = [_encode_time_entry(i, e) for i, e in enumerate(ops)]
+        recs = self._time_encoded(encoded)
+        if recs:
+            self._tls.last = recs[-1]
+        if context.profiling():
+            for e, r in zip(ops, recs):
+                d = dict(r)
+                d.update(op=e["op"], aten=None, shapes=_entry_shapes(e), wall_us=0.0)
+                d.update(context.attribution())
+                context.emit(d)
+        return recs
+
+    def _time_encoded(self, encoded):
+        """TIME frames for pre-encoded entries (bytes), split by the server's limits."""
+        if not encoded:
+            return []
+        max_entries, max_json = self._limits()
+        out = []
+        i = 0
+        while i < len(encoded):
+            op_id = next(self._ids)
+            head = b'{"op_id":%d,"ops":[' % op_id
+            size = len(head) + 2
+            j = i
+            while j < len(encoded) and j - i < max_entries and (j == i or size + len(encoded[j]) + 1 <= max_json):
+                size += len(encoded[j]) + 1
+                j += 1
+            out.extend(self._time_frame(head + b",".join(encoded[i:j]) + b"]}", j - i))
+            i = j
+        return out
+
+    def _time_frame(self, body, n):
+        frame = wire.header_raw(wire.OP_TIME, body)
+
+        def read(c):
+            t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the TIME reply length"))
+            wire.check_json_length("TIME", "length", 0, t)
+            return wire.decode_json("TIME", "JSON", wire.LENGTH_SIZE, c.read_exact(t, "the TIME reply"))
+
+        reply = self._exchange("TIME (%d entries)" % n, [frame], read)
+        res = reply.get("results")
+        if not isinstance(res, list) or len(res) != n or not all(isinstance(r, dict) for r in res):
+            got = len(res) if isinstance(res, list) else type(res).__name__
+            raise ProtocolError("TIME", "results", wire.LENGTH_SIZE, "%s results for %d entries" % (got, n))
+        return res
+
+
+def _first_int(a, b, names):
+    for d in (a, b):
+        for k in names:
+            v = d.get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+    return 0
+
+
+_TIME_KEYS = {
+    "gemm": ("M", "N", "K"),
+    "matmul": ("A_shape", "B_shape"),
+    "conv": ("input_shape", "weight_shape"),
+}
+
+
+def _encode_time_entry(i, e):
+    if not isinstance(e, dict):
+        raise TypeError("TIME entry %d is a %s; want a dict such as {'op': 'gemm', 'M': 4, 'N': 16, 'K': 8}" % (i, type(e).__name__))
+    kind = e.get("op")
+    if kind not in _TIME_KEYS:
+        raise ValueError("TIME entry %d: op %r; want one of %s" % (i, kind, ", ".join(sorted(_TIME_KEYS))))
+    for k in _TIME_KEYS[kind]:
+        if k not in e:
+            raise ValueError("TIME entry %d (%s): %s missing" % (i, kind, k))
+    return json.dumps(e, separators=(",", ":")).encode()
+
+
+def _entry_shapes(e):
+    if e["op"] == "gemm":
+        return [[e["M"], e["K"]], [e["K"], e["N"]]]
+    if e["op"] == "matmul":
+        return [list(e["A_shape"]), list(e["B_shape"])]
+    return [list(e["input_shape"]), list(e["weight_shape"])]
+
+
+_default = None
+_default_lock = threading.Lock()
+
+
+def default_device():
+    """The process's shared Device (:func:`connect` with the defaults), made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = connect()
+        return _default
+
+
+def set_default_device(dev):
+    """Makes ``dev`` what ``device=None`` means in offload, profile, patch and the modules."""
+    global _default
+    if dev is not None and not isinstance(dev, Device):
+        raise TypeError("set_default_device: want a sstemu.Device, got %s" % type(dev).__name__)
+    with _default_lock:
+        _default = dev

@@ -1,0 +1,197 @@
+"""Where an op is issued from: phase (regions), module, forward or backward, and who listens.
+
+Every device op asks this module for its attribution and hands its record to the active
+profiles. The state is per thread (a model run on one thread does not see another's
+regions); the list of profiles is global, so ops of worker threads are collected too.
+"""
+
+import contextlib
+import itertools
+import threading
+
+_tls = threading.local()
+_lock = threading.Lock()
+_profiles = []  # active sstemu.profile objects, in the order they were entered
+_ids = itertools.count(1)
+_flushers = []  # active offload(timing_only=True) modes with TIME entries not yet sent
+
+FORWARD = "forward"
+BACKWARD = "backward"
+
+
+def _state():
+    s = getattr(_tls, "s", None)
+    if s is None:
+        s = _tls.s = _ThreadState()
+    return s
+
+
+class _ThreadState:
+    __slots__ = ("regions", "modules", "passes", "device_depth")
+
+    def __init__(self):
+        self.regions = []  # [(name, instance id)]
+        self.modules = []  # [(dotted name, call id)]
+        self.passes = []  # explicit FORWARD/BACKWARD overrides, innermost last
+        self.device_depth = 0  # > 0 while a device op runs its own local torch calls
+
+
+def next_id():
+    """A process-wide unique id (module calls, region instances)."""
+    return next(_ids)
+
+
+@contextlib.contextmanager
+def region(name):
+    """``with sstemu.region("prefill"):`` labels every device op inside with ``phase``.
+
+    Regions nest; the phase of an op is the names from outermost to innermost joined by
+    ``/`` (``"decode/step"``). They are per thread.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("region name must be a non-empty string, got %r" % (name,))
+    s = _state()
+    s.regions.append((name, next_id()))
+    try:
+        yield
+    finally:
+        s.regions.pop()
+
+
+@contextlib.contextmanager
+def in_pass(kind):
+    """Marks the ops inside as ``forward`` or ``backward`` (used by the autograd Functions)."""
+    s = _state()
+    s.passes.append(kind)
+    try:
+        yield
+    finally:
+        s.passes.pop()
+
+
+@contextlib.contextmanager
+def with_modules(stack):
+    """Runs the ops inside as if called from the module stack saved by :func:`module_stack`."""
+    s = _state()
+    saved, s.modules = s.modules, list(stack)
+    try:
+        yield
+    finally:
+        s.modules = saved
+
+
+@contextlib.contextmanager
+def device_op():
+    """Marks the local torch calls of a device op, so that ``offload`` does not intercept them."""
+    s = _state()
+    s.device_depth += 1
+    try:
+        yield
+    finally:
+        s.device_depth -= 1
+
+
+def inside_device_op():
+    """Whether this thread is inside a device op's own work."""
+    return _state().device_depth > 0
+
+
+def current_module():
+    """The innermost module's dotted name and call id on this thread, or ("", 0)."""
+    m = _state().modules
+    return m[-1] if m else ("", 0)
+
+
+def module_stack():
+    """The whole module stack [(name, call id)], outermost first (a copy)."""
+    return tuple(_state().modules)
+
+
+def attribution():
+    """The fields every record gets: module, phase, pass, and the spans it lies in."""
+    s = _state()
+    if s.passes:
+        kind = s.passes[-1]
+    else:
+        kind = BACKWARD if _backward_depth() else FORWARD
+    return {
+        "module": s.modules[-1][0] if s.modules else "",
+        "phase": "/".join(r[0] for r in s.regions),
+        "pass": kind,
+        "_modules": tuple(s.modules),
+        "_regions": tuple(s.regions),
+    }
+
+
+def _backward_depth():
+    return getattr(_tls, "backward", 0)
+
+
+@contextlib.contextmanager
+def backward_running():
+    """Marks this thread as inside torch.autograd.backward/grad (see profile's wrappers)."""
+    _tls.backward = _backward_depth() + 1
+    try:
+        yield
+    finally:
+        _tls.backward -= 1
+
+
+def add_profile(p):
+    """Starts delivering records to profile p."""
+    with _lock:
+        _profiles.append(p)
+
+
+def remove_profile(p):
+    """Stops delivering records to profile p."""
+    with _lock:
+        if p in _profiles:
+            _profiles.remove(p)
+
+
+def profiling():
+    """Whether any profile is active (records are built only then)."""
+    return bool(_profiles)
+
+
+def emit(record):
+    """Hands one finished (or pending) record to every active profile."""
+    for p in tuple(_profiles):
+        p._add(record)
+
+
+def emit_local(name):
+    """Counts one op that ran locally inside ``offload``."""
+    for p in tuple(_profiles):
+        p._add_local(name)
+
+
+def emit_round_trip():
+    """Counts one request/answer exchange with a server."""
+    for p in tuple(_profiles):
+        p._round_trips += 1
+
+
+def active_profiles():
+    """The active profiles (a copy)."""
+    return tuple(_profiles)
+
+
+def add_flusher(f):
+    """Registers an object whose ``flush()`` sends queued TIME entries (timing-only offload)."""
+    with _lock:
+        _flushers.append(f)
+
+
+def remove_flusher(f):
+    """Unregisters what :func:`add_flusher` registered."""
+    with _lock:
+        if f in _flushers:
+            _flushers.remove(f)
+
+
+def flush_all():
+    """Sends every queued TIME entry, so that all records so far are complete."""
+    for f in tuple(_flushers):
+        f.flush()
