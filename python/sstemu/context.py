@@ -14,6 +14,7 @@ _lock = threading.Lock()
 _profiles = []  # active sstemu.profile objects, in the order they were entered
 _ids = itertools.count(1)
 _flushers = []  # active offload(timing_only=True) modes with TIME entries not yet sent
+_offloads = []  # active offload modes (their local-op counters)
 
 FORWARD = "forward"
 BACKWARD = "backward"
@@ -161,12 +162,6 @@ def emit(record):
         p._add(record)
 
 
-def emit_local(name):
-    """Counts one op that ran locally inside ``offload``."""
-    for p in tuple(_profiles):
-        p._add_local(name)
-
-
 def emit_round_trip():
     """Counts one request/answer exchange with a server."""
     for p in tuple(_profiles):
@@ -195,3 +190,25 @@ def flush_all():
     """Sends every queued TIME entry, so that all records so far are complete."""
     for f in tuple(_flushers):
         f.flush()
+
+
+def add_offload(m):
+    """Registers an active offload mode (profiles read its local-op counts)."""
+    with _lock:
+        _offloads.append(m)
+    for p in tuple(_profiles):
+        p._offload_started(m)
+
+
+def remove_offload(m):
+    """Unregisters an offload mode; active profiles take its final local-op counts."""
+    with _lock:
+        if m in _offloads:
+            _offloads.remove(m)
+    for p in tuple(_profiles):
+        p._offload_ended(m)
+
+
+def active_offloads():
+    """The active offload modes (a copy)."""
+    return tuple(_offloads)

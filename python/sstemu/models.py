@@ -80,13 +80,12 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def _rotate_half(x):
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat((-b, a), dim=-1)
-
-
 class Attention(nn.Module):
-    """Grouped-query attention with rotary embeddings and a KV cache, in explicit matmuls."""
+    """Grouped-query attention with rotary embeddings and a KV cache, in explicit matmuls.
+
+    Hidden states are 2-D [batch·tokens, dim], so each projection is one GEMM; the cache is
+    [batch, kv heads, positions, head dim], so the attention products are plain bmm's.
+    """
 
     def __init__(self, cfg, device=None):
         super().__init__()
@@ -100,36 +99,37 @@ class Attention(nn.Module):
 
     def setup_cache(self, batch, length, device):
         """Allocates an empty KV cache for ``batch`` sequences of up to ``length`` tokens."""
-        shape = (batch, length, self.cfg.n_kv_heads, self.cfg.head_dim)
+        shape = (batch, self.cfg.n_kv_heads, length, self.cfg.head_dim)
         self.cache_k = torch.zeros(shape, device=device)
         self.cache_v = torch.zeros(shape, device=device)
 
-    def forward(self, x, pos, cos, sin, mask):
+    def forward(self, x, b, t, pos, cos, sin, mask):
         cfg = self.cfg
-        b, t, _ = x.shape
-        hd = cfg.head_dim
-        q = self.wq(x).view(b, t, cfg.n_heads, hd)
-        k = self.wk(x).view(b, t, cfg.n_kv_heads, hd)
-        v = self.wv(x).view(b, t, cfg.n_kv_heads, hd)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
-        if self.cache_k is None or self.cache_k.shape[0] < b or self.cache_k.shape[1] < pos + t:
-            raise RuntimeError("Attention: KV cache too small for batch %d, positions %d…%d; call model.setup_cache" % (b, pos, pos + t))
-        self.cache_k[:b, pos:pos + t] = k
-        self.cache_v[:b, pos:pos + t] = v
-        keys, values = self.cache_k[:b, :pos + t], self.cache_v[:b, :pos + t]
-        rep = cfg.n_heads // cfg.n_kv_heads
+        hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+        if self.cache_k is None or self.cache_k.shape[0] != b or self.cache_k.shape[2] < pos + t:
+            raise RuntimeError("Attention: KV cache does not fit batch %d, positions %d…%d; call model.setup_cache" % (b, pos, pos + t))
+        # Rotary embedding: x·cos + rotate_half(x)·sin, with rotate_half's sign folded into sin.
+        q = self.wq(x).view(b, t, nh, hd)
+        q = torch.addcmul(q * cos, q.roll(hd // 2, -1), sin)
+        k = self.wk(x).view(b, t, nkv, hd)
+        k = torch.addcmul(k * cos, k.roll(hd // 2, -1), sin)
+        v = self.wv(x).view(b, t, nkv, hd)
+        s = pos + t
+        self.cache_k.narrow(2, pos, t).copy_(k.transpose(1, 2))
+        self.cache_v.narrow(2, pos, t).copy_(v.transpose(1, 2))
+        keys, values = self.cache_k.narrow(2, 0, s), self.cache_v.narrow(2, 0, s)
+        rep = nh // nkv
         if rep > 1:
-            s = pos + t
-            keys = keys[:, :, :, None, :].expand(b, s, cfg.n_kv_heads, rep, hd).reshape(b, s, cfg.n_heads, hd)
-            values = values[:, :, :, None, :].expand(b, s, cfg.n_kv_heads, rep, hd).reshape(b, s, cfg.n_heads, hd)
-        q = q.transpose(1, 2)
-        scores = torch.matmul(q, keys.transpose(1, 2).transpose(2, 3)) / math.sqrt(hd)
+            keys = keys[:, :, None].expand(b, nkv, rep, s, hd)
+            values = values[:, :, None].expand(b, nkv, rep, s, hd)
+        keys = keys.reshape(b * nh, s, hd)
+        values = values.reshape(b * nh, s, hd)
+        q = q.transpose(1, 2).reshape(b * nh, t, hd)
+        scores = torch.bmm(q, keys.transpose(1, 2)) * (1.0 / math.sqrt(hd))
         if mask is not None:
             scores = scores + mask
-        scores = F.softmax(scores, dim=-1)
-        out = torch.matmul(scores, values.transpose(1, 2))
-        return self.wo(out.transpose(1, 2).reshape(b, t, cfg.n_heads * hd))
+        out = torch.bmm(F.softmax(scores, dim=-1), values)
+        return self.wo(out.view(b, nh, t, hd).transpose(1, 2).reshape(b * t, nh * hd))
 
 
 class FeedForward(nn.Module):
@@ -155,22 +155,23 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps, device)
         self.feed_forward = FeedForward(cfg, device)
 
-    def forward(self, x, pos, cos, sin, mask):
-        h = x + self.attention(self.attention_norm(x), pos, cos, sin, mask)
+    def forward(self, x, b, t, pos, cos, sin, mask):
+        h = x + self.attention(self.attention_norm(x), b, t, pos, cos, sin, mask)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
 def _rope_tables(cfg):
-    """cos and sin of the rotary angles, [max_seq_len, head_dim] (halves repeated)."""
+    """cos and signed sin of the rotary angles, [max_seq_len, head_dim]."""
     hd = cfg.head_dim
     freqs = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
     ang = torch.outer(torch.arange(cfg.max_seq_len, dtype=torch.float32), freqs)
-    ang = torch.cat((ang, ang), dim=-1)
-    return ang.cos(), ang.sin()
+    # rotate_half(x) = cat(-x2, x1) = roll(x, hd/2) with the first half negated: fold the sign into sin.
+    sin = torch.cat((-ang.sin(), ang.sin()), dim=-1)
+    return torch.cat((ang.cos(), ang.cos()), dim=-1), sin
 
 
 class Llama(nn.Module):
-    """A LLaMA decoder. ``forward(tokens, pos)`` returns the logits of the last position."""
+    """A LLaMA decoder. ``forward(tokens, pos)`` returns the logits of each sequence's last position."""
 
     def __init__(self, cfg, device=None):
         super().__init__()
@@ -192,21 +193,22 @@ class Llama(nn.Module):
             layer.attention.setup_cache(batch, length, dev)
 
     def forward(self, tokens, pos=0, all_logits=False):
+        """Logits [batch, vocab] of the last position (``all_logits``: [batch, tokens, vocab])."""
         b, t = tokens.shape
         if pos + t > self.cfg.max_seq_len:
             raise ValueError("positions %d…%d exceed max_seq_len %d" % (pos, pos + t, self.cfg.max_seq_len))
-        h = self.tok_embeddings(tokens)
+        h = self.tok_embeddings(tokens).view(b * t, self.cfg.dim)
         cos = self.rope_cos[pos:pos + t].view(1, t, 1, -1)
         sin = self.rope_sin[pos:pos + t].view(1, t, 1, -1)
         mask = None
         if t > 1:
             mask = torch.full((t, pos + t), float("-inf"), device=h.device).triu(pos + 1)
         for layer in self.layers:
-            h = layer(h, pos, cos, sin, mask)
+            h = layer(h, b, t, pos, cos, sin, mask)
         h = self.norm(h)
-        if not all_logits:
-            h = h[:, -1:, :]
-        return self.output(h)
+        if all_logits:
+            return self.output(h).view(b, t, -1)
+        return self.output(h.view(b, t, -1)[:, -1])
 
 
 def build_llama(cfg, seed=0, device="cpu"):
@@ -256,10 +258,10 @@ def generate(model, prompt_len, new_tokens, batch=1, seed=0):
     out = [tokens]
     with torch.no_grad():
         with region("prefill"):
-            nxt = model(tokens, 0)[:, -1].argmax(-1, keepdim=True)
+            nxt = model(tokens, 0).argmax(-1, keepdim=True)
         out.append(nxt)
         with region("decode"):
             for pos in range(prompt_len, prompt_len + new_tokens - 1):
-                nxt = model(nxt, pos)[:, -1].argmax(-1, keepdim=True)
+                nxt = model(nxt, pos).argmax(-1, keepdim=True)
                 out.append(nxt)
     return torch.cat(out, dim=1)

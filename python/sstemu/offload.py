@@ -15,6 +15,7 @@ models far larger than memory can be timed.
 import threading
 
 import torch
+from torch._C import _len_torch_dispatch_stack, _set_torch_dispatch_mode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import client, context
@@ -36,6 +37,10 @@ class offload(TorchDispatchMode):
     shapes with TIME frames instead of computing on the device; the ops run locally (use a
     model on the ``meta`` device for models too large to compute). ``offloaded`` and ``local``
     count what this context did (``local`` by aten op name).
+
+    When no other dispatch mode is active it installs itself directly (not on torch's mode
+    stack, which costs as much again per op); a different dispatch mode entered inside it
+    then ends its interception, so enter other modes outside ``offload``.
     """
 
     def __init__(self, device=None, timing_only=False):
@@ -46,11 +51,20 @@ class offload(TorchDispatchMode):
         self.timing_only = bool(timing_only)
         #: Ops sent to the device (or, timing only, timed there).
         self.offloaded = 0
-        #: Ops run locally, by aten name.
-        self.local = {}
+        self._local = {}  # id(OpOverload) -> calls run locally
         self._pending = []  # (encoded TIME entry, record to fill)
         self._lock = threading.Lock()
         self._batch = None
+        self._fast = False
+
+    @property
+    def local(self):
+        """Ops run locally so far, by aten name (e.g. ``{"aten.add": 3}``)."""
+        out = {}
+        for f, n in list(self._local.items()):
+            name = str(_OPS[f].overloadpacket)
+            out[name] = out.get(name, 0) + n
+        return out
 
     def __enter__(self):
         if self.device is None:
@@ -58,32 +72,57 @@ class offload(TorchDispatchMode):
         if self.timing_only:
             self._batch = self.device._limits()[0]
             context.add_flusher(self)
+        context.add_offload(self)
+        # Fast path: with no other dispatch mode active, install this mode directly instead of
+        # through torch's mode stack (whose per-op Python wrapper doubles the cost of every op).
+        stack = _fast_stack()
+        if _len_torch_dispatch_stack() == 0:
+            self._fast = True
+            stack.append(self)
+            _set_torch_dispatch_mode(self)
+            return self
+        self._fast = False
         return super().__enter__()
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            return super().__exit__(exc_type, exc, tb)
+            if self._fast:
+                stack = _fast_stack()
+                stack.remove(self)
+                _set_torch_dispatch_mode(stack[-1] if stack else None)
+            else:
+                super().__exit__(exc_type, exc, tb)
         finally:
+            context.remove_offload(self)
             if self.timing_only:
                 context.remove_flusher(self)
                 if exc_type is None:
                     self.flush()
+        return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        h = _HANDLERS.get(func)
+        if self._fast:
+            _set_torch_dispatch_mode(None)
+            try:
+                return self._dispatch(func, args, kwargs or {})
+            finally:
+                _set_torch_dispatch_mode(self)
+        return self._dispatch(func, args, kwargs or {})
+
+    def _dispatch(self, func, args, kwargs):
+        key = id(func)  # OpOverloads are singletons; their Python __hash__ costs more than id()
+        h = _HANDLERS.get(key)
         if h is not None and not context.inside_device_op():
             out = (h[1] if self.timing_only else h[0])(self, args, kwargs)
             if out is not NotImplemented:
                 self.offloaded += 1
                 return out
-        name = _NAMES.get(func)
-        if name is None:
-            name = _NAMES[func] = str(func.overloadpacket)
-        self.local[name] = self.local.get(name, 0) + 1
-        if context.profiling():
-            context.emit_local(name)
-        return func(*args, **kwargs)
+        n = self._local.get(key)
+        if n is None:
+            _OPS[key] = func
+            n = 0
+        self._local[key] = n + 1
+        return func._op(*args, **kwargs)
 
     # -- timing only ------------------------------------------------------------------------
 
@@ -115,7 +154,14 @@ class offload(TorchDispatchMode):
             del rec["pending"]
 
 
-_NAMES = {}
+_tls = threading.local()
+
+
+def _fast_stack():
+    st = getattr(_tls, "stack", None)
+    if st is None:
+        st = _tls.stack = []
+    return st
 
 
 def _scaled(out, self_t, beta, alpha):
@@ -258,13 +304,14 @@ _FUNCS = {
     "aten.dot": aten.dot.default,
 }
 
-_HANDLERS = {
-    aten.mm.default: (_mm, _t_mm),
-    aten.addmm.default: (_addmm, _t_addmm),
-    aten.bmm.default: (_bmm, _t_matmul("aten.bmm")),
-    aten.baddbmm.default: (_baddbmm, _t_matmul("aten.baddbmm")),
-    aten.mv.default: (_vec("aten.mv"), _t_matmul("aten.mv")),
-    aten.dot.default: (_vec("aten.dot"), _t_matmul("aten.dot")),
-    aten.convolution.default: (_conv, _t_conv),
-    aten.convolution_backward.default: (_conv_bwd, _t_conv_bwd),
-}
+_OPS = {}  # id -> OpOverload of every op counted as local
+_HANDLERS = {id(f): h for f, h in (
+    (aten.mm.default, (_mm, _t_mm)),
+    (aten.addmm.default, (_addmm, _t_addmm)),
+    (aten.bmm.default, (_bmm, _t_matmul("aten.bmm"))),
+    (aten.baddbmm.default, (_baddbmm, _t_matmul("aten.baddbmm"))),
+    (aten.mv.default, (_vec("aten.mv"), _t_matmul("aten.mv"))),
+    (aten.dot.default, (_vec("aten.dot"), _t_matmul("aten.dot"))),
+    (aten.convolution.default, (_conv, _t_conv)),
+    (aten.convolution_backward.default, (_conv_bwd, _t_conv_bwd)),
+)}

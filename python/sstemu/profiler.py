@@ -205,6 +205,7 @@ class profile:
         self.device = device
         self._records = []
         self._local = {}
+        self._base = {}  # offload mode -> its local counts when this profile last looked
         self._round_trips = 0
         self._lock = threading.Lock()
         self._t0 = self._t1 = None
@@ -218,6 +219,9 @@ class profile:
         self._t0 = time.perf_counter()
         self._t1 = None
         _tracker.acquire()
+        with self._lock:
+            # What offload modes already active did before this profile is not counted.
+            self._base = {m: m.local for m in context.active_offloads()}
         context.add_profile(self)
         return self
 
@@ -226,6 +230,8 @@ class profile:
             if exc_type is None:
                 context.flush_all()
         finally:
+            for m in context.active_offloads():
+                self._take_local(m)
             context.remove_profile(self)
             _tracker.release()
             self._t1 = time.perf_counter()
@@ -238,9 +244,25 @@ class profile:
         with self._lock:
             self._records.append(r)
 
-    def _add_local(self, name):
+    def _offload_started(self, m):
         with self._lock:
-            self._local[name] = self._local.get(name, 0) + 1
+            self._base[m] = {}
+
+    def _offload_ended(self, m):
+        self._take_local(m)
+        with self._lock:
+            self._base.pop(m, None)
+
+    def _take_local(self, m):
+        """Adds what offload mode m ran locally since this profile last looked."""
+        now = m.local
+        with self._lock:
+            base = self._base.get(m, {})
+            for k, v in now.items():
+                d = v - base.get(k, 0)
+                if d:
+                    self._local[k] = self._local.get(k, 0) + d
+            self._base[m] = now
 
     # -- reading --------------------------------------------------------------------------
 
@@ -255,6 +277,9 @@ class profile:
     @property
     def local_ops(self):
         """Ops run locally inside ``offload`` while profiling, by aten name."""
+        if self._active:
+            for m in context.active_offloads():
+                self._take_local(m)
         with self._lock:
             return dict(self._local)
 
