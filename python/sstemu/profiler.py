@@ -407,10 +407,11 @@ class profile:
         return [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.records]
 
     def to_json(self, path):
-        """Writes {"total", "local_ops", "records"} as JSON."""
-        doc = {"total": self.total(), "local_ops": self.local_ops, "records": self._public()}
+        """Writes {"total", "local_ops", "records"} as JSON, one record per line."""
         with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
+            f.write('{"total": %s,\n"local_ops": %s,\n"records": [\n' % (json.dumps(self.total()), json.dumps(self.local_ops)))
+            f.write(",\n".join(json.dumps(r) for r in self._public()))
+            f.write("\n]}\n")
 
     def to_csv(self, path):
         """Writes one row per record; nested values (shapes, server_us) as JSON text."""
@@ -425,8 +426,9 @@ class profile:
 
     def export_chrome_trace(self, path):
         """Writes a Perfetto/Chrome trace in simulated time: per device, ops, nested module spans, phases."""
+        doc = chrome_trace(self.records)
         with open(path, "w") as f:
-            json.dump(chrome_trace(self.records), f)
+            f.write(json.dumps(doc))  # dumps: the C encoder; dump(f) would encode in Python
 
 
 def _csv_cell(v):

@@ -1,0 +1,228 @@
+"""Device: numerics of GEMM/MATMUL/CONV against float64 torch, the timing trailer, TIME, INFO,
+bad input, and what happens when the server is missing, restarts or closes mid-op."""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import sstemu
+from conftest import assert_close
+
+RECORD_KEYS = ("op_id", "timed", "untimed_reason", "device", "model", "preset", "clock_hz", "cycles",
+               "compute_cycles", "memory_cycles", "memory_bytes", "flops", "bound", "utilization", "sim_ns",
+               "gemms", "requests", "start_cycle", "end_cycle", "server_us")
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (4, 16, 8), (3, 5, 7), (17, 9, 1), (64, 33, 130)])
+def test_gemm_numerics(dev, m, n, k):
+    a, b = rand(m, k, seed=m), rand(k, n, seed=n)
+    c = dev.gemm(a, b)
+    assert_close(c, a.double() @ b.double(), k, "gemm")
+    rec = dev.last_timing
+    for key in RECORD_KEYS:
+        assert key in rec, key
+    assert rec["timed"] is True and rec["untimed_reason"] == ""
+    assert rec["flops"] == 2 * m * n * k
+    assert rec["gemms"] == 1
+    assert rec["bound"] in ("compute", "memory")
+    assert rec["end_cycle"] - rec["start_cycle"] == rec["cycles"]
+
+
+def test_gemm_accepts_numpy_and_strided(dev):
+    a = rand(6, 8)
+    b = rand(5, 8).t()  # a transposed view, 8x5
+    assert_close(dev.gemm(a, b), a.double() @ b.double(), 8, "strided")
+    na, nb = a.numpy(), b.contiguous().numpy()
+    assert_close(dev.gemm(na, nb), a.double() @ b.double(), 8, "numpy")
+
+
+@pytest.mark.parametrize("sa,sb", [
+    ((4,), (4,)), ((3, 4), (4,)), ((4,), (4, 5)), ((3, 4), (4, 5)),
+    ((2, 1, 3, 4), (5, 4, 6)), ((10, 3, 4), (4,)), ((4,), (10, 4, 5)), ((2, 3, 4), (2, 4, 2)),
+])
+def test_matmul_numerics(dev, sa, sb):
+    a, b = rand(*sa, seed=1), rand(*sb, seed=2)
+    c = dev.matmul(a, b)
+    assert_close(c, torch.matmul(a.double(), b.double()), sa[-1], "matmul %s x %s" % (sa, sb))
+    assert dev.last_timing["timed"]
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict()),
+    ((2, 4, 9, 7), (6, 2, 3, 2), dict(stride=2, padding=1, groups=2)),
+    ((1, 2, 10, 10), (3, 2, 3, 3), dict(stride=(1, 2), padding=(2, 1), dilation=2)),
+])
+def test_conv2d_numerics(dev, xs, ws, kw):
+    x, w = rand(*xs, seed=3), rand(*ws, seed=4)
+    y = dev.conv2d(x, w, **kw)
+    want = torch.nn.functional.conv2d(x.double(), w.double(), None, **kw)
+    assert_close(y, want, ws[1] * ws[2] * ws[3], "conv2d")
+    assert dev.last_timing["flops"] > 0
+
+
+def test_record_cycles_equal_time_op(dev):
+    """A GEMM's trailer and a TIME entry of the same shape report the same simulated cost."""
+    dev.gemm(rand(32, 64), rand(64, 48))
+    full = dev.last_timing
+    (timed,) = dev.time([{"op": "gemm", "M": 32, "N": 48, "K": 64}])
+    for k in ("cycles", "compute_cycles", "memory_cycles", "memory_bytes", "flops", "bound", "gemms"):
+        assert timed[k] == full[k], k
+    dev.conv2d(rand(1, 3, 16, 16), rand(8, 3, 3, 3), padding=1)
+    full = dev.last_timing
+    (timed,) = dev.time([{"op": "conv", "input_shape": [1, 3, 16, 16], "weight_shape": [8, 3, 3, 3],
+                          "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1}])
+    assert timed["cycles"] == full["cycles"]
+
+
+def test_time_many_entries_and_errors(dev):
+    before = dev.round_trips
+    ops = [{"op": "gemm", "M": 1 + i % 7, "N": 16, "K": 8} for i in range(5000)]
+    ops.insert(10, {"op": "matmul", "A_shape": [3, 4], "B_shape": [5, 6]})  # impossible
+    recs = dev.time(ops)
+    assert len(recs) == len(ops)
+    assert dev.round_trips - before >= 2  # more than one frame
+    assert "error" in recs[10] and recs[10]["timed"] is False
+    assert all(r["timed"] for i, r in enumerate(recs) if i != 10)
+    assert recs[0]["flops"] == 2 * 1 * 16 * 8
+
+
+def test_time_huge_shapes(dev):
+    """No tensor-size limit applies to TIME: LLaMA-2-70B's decoder-layer GEMMs at a 4096 prompt."""
+    shapes = [(4096, 8192, 8192), (4096, 1024, 8192), (4096, 28672, 8192), (4096, 8192, 28672)]
+    recs = dev.time([{"op": "gemm", "M": m, "N": n, "K": k} for m, n, k in shapes])
+    assert [r["flops"] for r in recs] == [2 * m * n * k for m, n, k in shapes]
+    assert all(r["timed"] for r in recs)
+
+
+def test_info(dev):
+    info = dev.info()
+    assert isinstance(info, dict) and info
+    assert info.get("devices", 1) >= 1
+
+
+@pytest.mark.parametrize("call,exc,words", [
+    (lambda d: d.gemm(torch.randn(2, 3, dtype=torch.float64), torch.randn(3, 2)), TypeError, "float32"),
+    (lambda d: d.gemm(torch.randn(2, 3), torch.randn(4, 2)), ValueError, "inner"),
+    (lambda d: d.gemm(torch.randn(2, 3, 4), torch.randn(4, 2)), ValueError, "2-D"),
+    (lambda d: d.gemm([[1.0]], [[2.0]]), TypeError, "list"),
+    (lambda d: d.gemm(torch.empty(2, 3, device="meta"), torch.empty(3, 2, device="meta")), ValueError, "meta"),
+    (lambda d: d.gemm(torch.randn(0, 3), torch.randn(3, 2)), ValueError, "≥ 1"),
+    (lambda d: d.matmul(torch.randn(2, 3, 4), torch.randn(3, 4, 5)), ValueError, "broadcast"),
+    (lambda d: d.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 5, 5)), ValueError, "kernel"),
+    (lambda d: d.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3), groups=2), ValueError, "groups"),
+    (lambda d: d.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3), stride=0), ValueError, "stride"),
+    (lambda d: d.time({"op": "gemm", "M": 1, "N": 1, "K": 1}), TypeError, "list"),
+    (lambda d: d.time([{"op": "fft"}]), ValueError, "fft"),
+])
+def test_bad_input(dev, call, exc, words):
+    with pytest.raises(exc, match=words):
+        call(dev)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_says_what_to_run():
+    addr = "127.0.0.1:%d" % free_port()
+    t0 = time.monotonic()
+    with pytest.raises(sstemu.DeviceError, match="sstemu serve"):
+        sstemu.connect(addr, timeout=5)
+    assert time.monotonic() - t0 < 5
+
+
+def test_fallback_cpu_is_counted():
+    addr = "127.0.0.1:%d" % free_port()
+    d = sstemu.connect(addr, timeout=5, fallback="cpu")
+    a, b = rand(3, 4), rand(4, 2)
+    with pytest.warns(RuntimeWarning, match="CPU"), sstemu.profile(d) as prof:
+        c = d.gemm(a, b)
+    assert_close(c, a.double() @ b.double(), 4, "fallback")
+    assert d.fallback_ops == 1
+    t = prof.total()
+    assert t["fallback_ops"] == 1 and t["untimed_ops"] == 1
+
+
+def test_reconnects_after_server_restart(own_server):
+    s = own_server()
+    d = sstemu.connect(s.addr, timeout=10)
+    a, b = rand(4, 8), rand(8, 16)
+    d.gemm(a, b)
+    port = s.addr.rsplit(":", 1)[1]
+    s.stop()
+    s2 = own_server(listen="127.0.0.1:" + port)
+    assert_close(d.gemm(a, b), a.double() @ b.double(), 8, "after restart")
+    assert d.connections == 2
+    s2.stop()
+    with pytest.raises(sstemu.DeviceError, match="GEMM"):
+        d.gemm(a, b)
+
+
+def test_server_closing_mid_op_raises_naming_the_op(own_server):
+    s = own_server("--max-op-bytes", "4096")
+    d = sstemu.connect(s.addr, timeout=10)
+    d.gemm(rand(4, 8), rand(8, 16))  # fits
+    with pytest.raises(sstemu.DeviceError, match=r"GEMM 64x64x64.*closed the connection"):
+        d.gemm(rand(64, 64), rand(64, 64))
+    assert_close(d.gemm(rand(2, 2), rand(2, 2)), rand(2, 2).double() @ rand(2, 2).double(), 2, "after")
+
+
+def test_threads_share_a_device(dev):
+    errors = []
+
+    def work(seed):
+        try:
+            for i in range(30):
+                m, n, k = 1 + (seed + i) % 9, 1 + i % 5, 1 + seed % 7
+                a, b = rand(m, k, seed=seed * 100 + i), rand(k, n, seed=seed * 100 + i + 1)
+                assert_close(dev.gemm(a, b), a.double() @ b.double(), k, "thread")
+                assert dev.last_timing["flops"] == 2 * m * n * k
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+
+
+def test_parse_addr():
+    assert sstemu.client.parse_addr("127.0.0.1:9999") == ("127.0.0.1", 9999)
+    assert sstemu.client.parse_addr("[::1]:7") == ("::1", 7)
+    assert sstemu.client.parse_addr(":7000") == ("127.0.0.1", 7000)
+    for bad in ("localhost", "h:0", "h:x", "h:70000"):
+        with pytest.raises(ValueError):
+            sstemu.client.parse_addr(bad)
+
+
+def test_protocol_error_on_wrong_result_length():
+    """A server announcing a result of the wrong size gets a ProtocolError, never a tensor."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall((12).to_bytes(4, "big") + b"\0" * 12)
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    d = sstemu.connect("127.0.0.1:%d" % srv.getsockname()[1], timeout=5)
+    with pytest.raises(sstemu.ProtocolError, match="result length"):
+        d.gemm(rand(2, 2), rand(2, 2))
+    t.join()
+    srv.close()
