@@ -49,7 +49,8 @@ class offload(TorchDispatchMode):
             raise TypeError("offload: device must be a sstemu.Device, got %s" % type(device).__name__)
         self.device = device
         self.timing_only = bool(timing_only)
-        #: Ops sent to the device (or, timing only, timed there).
+        #: Aten ops handled on the device (or, timing only, timed there); a convolution_backward
+        #: is one op here and two device ops (dX, dW) in a profile.
         self.offloaded = 0
         self._local = {}  # id(OpOverload) -> calls run locally
         self._pending = []  # (encoded TIME entry, record to fill)
