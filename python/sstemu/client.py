@@ -108,8 +108,12 @@ class _Closed(ConnectionError):
 def _device_op(fn):
     """Runs fn with offload's interception off: a device op's own torch calls stay local."""
     def wrapped(*args, **kwargs):
-        with context.device_op():
+        st = context._state()
+        st.device_depth += 1
+        try:
             return fn(*args, **kwargs)
+        finally:
+            st.device_depth -= 1
     wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
     return wrapped
 
@@ -124,10 +128,18 @@ def _as_array(x, name, what):
                              "or sstemu.offload(timing_only=True)" % (what, name))
         if x.device.type != "cpu":
             x = x.cpu()
-        if x.is_sparse or x.layout != torch.strided:
+        if x.layout != torch.strided:
             raise TypeError("%s: %s has layout %s; the device takes dense tensors" % (what, name, x.layout))
-        with torch.no_grad():
-            a = x.detach().resolve_conj().resolve_neg().contiguous().numpy()
+        if x.requires_grad:
+            x = x.detach()
+        if x.is_conj() or x.is_neg():
+            x = x.resolve_conj().resolve_neg()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        a = x.numpy()
+        if not _LITTLE:
+            a = a.astype("<f4")
+        return a
     elif isinstance(x, np.ndarray):
         if x.dtype != np.float32:
             raise TypeError("%s: %s is numpy %s; the device computes float32 only" % (what, name, x.dtype))
@@ -336,7 +348,7 @@ class Device:
         _check_dims(a.shape, "A", what)
         _check_dims(b.shape, "B", what)
         what = "GEMM %dx%dx%d (MxNxK)" % (m, n, k)
-        meta = {"op_id": 0, "M": m, "N": n, "K": k, "A_shape": [m, k], "B_shape": [k, n], "dtype": "float32", "timing": True}
+        meta = {"M": m, "N": n, "K": k}
         return self._run(wire.OP_GEMM, "gemm", aten, what, meta, (a, b), [m, n],
                          lambda: torch.from_numpy(a) @ torch.from_numpy(b))
 
@@ -370,10 +382,16 @@ class Device:
                          lambda: torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, s, p, d, g))
 
     def _run(self, opcode, opname, aten, what, meta, arrays, out_shape, local):
-        meta["op_id"] = next(self._ids)
+        op_id = next(self._ids)
+        if opcode == wire.OP_GEMM:  # the hot path: formatted, not json.dumps'd
+            m, n, k = meta["M"], meta["N"], meta["K"]
+            head = wire.gemm_header(op_id, m, n, k)
+        else:
+            meta["op_id"] = op_id
+            head = wire.header(opcode, meta)
         count = math.prod(out_shape)
         want = wire.FLOAT32_SIZE * count
-        parts = [wire.header(opcode, meta)]
+        parts = [head]
         for arr in arrays:
             parts.append(wire.length(arr.nbytes))
             parts.append(memoryview(arr).cast("B"))
@@ -382,7 +400,7 @@ class Device:
         def read(c):
             n = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the result length"))
             wire.check_result_length(name, 0, n, want)
-            res = np.empty(count, dtype=np.float32)
+            res = np.empty(out_shape, dtype=np.float32)
             c.read_into(memoryview(res).cast("B"), "the result")
             off = wire.LENGTH_SIZE + n
             t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the timing record length"))
@@ -398,7 +416,7 @@ class Device:
                 raise
             return self._fallback(opname, aten, what, arrays, local, e)
         wall = (time.perf_counter_ns() - t0) / 1000.0
-        out = torch.from_numpy(res).reshape(out_shape)
+        out = torch.from_numpy(res)
         self._tls.last = rec
         if context.profiling():
             self._emit(rec, opname, aten, arrays, wall, meta)

@@ -94,3 +94,10 @@ def check_result_length(op, offset, got, want):
 def header_raw(op, body):
     """The request header followed by an already encoded JSON body."""
     return _HEADER.pack(MAGIC, len(body), op) + body
+
+
+def gemm_header(op_id, m, n, k):
+    """The header and JSON of a GEMM request asking for the timing trailer (docs/wire.md's fields)."""
+    body = (b'{"op_id":%d,"M":%d,"N":%d,"K":%d,"A_shape":[%d,%d],"B_shape":[%d,%d],"dtype":"float32","timing":true}'
+            % (op_id, m, n, k, m, k, k, n))
+    return _HEADER.pack(MAGIC, len(body), OP_GEMM) + body
