@@ -89,6 +89,7 @@ def roofline(prof, path, info=None):
                 label="ceilings (%s): %.3g TFLOP/s, %.3g GB/s" % (src, peak / 1e12, bw / 1e9))
         ridge = peak / bw
         ax.axvline(ridge, color="0.6", ls=":", lw=1, zorder=1)
+        ax.set_ylim(top=peak * 3)
         ax.annotate("ridge %.3g FLOP/B" % ridge, (ridge, peak), textcoords="offset points", xytext=(5, -14), fontsize=8, color="0.3")
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved FLOP/s (simulated)")

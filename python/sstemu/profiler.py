@@ -443,14 +443,15 @@ TID_OPS, TID_MODULES, TID_PHASES = 1, 2, 3
 
 
 def _timeline(recs):
-    """[(record, ts_us, dur_us)] per record, on each device's simulated timeline.
+    """[(record, device, ts_us, dur_us)] per record, on each device's simulated timeline.
 
     Uses the server's start_cycle/end_cycle when every op of a device has them and they do
     not overlap in issue order; otherwise lays the device's ops end to end by sim_ns.
     """
     by_dev = {}
     for r in recs:
-        by_dev.setdefault(r.get("device", 0) if isinstance(r.get("device"), int) else 0, []).append(r)
+        d = r.get("device")
+        by_dev.setdefault(d if isinstance(d, int) and d >= 0 else 0, []).append(r)
     out = {}
     for dev, rs in by_dev.items():
         server = all(isinstance(r.get("start_cycle"), int) and isinstance(r.get("end_cycle"), int)
@@ -477,7 +478,11 @@ def _timeline(recs):
 
 
 def chrome_trace(recs):
-    """The trace document (dict with ``traceEvents``) for a list of records."""
+    """The trace document (dict with ``traceEvents``) for a list of records.
+
+    Entries the server could not time (``error``) have no interval and are left out.
+    """
+    recs = [r for r in recs if not r.get("error")]
     events = []
     spans = {}  # (dev, kind, id, pass) -> [name, start, end, depth]
     devs = set()
