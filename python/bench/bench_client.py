@@ -53,35 +53,39 @@ def bench_overhead(addr, ops, rounds):
         dev.gemm(a, b)
     assert torch.allclose(ref.gemm(a, b), want, atol=1e-5) and torch.allclose(dev.gemm(a, b), want, atol=1e-5)
     t_ref, t_pkg = [], []
+    cpu = {"ref": 0.0, "pkg": 0.0}
     clock = time.perf_counter_ns
     for _ in range(rounds):  # interleaved, so both see the same machine load
-        for fn, out in ((ref.gemm, t_ref), (dev.gemm, t_pkg)):
+        for name, fn, out in (("ref", ref.gemm, t_ref), ("pkg", dev.gemm, t_pkg)):
+            c0 = time.process_time()
             for _ in range(ops // rounds):
                 t0 = clock()
                 fn(a, b)
                 out.append((clock() - t0) / 1000.0)
+            cpu[name] += time.process_time() - c0
     ref.close()
     dev.close()
     p50r, p50p = statistics.median(t_ref), statistics.median(t_pkg)
     print("per-op latency, GEMM 4x8·8x16, %d ops each in %d interleaved rounds:" % (len(t_ref), rounds))
-    print("  reference client (e2e/pyclient)  p50 %7.1f us  p90 %7.1f us" % (p50r, pct(t_ref, 90)))
-    print("  sstemu.Device.gemm (+timing)     p50 %7.1f us  p90 %7.1f us" % (p50p, pct(t_pkg, 90)))
-    print("  ratio package/reference p50: %.2f" % (p50p / p50r))
+    cr, cp = cpu["ref"] / len(t_ref) * 1e6, cpu["pkg"] / len(t_pkg) * 1e6
+    print("  reference client (e2e/pyclient)  p50 %7.1f us  p90 %7.1f us  client CPU %5.1f us/op" % (p50r, pct(t_ref, 90), cr))
+    print("  sstemu.Device.gemm (+timing)     p50 %7.1f us  p90 %7.1f us  client CPU %5.1f us/op" % (p50p, pct(t_pkg, 90), cp))
+    print("  ratio package/reference: p50 %.2f, client CPU %.2f" % (p50p / p50r, cp / cr))
 
 
 def bench_7b(addr, prompt, new):
     dev = sstemu.connect(addr)
     dev.info()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     m = models.build_llama("llama2-7b", device="meta")
     before = dev.round_trips
     with sstemu.offload(dev, timing_only=True) as mode, sstemu.profile(dev) as prof:
         models.generate(m, prompt, new)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     t = prof.total()
-    print("LLaMA-2-7B, prompt %d + %d new, timing only on meta: wall %.2f s, %d device ops, %d local ops, "
-          "%d round trips, simulated %.3f s" % (prompt, new, wall, t["ops"], sum(mode.local.values()),
-                                                dev.round_trips - before, t["sim_time_s"]))
+    print("LLaMA-2-7B, prompt %d + %d new, timing only on meta: wall %.2f s (client CPU %.2f s), %d device ops, "
+          "%d local ops, %d round trips, simulated %.3f s" % (prompt, new, wall, cpu, t["ops"], sum(mode.local.values()),
+                                                              dev.round_trips - before, t["sim_time_s"]))
 
 
 def bench_tiny(addr, prompt, new):

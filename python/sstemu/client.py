@@ -105,6 +105,18 @@ class _Closed(ConnectionError):
     """The stream ended inside a response."""
 
 
+class _Trailer:
+    """A timing record as received: decoded on first use (most ops' records are never read)."""
+
+    __slots__ = ("op", "offset", "raw")
+
+    def __init__(self, op, offset, raw):
+        self.op, self.offset, self.raw = op, offset, raw
+
+    def record(self):
+        return wire.decode_json(self.op, "timing record", self.offset, self.raw)
+
+
 def _device_op(fn):
     """Runs fn with offload's interception off: a device op's own torch calls stay local."""
     def wrapped(*args, **kwargs):
@@ -317,10 +329,11 @@ class Device:
                     "%s: the server at %s closed the connection before answering (%s), also after one "
                     "reconnect; it may have stopped, or refused the request (its log names the reason; "
                     "limits in docs/wire.md)" % (what, self.addr, e)) from None
-            self._give(c)
             with self._lock:
+                self._pool.append(c)
                 self.round_trips += 1
-            context.emit_round_trip()
+            if context._profiles:
+                context.emit_round_trip()
             return out
         raise AssertionError("unreachable")
 
@@ -328,8 +341,14 @@ class Device:
 
     @property
     def last_timing(self):
-        """The timing record (dict) of the last op this thread ran on this device, or None."""
-        return getattr(self._tls, "last", None)
+        """The timing record (dict) of the last op this thread ran on this device, or None.
+
+        Raises :class:`ProtocolError` if the server's trailer for that op was not a JSON object.
+        """
+        last = getattr(self._tls, "last", None)
+        if isinstance(last, _Trailer):
+            last = self._tls.last = last.record()
+        return last
 
     def gemm(self, a, b):
         """C = A·B for 2-D float32 A [M, K] and B [K, N] (op GEMM)."""
@@ -405,21 +424,23 @@ class Device:
             off = wire.LENGTH_SIZE + n
             t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the timing record length"))
             wire.check_json_length(name, "timing record length", off, t)
-            rec = wire.decode_json(name, "timing record", off + wire.LENGTH_SIZE, c.read_exact(t, "the timing record"))
-            return res, rec
+            return res, _Trailer(name, off + wire.LENGTH_SIZE, c.read_exact(t, "the timing record"))
 
         t0 = time.perf_counter_ns()
         try:
-            res, rec = self._exchange(what, parts, read)
+            res, trailer = self._exchange(what, parts, read)
         except DeviceError as e:
             if self.fallback != "cpu":
                 raise
             return self._fallback(opname, aten, what, arrays, local, e)
         wall = (time.perf_counter_ns() - t0) / 1000.0
         out = torch.from_numpy(res)
-        self._tls.last = rec
         if context.profiling():
+            rec = trailer.record()
+            self._tls.last = rec
             self._emit(rec, opname, aten, arrays, wall, meta)
+        else:
+            self._tls.last = trailer  # parsed when last_timing is read
         return out
 
     def _emit(self, rec, opname, aten, arrays, wall, meta):
