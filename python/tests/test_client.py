@@ -207,22 +207,95 @@ def test_parse_addr():
             sstemu.client.parse_addr(bad)
 
 
-def test_protocol_error_on_wrong_result_length():
-    """A server announcing a result of the wrong size gets a ProtocolError, never a tensor."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
+class ScriptedServer:
+    """A TCP server that reads one request per connection and answers it with fixed bytes."""
 
-    def serve():
-        c, _ = srv.accept()
-        c.recv(65536)
-        c.sendall((12).to_bytes(4, "big") + b"\0" * 12)
-        c.close()
+    def __init__(self, reply):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
-    t = threading.Thread(target=serve)
-    t.start()
-    d = sstemu.connect("127.0.0.1:%d" % srv.getsockname()[1], timeout=5)
-    with pytest.raises(sstemu.ProtocolError, match="result length"):
-        d.gemm(rand(2, 2), rand(2, 2))
-    t.join()
-    srv.close()
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                c.recv(1 << 20)
+                c.sendall(self.reply)
+
+    def close(self):
+        self.sock.close()
+
+
+def u32(n):
+    return n.to_bytes(4, "big")
+
+
+RESULT_2X2 = u32(16) + np.arange(4, dtype="<f4").tobytes()
+
+
+@pytest.mark.parametrize("reply,call,match", [
+    (u32(12) + b"\0" * 12, "gemm", "result length"),
+    (RESULT_2X2 + u32(1 << 30), "gemm", "timing record length"),
+    (RESULT_2X2 + u32(3) + b"not", "last_timing", "not valid UTF-8 JSON"),
+    (RESULT_2X2 + u32(2) + b"[]", "last_timing", "want an object"),
+    (u32(5) + b"{}", "info", "closed the connection"),
+    (u32(7) + b"[1,2,3]", "info", "want an object"),
+    (u32(13) + b'{"results":1}', "time", "results"),
+    (u32(16) + b'{"results":[{}]}', "time", "1 results for 2 entries"),
+])
+def test_hostile_answers_raise_protocol_errors(reply, call, match):
+    srv = ScriptedServer(reply)
+    try:
+        d = sstemu.connect(srv.addr, timeout=5)
+        with pytest.raises(sstemu.DeviceError, match=match):
+            if call == "gemm":
+                d.gemm(rand(2, 2), rand(2, 2))
+            elif call == "last_timing":
+                assert_close(d.gemm(torch.eye(2), torch.arange(4.0).reshape(2, 2)), torch.arange(4.0).reshape(2, 2).double(), 2)
+                d.last_timing
+            elif call == "info":
+                d.info()
+            else:
+                d.time([{"op": "gemm", "M": 1, "N": 1, "K": 1}] * 2)
+    finally:
+        srv.close()
+
+
+def test_truncated_answer_raises_after_one_retry():
+    srv = ScriptedServer(u32(16) + b"\0" * 6)
+    try:
+        d = sstemu.connect(srv.addr, timeout=5)
+        with pytest.raises(sstemu.DeviceError, match="GEMM 2x2x2.*closed the connection.*also after one reconnect"):
+            d.gemm(rand(2, 2), rand(2, 2))
+        assert d.connections == 2  # the one connect() made (used by the op), and the one retry
+    finally:
+        srv.close()
+
+
+def test_random_answers_never_crash():
+    """Random bytes as answers: every call returns a well-formed value or raises DeviceError."""
+    rng = np.random.default_rng(7)
+    for i in range(60):
+        n = int(rng.integers(0, 64))
+        body = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        if i % 3 == 0:
+            body = u32(n) + body  # a plausible length prefix, garbage after it
+        srv = ScriptedServer(body)
+        try:
+            d = sstemu.Device(srv.addr, timeout=5)
+            for call in (lambda: d.info(), lambda: d.gemm(rand(1, 1), rand(1, 1)),
+                         lambda: d.time([{"op": "gemm", "M": 1, "N": 1, "K": 1}])):
+                try:
+                    out = call()
+                except sstemu.DeviceError:
+                    continue
+                assert isinstance(out, (dict, list, torch.Tensor))
+        finally:
+            srv.close()
