@@ -28,11 +28,13 @@ def _state():
 
 
 class _ThreadState:
-    __slots__ = ("regions", "modules", "passes", "device_depth")
+    __slots__ = ("regions", "modules", "passes", "device_depth", "bwd_modules", "bwd_tensor")
 
     def __init__(self):
         self.regions = []  # [(name, instance id)]
         self.modules = []  # [(dotted name, call id)]
+        self.bwd_modules = ()  # in backward: the module stack whose output gradient arrived last
+        self.bwd_tensor = 0  # id of the tensor whose gradient hook set bwd_modules
         self.passes = []  # explicit FORWARD/BACKWARD overrides, innermost last
         self.device_depth = 0  # > 0 while a device op runs its own local torch calls
 
@@ -115,13 +117,28 @@ def attribution():
         kind = s.passes[-1]
     else:
         kind = BACKWARD if _backward_depth() else FORWARD
+    mods = s.modules
+    if not mods and kind == BACKWARD:
+        mods = s.bwd_modules
     return {
-        "module": s.modules[-1][0] if s.modules else "",
+        "module": mods[-1][0] if mods else "",
         "phase": "/".join(r[0] for r in s.regions),
         "pass": kind,
-        "_modules": tuple(s.modules),
+        "_modules": tuple(mods),
         "_regions": tuple(s.regions),
     }
+
+
+def backward_entered(stack, tensor_id):
+    """A module's output gradient arrived: the backward ops that follow are that module's.
+
+    Hooks of one tensor fire one after the other (inner module first, as registered); the
+    deepest module of that tensor wins, so attribution stays with the innermost module.
+    """
+    s = _state()
+    if s.bwd_tensor == tensor_id and len(s.bwd_modules) >= len(stack):
+        return
+    s.bwd_modules, s.bwd_tensor = stack, tensor_id
 
 
 def _backward_depth():
@@ -132,10 +149,13 @@ def _backward_depth():
 def backward_running():
     """Marks this thread as inside torch.autograd.backward/grad (see profile's wrappers)."""
     _tls.backward = _backward_depth() + 1
+    s = _state()
+    s.bwd_modules, s.bwd_tensor = (), 0
     try:
         yield
     finally:
         _tls.backward -= 1
+        s.bwd_modules, s.bwd_tensor = (), 0
 
 
 def add_profile(p):

@@ -172,12 +172,22 @@ class _ModuleTracker:
         ids = getattr(self.tls, "ids", None)
         if not ids or id(m) not in ids:
             return
+        if torch.is_grad_enabled():
+            # The backward ops that follow this output's gradient belong to this module.
+            stack = tuple(s.modules)
+            for t in (output if isinstance(output, (tuple, list)) else (output,)):
+                if isinstance(t, torch.Tensor) and t.requires_grad:
+                    t.register_hook(functools.partial(_grad_arrived, stack, id(t)))
         while ids:
             top = ids.pop()
             if s.modules:
                 s.modules.pop()
             if top == id(m):
                 break
+
+
+def _grad_arrived(stack, tensor_id, grad):
+    context.backward_entered(stack, tensor_id)
 
 
 def _in_backward(fn):

@@ -53,6 +53,8 @@ def test_offload_training_step_matches(dev, make, shape, k):
     conv_bwd = sum(1 for r in recs if r["aten"] == "aten.convolution_backward")
     assert mode.offloaded == len(recs) - conv_bwd // 2 > 0
     assert {r["pass"] for r in recs} == {"forward", "backward"}
+    # backward ops belong to the module whose output gradient arrived last
+    assert {r["module"] for r in recs if r["pass"] == "backward"} == {r["module"] for r in recs if r["pass"] == "forward"}
     assert all(r["timed"] for r in recs)
     assert prof.total()["local_ops"] == sum(mode.local.values()) > 0
     if make is SmallCNN:
