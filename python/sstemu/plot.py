@@ -81,16 +81,18 @@ def roofline(prof, path, info=None):
                        s=[20 + 400 * p[2] / total for p in sel], c=colour, alpha=0.7, edgecolors="k", linewidths=0.4,
                        label="%s-bound (%d shapes)" % (bound, len(sel)), zorder=3)
     if peak and bw:
-        lo = min(xs + [peak / bw]) / 4 if xs else peak / bw / 100
-        hi = max(xs + [peak / bw]) * 4 if xs else peak / bw * 100
+        ridge = peak / bw
+        lo = min(xs + [ridge]) / 10
+        hi = max(xs + [ridge]) * 10
         n = 200
         ai = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
         ax.plot(ai, [min(peak, bw * a) for a in ai], color="0.2", lw=1.5, zorder=2,
                 label="ceilings (%s): %.3g TFLOP/s, %.3g GB/s" % (src, peak / 1e12, bw / 1e9))
-        ridge = peak / bw
         ax.axvline(ridge, color="0.6", ls=":", lw=1, zorder=1)
-        ax.set_ylim(top=peak * 3)
         ax.annotate("ridge %.3g FLOP/B" % ridge, (ridge, peak), textcoords="offset points", xytext=(5, -14), fontsize=8, color="0.3")
+        ys = [p[0] / (p[2] * 1e-9) for p in pts.values()]
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(min(ys + [bw * lo]) / 2, peak * 3)
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved FLOP/s (simulated)")
     name = " ".join(str(info.get(k)) for k in ("model", "preset") if info.get(k))

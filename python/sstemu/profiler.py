@@ -450,6 +450,9 @@ def _csv_cell(v):
 
 
 TID_OPS, TID_MODULES, TID_PHASES = 1, 2, 3
+#: The record keys an op's trace event carries in ``args`` (the full records are in to_json).
+TRACE_ARGS = ("op_id", "aten", "module", "phase", "pass", "cycles", "compute_cycles", "memory_cycles", "flops",
+              "memory_bytes", "bound", "utilization", "timed", "untimed_reason", "start_cycle", "end_cycle")
 
 
 def _timeline(recs):
@@ -499,7 +502,7 @@ def chrome_trace(recs):
     for r, dev, ts, dur in _timeline(recs):
         devs.add(dev)
         pid = dev + 1
-        args = {k: v for k, v in r.items() if not k.startswith("_")}
+        args = {k: r[k] for k in TRACE_ARGS if k in r}
         events.append({"name": shape_key(r), "cat": r.get("op", "op"), "ph": "X", "pid": pid, "tid": TID_OPS,
                        "ts": ts, "dur": dur, "args": args})
         for depth, (name, cid) in enumerate(r.get("_modules", ())):
