@@ -83,26 +83,9 @@ def with_modules(stack):
         s.modules = saved
 
 
-@contextlib.contextmanager
-def device_op():
-    """Marks the local torch calls of a device op, so that ``offload`` does not intercept them."""
-    s = _state()
-    s.device_depth += 1
-    try:
-        yield
-    finally:
-        s.device_depth -= 1
-
-
 def inside_device_op():
     """Whether this thread is inside a device op's own work."""
     return _state().device_depth > 0
-
-
-def current_module():
-    """The innermost module's dotted name and call id on this thread, or ("", 0)."""
-    m = _state().modules
-    return m[-1] if m else ("", 0)
 
 
 def module_stack():
@@ -186,11 +169,6 @@ def emit_round_trip():
     """Counts one request/answer exchange with a server."""
     for p in tuple(_profiles):
         p._round_trips += 1
-
-
-def active_profiles():
-    """The active profiles (a copy)."""
-    return tuple(_profiles)
 
 
 def add_flusher(f):
