@@ -66,7 +66,8 @@ class Server:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if rec.get("message") == "listening" and rec.get("component") == "tcpfront":
+                # the front end's line: layer=tcpfront (older builds: component=tcpfront)
+                if rec.get("message") == "listening" and "tcpfront" in (rec.get("layer"), rec.get("component")):
                     return rec["addr"]
         self.stop()
         raise RuntimeError("sstemu serve did not report listening within %g s" % START_TIMEOUT)
