@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import context, wire
-from .wire import DeviceError, ProtocolError
+from .wire import DeviceError, ProtocolError, ServerClosed
 
 #: The address used when neither ``addr`` nor ``$SSTEMU_ADDR`` is given (the server's default).
 DEFAULT_ADDR = "127.0.0.1:9999"
@@ -40,14 +40,14 @@ _LITTLE = sys.byteorder == "little"
 def connect(addr=None, timeout=30.0, fallback=None):
     """Returns a :class:`Device` for the server at ``addr`` (``$SSTEMU_ADDR``, else 127.0.0.1:9999).
 
-    The first connection is made at once, so a server that is not running is reported here.
-    ``timeout`` bounds connecting and every op's answer, in seconds. ``fallback="cpu"`` makes
-    ops that cannot reach the server run on the CPU (counted as ``fallback`` in profiles)
-    instead of raising.
+    The server is asked for its INFO at once, so a server that is not running is reported
+    here. ``timeout`` bounds connecting and every op's answer, in seconds. ``fallback="cpu"``
+    makes ops that cannot reach the server run on the CPU (counted as ``fallback`` in
+    profiles) instead of raising.
     """
     dev = Device(addr, timeout=timeout, fallback=fallback)
     if fallback is None:
-        dev._give(dev._take("connect"))
+        dev._probe()
     return dev
 
 
@@ -114,7 +114,12 @@ class _Trailer:
         self.op, self.offset, self.raw = op, offset, raw
 
     def record(self):
+        if self.raw is None:
+            return {"timed": False, "untimed_reason": "server_without_timing", "cycles": 0, "sim_ns": 0}
         return wire.decode_json(self.op, "timing record", self.offset, self.raw)
+
+
+_NO_TIMING = _Trailer("", 0, None)  # the record of an op on a server that predates the trailer
 
 
 def _device_op(fn):
@@ -263,6 +268,7 @@ class Device:
         self._ids = itertools.count(1)
         self._tls = threading.local()
         self._info = None
+        self._timing = None  # whether the server speaks the timing protocol; None: not asked yet
         self._warned = False
         #: Request/answer exchanges with the server so far (each op is one; TIME frames too).
         self.round_trips = 0
@@ -290,10 +296,6 @@ class Device:
         with self._lock:
             self.connections += 1
         return c
-
-    def _give(self, c):
-        with self._lock:
-            self._pool.append(c)
 
     def close(self):
         """Closes the idle connections (ops still work afterwards: they reconnect)."""
@@ -325,7 +327,7 @@ class Device:
                 c.close()
                 if attempt == 1:
                     continue
-                raise DeviceError(
+                raise ServerClosed(
                     "%s: the server at %s closed the connection before answering (%s), also after one "
                     "reconnect; it may have stopped, or refused the request (its log names the reason; "
                     "limits in docs/wire.md)" % (what, self.addr, e)) from None
@@ -336,6 +338,20 @@ class Device:
                 context.emit_round_trip()
             return out
         raise AssertionError("unreachable")
+
+    def _probe(self):
+        """Asks INFO once: a server that closes on it predates the timing protocol (no trailer,
+        TIME or INFO); ops then run without asking for timing, and their records say so."""
+        if self._timing is not None:
+            return
+        try:
+            self.info()
+        except ServerClosed:
+            self._timing = False
+            warnings.warn("sstemu: the server at %s does not answer INFO (it predates the timing protocol); "
+                          "ops run without timing records" % self.addr, RuntimeWarning, stacklevel=3)
+            return
+        self._timing = True
 
     # -- tensor ops -----------------------------------------------------------------------
 
@@ -381,7 +397,7 @@ class Device:
         b = _as_array(b, "B", "MATMUL")
         out = matmul_shape(a.shape, b.shape, "MATMUL")
         what = "MATMUL %s x %s" % (list(a.shape), list(b.shape))
-        meta = {"op_id": 0, "A_shape": list(a.shape), "B_shape": list(b.shape), "dtype": "float32", "timing": True}
+        meta = {"op_id": 0, "A_shape": list(a.shape), "B_shape": list(b.shape), "dtype": "float32"}
         return self._run(wire.OP_MATMUL, "matmul", aten, what, meta, (a, b), out,
                          lambda: torch.matmul(torch.from_numpy(a), torch.from_numpy(b)))
 
@@ -396,17 +412,27 @@ class Device:
         out, s, p, d, g = conv_shape(x.shape, w.shape, stride, padding, dilation, groups, "CONV")
         what = "CONV %s * %s" % (list(x.shape), list(w.shape))
         meta = {"op_id": 0, "input_shape": list(x.shape), "weight_shape": list(w.shape), "stride": s,
-                "padding": p, "dilation": d, "groups": g, "dtype": "float32", "timing": True}
+                "padding": p, "dilation": d, "groups": g, "dtype": "float32"}
         return self._run(wire.OP_CONV, "conv", aten, what, meta, (x, w), out,
                          lambda: torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, s, p, d, g))
 
     def _run(self, opcode, opname, aten, what, meta, arrays, out_shape, local):
         op_id = next(self._ids)
+        if self._timing is None:
+            try:
+                self._probe()
+            except DeviceError as e:
+                if self.fallback != "cpu":
+                    raise
+                return self._fallback(opname, aten, what, arrays, local, e)
+        timing = self._timing
         if opcode == wire.OP_GEMM:  # the hot path: formatted, not json.dumps'd
             m, n, k = meta["M"], meta["N"], meta["K"]
-            head = wire.gemm_header(op_id, m, n, k)
+            head = wire.gemm_header(op_id, m, n, k, timing)
         else:
             meta["op_id"] = op_id
+            if timing:
+                meta["timing"] = True
             head = wire.header(opcode, meta)
         count = math.prod(out_shape)
         want = wire.FLOAT32_SIZE * count
@@ -421,6 +447,8 @@ class Device:
             wire.check_result_length(name, 0, n, want)
             res = np.empty(out_shape, dtype=np.float32)
             c.read_into(memoryview(res).cast("B"), "the result")
+            if not timing:
+                return res, _NO_TIMING
             off = wire.LENGTH_SIZE + n
             t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the timing record length"))
             wire.check_json_length(name, "timing record length", off, t)
@@ -524,6 +552,10 @@ class Device:
         """TIME frames for pre-encoded entries (bytes), split by the server's limits."""
         if not encoded:
             return []
+        self._probe()
+        if not self._timing:
+            raise DeviceError("TIME: the server at %s predates the timing protocol (no TIME op); "
+                              "run a newer `sstemu serve`" % self.addr)
         max_entries, max_json = self._limits()
         out = []
         i = 0

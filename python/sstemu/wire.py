@@ -44,6 +44,10 @@ class DeviceError(RuntimeError):
     """The device server could not be reached, vanished, or answered something unusable."""
 
 
+class ServerClosed(DeviceError):
+    """The server closed the connection before answering, twice (it stopped, or refused the request)."""
+
+
 class ProtocolError(DeviceError):
     """The server's answer broke the wire format: which field, at which byte offset, and why."""
 
@@ -96,8 +100,8 @@ def header_raw(op, body):
     return _HEADER.pack(MAGIC, len(body), op) + body
 
 
-def gemm_header(op_id, m, n, k):
-    """The header and JSON of a GEMM request asking for the timing trailer (docs/wire.md's fields)."""
-    body = (b'{"op_id":%d,"M":%d,"N":%d,"K":%d,"A_shape":[%d,%d],"B_shape":[%d,%d],"dtype":"float32","timing":true}'
-            % (op_id, m, n, k, m, k, k, n))
+def gemm_header(op_id, m, n, k, timing=True):
+    """The header and JSON of a GEMM request (docs/wire.md's fields), asking for the timing trailer."""
+    body = (b'{"op_id":%d,"M":%d,"N":%d,"K":%d,"A_shape":[%d,%d],"B_shape":[%d,%d],"dtype":"float32"%s}'
+            % (op_id, m, n, k, m, k, k, n, b',"timing":true' if timing else b""))
     return _HEADER.pack(MAGIC, len(body), OP_GEMM) + body

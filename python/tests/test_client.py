@@ -208,10 +208,13 @@ def test_parse_addr():
 
 
 class ScriptedServer:
-    """A TCP server that reads one request per connection and answers it with fixed bytes."""
+    """A TCP server that answers INFO properly (unless told not to) and then answers one
+    request per connection with fixed bytes and closes it."""
 
-    def __init__(self, reply):
-        self.reply = reply
+    INFO = b'{"protocol_version":1}'
+
+    def __init__(self, reply, answer_info=True):
+        self.reply, self.answer_info = reply, answer_info
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -226,8 +229,13 @@ class ScriptedServer:
             except OSError:
                 return
             with c:
-                c.recv(1 << 20)
-                c.sendall(self.reply)
+                while True:
+                    req = c.recv(1 << 20)
+                    if self.answer_info and len(req) > 8 and req[8] == 5:
+                        c.sendall(u32(len(self.INFO)) + self.INFO)
+                        continue
+                    c.sendall(self.reply)
+                    break
 
     def close(self):
         self.sock.close()
@@ -247,13 +255,14 @@ RESULT_2X2 = u32(16) + np.arange(4, dtype="<f4").tobytes()
     (RESULT_2X2 + u32(2) + b"[]", "last_timing", "want an object"),
     (u32(5) + b"{}", "info", "closed the connection"),
     (u32(7) + b"[1,2,3]", "info", "want an object"),
+    (u32(1 << 30), "info", "length"),
     (u32(13) + b'{"results":1}', "time", "results"),
     (u32(16) + b'{"results":[{}]}', "time", "1 results for 2 entries"),
 ])
 def test_hostile_answers_raise_protocol_errors(reply, call, match):
-    srv = ScriptedServer(reply)
+    srv = ScriptedServer(reply, answer_info=call != "info")
     try:
-        d = sstemu.connect(srv.addr, timeout=5)
+        d = sstemu.Device(srv.addr, timeout=5)  # INFO is asked before the first op
         with pytest.raises(sstemu.DeviceError, match=match):
             if call == "gemm":
                 d.gemm(rand(2, 2), rand(2, 2))
@@ -299,3 +308,58 @@ def test_random_answers_never_crash():
                 assert isinstance(out, (dict, list, torch.Tensor))
         finally:
             srv.close()
+
+
+class LegacyServer(ScriptedServer):
+    """A server of the reference protocol only: GEMM without any trailer; closes on other ops."""
+
+    def __init__(self):
+        super().__init__(b"")
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _read(c, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = c.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def _conn(self, c):
+        import json
+        with c:
+            try:
+                while True:
+                    head = self._read(c, 9)
+                    meta = json.loads(self._read(c, int.from_bytes(head[4:8], "big")))
+                    if head[8] != 1:
+                        return
+                    ts = [np.frombuffer(self._read(c, int.from_bytes(self._read(c, 4), "big")), dtype="<f4") for _ in range(2)]
+                    m, n, k = meta["M"], meta["N"], meta["K"]
+                    out = (ts[0].reshape(m, k).astype(np.float64) @ ts[1].reshape(k, n)).astype("<f4").tobytes()
+                    c.sendall(u32(len(out)) + out)
+            except (EOFError, OSError):
+                return
+
+
+def test_server_without_timing_protocol_still_computes():
+    srv = LegacyServer()
+    try:
+        with pytest.warns(RuntimeWarning, match="predates the timing protocol"):
+            d = sstemu.connect(srv.addr, timeout=5)
+        a, b = rand(3, 4), rand(4, 5)
+        assert_close(d.gemm(a, b), a.double() @ b.double(), 4, "legacy")
+        assert d.last_timing["timed"] is False and d.last_timing["untimed_reason"] == "server_without_timing"
+        with pytest.raises(sstemu.DeviceError, match="predates the timing protocol"):
+            d.time([{"op": "gemm", "M": 1, "N": 1, "K": 1}])
+    finally:
+        srv.close()
