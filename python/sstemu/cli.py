@@ -60,7 +60,7 @@ def _profile(args):
     cfg = models.LlamaConfig.preset(args.model)
     t0 = time.perf_counter()
     model = models.build_llama(cfg, seed=args.seed, device="meta" if args.timing_only else "cpu")
-    with offload(dev, timing_only=args.timing_only) as mode, profile(dev) as prof:
+    with offload(dev, timing_only=args.timing_only), profile(dev) as prof:
         tokens = models.generate(model, args.prompt, args.new, batch=args.batch, seed=args.seed)
     wall = time.perf_counter() - t0
     t = prof.total()
@@ -85,7 +85,7 @@ def _profile(args):
         same = bool(torch.equal(ref, tokens))
         print("generated tokens equal a CPU-only run: %s" % ("yes" if same else "NO"))
     print("%d device ops (%d untimed, %d errors), %d local ops, %d round trips; simulated %s; wall %.2f s (%.0f device ops/s)" % (
-        t["ops"], t["untimed_ops"], t["errors"], mode.offloaded and t["local_ops"], t["round_trips"], fmt_time(t["sim_ns"]), wall,
+        t["ops"], t["untimed_ops"], t["errors"], t["local_ops"], t["round_trips"], fmt_time(t["sim_ns"]), wall,
         t["ops"] / wall if wall else 0))
     if args.out:
         os.makedirs(args.out, exist_ok=True)
