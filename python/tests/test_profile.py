@@ -201,3 +201,22 @@ def test_plots(tiny_prof, tmp_path):
         fn(prof, p)
         data = open(p, "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000
+
+
+def test_record_cycles_equal_sstemu_estimate(tiny_prof, sstemu_bin):
+    """Every GEMM record of a run has the cycles `sstemu estimate` prints for its shape."""
+    import os
+    import subprocess
+    if os.environ.get("SSTEMU_TEST_ADDR"):
+        pytest.skip("the external server's model flags are unknown; estimate needs the same flags")
+    _, prof = tiny_prof
+    gemms = {}
+    for r in prof.records:
+        if r["op"] == "gemm":
+            (m, k), (_, n) = r["shapes"]
+            gemms.setdefault("%dx%dx%d" % (m, n, k), set()).add(r["cycles"])
+    out = subprocess.run([sstemu_bin, "estimate", "--json", *gemms], capture_output=True, text=True, check=True).stdout
+    est = json.loads(out)
+    assert len(est) == len(gemms)
+    for shape, e in zip(gemms, est):
+        assert gemms[shape] == {e["cycles"]}, shape
