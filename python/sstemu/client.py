@@ -76,12 +76,16 @@ class _Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rfile = self.sock.makefile("rb", buffering=1 << 16)
 
-    def send(self, parts):
-        total = sum(len(p) for p in parts)
+    def send(self, parts, total):
         sent = self.sock.sendmsg(parts)
-        if sent < total:  # a large frame: finish it the simple way
-            rest = b"".join(bytes(p) for p in parts)[sent:]
-            self.sock.sendall(rest)
+        if sent < total:  # a large frame: send the rest buffer by buffer
+            for p in parts:
+                v = memoryview(p).cast("B")
+                if sent >= len(v):
+                    sent -= len(v)
+                    continue
+                self.sock.sendall(v[sent:])
+                sent = 0
 
     def read_exact(self, n, what):
         data = self.rfile.read(n)
@@ -138,34 +142,30 @@ def _device_op(fn):
 def _as_array(x, name, what):
     """A C-contiguous little-endian float32 numpy view of tensor x, or TypeError/ValueError."""
     if isinstance(x, torch.Tensor):
-        if x.dtype != torch.float32:
+        if x.dtype is not torch.float32:
             raise TypeError("%s: %s is %s; the device computes float32 only (convert with .float())" % (what, name, x.dtype))
-        if x.device.type == "meta":
-            raise ValueError("%s: %s is on the meta device and has no data; time shapes with Device.time "
-                             "or sstemu.offload(timing_only=True)" % (what, name))
-        if x.device.type != "cpu":
+        if not x.is_cpu:
+            if x.is_meta:
+                raise ValueError("%s: %s is on the meta device and has no data; time shapes with Device.time "
+                                 "or sstemu.offload(timing_only=True)" % (what, name))
             x = x.cpu()
-        if x.layout != torch.strided:
+        if x.layout is not torch.strided:
             raise TypeError("%s: %s has layout %s; the device takes dense tensors" % (what, name, x.layout))
         if x.requires_grad:
             x = x.detach()
-        if x.is_conj() or x.is_neg():
-            x = x.resolve_conj().resolve_neg()
+        if x.is_neg():
+            x = x.resolve_neg()
         if not x.is_contiguous():
             x = x.contiguous()
         a = x.numpy()
-        if not _LITTLE:
-            a = a.astype("<f4")
-        return a
-    elif isinstance(x, np.ndarray):
+        return a if _LITTLE else a.astype("<f4")
+    if isinstance(x, np.ndarray):
         if x.dtype != np.float32:
             raise TypeError("%s: %s is numpy %s; the device computes float32 only" % (what, name, x.dtype))
-        a = x
-    else:
-        raise TypeError("%s: %s is a %s; want a torch.Tensor or numpy array of float32" % (what, name, type(x).__name__))
-    if not _LITTLE or a.dtype.byteorder == ">":
-        a = a.astype("<f4")
-    return np.ascontiguousarray(a)
+        if not _LITTLE or x.dtype.byteorder == ">":
+            x = x.astype("<f4")
+        return np.ascontiguousarray(x)
+    raise TypeError("%s: %s is a %s; want a torch.Tensor or numpy array of float32" % (what, name, type(x).__name__))
 
 
 def _check_dims(shape, name, what):
@@ -310,12 +310,15 @@ class Device:
     def __exit__(self, *exc):
         self.close()
 
-    def _exchange(self, what, parts, read):
-        """Sends one frame and reads its answer, retrying once on a fresh connection."""
+    def _exchange(self, what, parts, read, total=None):
+        """Sends one frame (``parts``: buffers of ``total`` bytes) and reads its answer, retrying
+        once on a fresh connection."""
+        if total is None:
+            total = sum(len(p) for p in parts)
         for attempt in (1, 2):
             c = self._take(what)
             try:
-                c.send(parts)
+                c.send(parts, total)
                 out = read(c)
             except socket.timeout:
                 c.close()
@@ -372,19 +375,18 @@ class Device:
 
     @_device_op
     def _gemm(self, a, b, aten):
-        what = "GEMM"
-        a = _as_array(a, "A", what)
-        b = _as_array(b, "B", what)
-        if a.ndim != 2 or b.ndim != 2:
-            raise ValueError("GEMM: A %s and B %s must be 2-D (use matmul for batches)" % (list(a.shape), list(b.shape)))
-        (m, k), (k2, n) = a.shape, b.shape
+        a = _as_array(a, "A", "GEMM")
+        b = _as_array(b, "B", "GEMM")
+        sa, sb = a.shape, b.shape
+        if len(sa) != 2 or len(sb) != 2:
+            raise ValueError("GEMM: A %s and B %s must be 2-D (use matmul for batches)" % (list(sa), list(sb)))
+        (m, k), (k2, n) = sa, sb
         if k != k2:
-            raise ValueError("GEMM: inner dimensions differ: A %s, B %s" % (list(a.shape), list(b.shape)))
-        _check_dims(a.shape, "A", what)
-        _check_dims(b.shape, "B", what)
-        what = "GEMM %dx%dx%d (MxNxK)" % (m, n, k)
-        meta = {"M": m, "N": n, "K": k}
-        return self._run(wire.OP_GEMM, "gemm", aten, what, meta, (a, b), [m, n],
+            raise ValueError("GEMM: inner dimensions differ: A %s, B %s" % (list(sa), list(sb)))
+        if not (0 < m <= MAX_DIM and 0 < n <= MAX_DIM and 0 < k <= MAX_DIM):
+            _check_dims(sa, "A", "GEMM")
+            _check_dims(sb, "B", "GEMM")
+        return self._run(wire.OP_GEMM, "gemm", aten, "GEMM %dx%dx%d (MxNxK)" % (m, n, k), (m, n, k), (a, b), [m, n],
                          lambda: torch.from_numpy(a) @ torch.from_numpy(b))
 
     def matmul(self, a, b):
@@ -426,9 +428,8 @@ class Device:
                     raise
                 return self._fallback(opname, aten, what, arrays, local, e)
         timing = self._timing
-        if opcode == wire.OP_GEMM:  # the hot path: formatted, not json.dumps'd
-            m, n, k = meta["M"], meta["N"], meta["K"]
-            head = wire.gemm_header(op_id, m, n, k, timing)
+        if opcode == wire.OP_GEMM:  # the hot path: formatted, not json.dumps'd; meta is (M, N, K)
+            head = wire.gemm_header(op_id, meta[0], meta[1], meta[2], timing)
         else:
             meta["op_id"] = op_id
             if timing:
@@ -436,10 +437,9 @@ class Device:
             head = wire.header(opcode, meta)
         count = math.prod(out_shape)
         want = wire.FLOAT32_SIZE * count
-        parts = [head]
-        for arr in arrays:
-            parts.append(wire.length(arr.nbytes))
-            parts.append(memoryview(arr).cast("B"))
+        a, b = arrays
+        parts = (head, wire.length(a.nbytes), a, wire.length(b.nbytes), b)  # numpy arrays are buffers
+        total = len(head) + 2 * wire.LENGTH_SIZE + a.nbytes + b.nbytes
         name = wire.OP_NAMES[opcode]
 
         def read(c):
@@ -456,7 +456,7 @@ class Device:
 
         t0 = time.perf_counter_ns()
         try:
-            res, trailer = self._exchange(what, parts, read)
+            res, trailer = self._exchange(what, parts, read, total)
         except DeviceError as e:
             if self.fallback != "cpu":
                 raise
@@ -472,7 +472,7 @@ class Device:
         return out
 
     def _emit(self, rec, opname, aten, arrays, wall, meta):
-        r = dict(rec)
+        r = rec
         r.update(op=opname, aten=aten, shapes=[list(a.shape) for a in arrays], wall_us=wall)
         if opname == "conv":
             r["params"] = {k: meta[k] for k in ("stride", "padding", "dilation", "groups")}

@@ -36,6 +36,12 @@ def test_gemm_numerics(dev, m, n, k):
     assert rec["end_cycle"] - rec["start_cycle"] == rec["cycles"]
 
 
+def test_large_frames(dev):
+    """Frames larger than the socket buffers (sent in pieces) and a 4 MiB result."""
+    a, b = rand(1024, 1024, seed=5), rand(1024, 1024, seed=6)
+    assert_close(dev.gemm(a, b), a.double() @ b.double(), 1024, "1024^3")
+
+
 def test_gemm_accepts_numpy_and_strided(dev):
     a = rand(6, 8)
     b = rand(5, 8).t()  # a transposed view, 8x5
