@@ -132,3 +132,20 @@ def test_patch_root_module(dev):
     assert isinstance(new, sstemu.DeviceLinear) and new.weight is lin.weight
     with pytest.raises(TypeError):
         sstemu.patch("model")
+
+
+def test_patch_tiny_llama_and_mlp_generate_the_same(dev):
+    from sstemu import models
+    m = models.build_llama("tiny", seed=3)
+    want = models.generate(m, 9, 4)
+    sstemu.patch(m)
+    assert sum(isinstance(x, sstemu.DeviceLinear) for x in m.modules()) == 7 * m.cfg.n_layers + 1
+    with sstemu.profile() as prof:
+        got = models.generate(m, 9, 4)
+    assert torch.equal(got, want)
+    assert len(prof.records) == 4 * (7 * m.cfg.n_layers + 1)  # the attention matmuls are not Linears
+    torch.manual_seed(4)
+    mlp = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    x = torch.randn(6, 10)
+    want = mlp(x)
+    assert_close(sstemu.patch(mlp)(x).detach(), want.detach().double(), 20, "mlp")
