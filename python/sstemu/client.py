@@ -16,6 +16,7 @@ import json
 import math
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -66,15 +67,30 @@ def parse_addr(addr):
     return (host or "127.0.0.1", p)
 
 
-class _Conn:
-    """One TCP connection to the server and its buffered reader."""
+_TIMEVAL = struct.Struct("ll")
 
-    __slots__ = ("sock", "rfile")
+
+class _Conn:
+    """One TCP connection to the server and its read buffer.
+
+    The socket stays in blocking mode with SO_RCVTIMEO/SO_SNDTIMEO as the op timeout: each
+    send and receive is then one system call (Python's own socket timeout polls before each).
+    """
+
+    __slots__ = ("sock", "buf", "view", "start", "end")
+
+    BUFFER = 1 << 16
 
     def __init__(self, hostport, timeout):
         self.sock = socket.create_connection(hostport, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rfile = self.sock.makefile("rb", buffering=1 << 16)
+        self.sock.settimeout(None)
+        tv = _TIMEVAL.pack(int(timeout), int((timeout % 1) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        self.buf = bytearray(self.BUFFER)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
 
     def send(self, parts, total):
         sent = self.sock.sendmsg(parts)
@@ -87,22 +103,47 @@ class _Conn:
                 self.sock.sendall(v[sent:])
                 sent = 0
 
+    def _fill(self, what, need):
+        """Receives until at least ``need`` bytes are buffered (need ≤ BUFFER)."""
+        if self.start and self.BUFFER - self.start < need:
+            n = self.end - self.start
+            self.buf[:n] = self.view[self.start:self.end]
+            self.start, self.end = 0, n
+        while self.end - self.start < need:
+            got = self.sock.recv_into(self.view[self.end:])
+            if not got:
+                raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (self.end - self.start, need, what))
+            self.end += got
+
     def read_exact(self, n, what):
-        data = self.rfile.read(n)
-        if len(data) != n:
-            raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (len(data), n, what))
-        return data
+        if n <= self.BUFFER:
+            if self.end - self.start < n:
+                self._fill(what, n)
+            out = bytes(self.view[self.start:self.start + n])
+            self.start += n
+            if self.start == self.end:
+                self.start = self.end = 0
+            return out
+        out = bytearray(n)
+        self.read_into(memoryview(out), what)
+        return bytes(out)
 
     def read_into(self, view, what):
-        got = self.rfile.readinto(view) if len(view) else 0
-        if got != len(view):
-            raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (got or 0, len(view), what))
+        n = len(view)
+        have = min(self.end - self.start, n)
+        if have:
+            view[:have] = self.view[self.start:self.start + have]
+            self.start += have
+            if self.start == self.end:
+                self.start = self.end = 0
+        while have < n:
+            got = self.sock.recv_into(view[have:])
+            if not got:
+                raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (have, n, what))
+            have += got
 
     def close(self):
-        try:
-            self.rfile.close()
-        finally:
-            self.sock.close()
+        self.sock.close()
 
 
 class _Closed(ConnectionError):
@@ -320,7 +361,7 @@ class Device:
             try:
                 c.send(parts, total)
                 out = read(c)
-            except socket.timeout:
+            except (socket.timeout, BlockingIOError):  # SO_RCVTIMEO/SO_SNDTIMEO expired
                 c.close()
                 raise DeviceError("%s: no answer from the server at %s within %g s (timeout)" % (what, self.addr, self.timeout)) from None
             except ProtocolError:

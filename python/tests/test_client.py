@@ -240,6 +240,10 @@ class ScriptedServer:
                     if self.answer_info and len(req) > 8 and req[8] == 5:
                         c.sendall(u32(len(self.INFO)) + self.INFO)
                         continue
+                    if self.reply is None:  # silent: hold the connection until the client closes it
+                        while c.recv(1 << 16):
+                            pass
+                        break
                     c.sendall(self.reply)
                     break
 
@@ -369,3 +373,27 @@ def test_server_without_timing_protocol_still_computes():
             d.time([{"op": "gemm", "M": 1, "N": 1, "K": 1}])
     finally:
         srv.close()
+
+
+def test_silent_server_times_out_never_hangs():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)  # accepts into the backlog, never answers
+    try:
+        addr = "127.0.0.1:%d" % srv.getsockname()[1]
+        t0 = time.monotonic()
+        with pytest.raises(sstemu.DeviceError, match="within 0.5 s"):
+            sstemu.connect(addr, timeout=0.5)
+        assert time.monotonic() - t0 < 5
+    finally:
+        srv.close()
+    quiet = ScriptedServer(None)  # answers INFO, then never answers the op
+    try:
+        d = sstemu.connect(quiet.addr, timeout=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(sstemu.DeviceError, match=r"GEMM 2x2x2.*within 0.5 s"):
+            d.gemm(rand(2, 2), rand(2, 2))
+        assert time.monotonic() - t0 < 5
+    finally:
+        d.close()
+        quiet.close()
