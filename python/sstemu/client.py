@@ -84,10 +84,13 @@ class _Conn:
     def __init__(self, hostport, timeout):
         self.sock = socket.create_connection(hostport, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(None)
         tv = _TIMEVAL.pack(int(timeout), int((timeout % 1) * 1e6))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        try:
+            self.sock.settimeout(None)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        except OSError:  # no such options here: Python's own (polling) timeout
+            self.sock.settimeout(timeout)
         self.buf = bytearray(self.BUFFER)
         self.view = memoryview(self.buf)
         self.start = self.end = 0
