@@ -556,7 +556,8 @@ class Device:
         return info
 
     def _limits(self):
-        """(max TIME entries, max TIME JSON bytes) from INFO, or the documented defaults."""
+        """The TIME frame limits from INFO (or the documented defaults): (entries, JSON bytes,
+        summed GEMMs, summed FLOPs)."""
         info = self._info
         if info is None:
             try:
@@ -564,10 +565,12 @@ class Device:
             except ProtocolError:
                 info = {}
         lim = info.get("limits", {}) if isinstance(info.get("limits"), dict) else {}
-        entries = _first_int(lim, info, ("max_time_entries", "time_entries", "max_time_ops")) or wire.DEFAULT_MAX_TIME_ENTRIES
-        nbytes = _first_int(lim, info, ("max_time_json", "max_time_json_bytes", "time_json")) or \
-            _first_int(lim, info, ("max_json", "max_json_bytes")) or wire.DEFAULT_MAX_JSON
-        return entries, nbytes
+        entries = _first_int(lim, info, ("max_time_entries",)) or wire.DEFAULT_MAX_TIME_ENTRIES
+        nbytes = _first_int(lim, info, ("max_time_json_bytes",)) or _first_int(lim, info, ("max_json_bytes",)) \
+            or wire.DEFAULT_MAX_JSON
+        gemms = _first_int(lim, info, ("max_time_gemms",)) or wire.DEFAULT_MAX_TIME_GEMMS
+        flops = _first_int(lim, info, ("max_time_flops",)) or wire.DEFAULT_MAX_TIME_FLOPS
+        return entries, nbytes, gemms, flops
 
     def time(self, ops):
         """Times shapes without tensors (op TIME): one record per entry, in order.
@@ -581,7 +584,7 @@ class Device:
         if isinstance(ops, dict):
             raise TypeError("Device.time takes a list of op dicts; wrap the single op in a list")
         encoded = [_encode_time_entry(i, e) for i, e in enumerate(ops)]
-        recs = self._time_encoded(encoded)
+        recs = self._time_encoded(encoded, [entry_cost(e) for e in ops])
         if recs:
             self._tls.last = recs[-1]
         if context.profiling():
@@ -592,24 +595,31 @@ class Device:
                 context.emit(d)
         return recs
 
-    def _time_encoded(self, encoded):
-        """TIME frames for pre-encoded entries (bytes), split by the server's limits."""
+    def _time_encoded(self, encoded, costs):
+        """TIME frames for pre-encoded entries (bytes) with their (GEMMs, FLOPs), split so that
+        no frame exceeds the server's limits on entries, JSON bytes and summed work."""
         if not encoded:
             return []
         self._probe()
         if not self._timing:
             raise DeviceError("TIME: the server at %s predates the timing protocol (no TIME op); "
                               "run a newer `sstemu serve`" % self.addr)
-        max_entries, max_json = self._limits()
+        max_entries, max_json, max_gemms, max_flops = self._limits()
         out = []
         i = 0
         while i < len(encoded):
             op_id = next(self._ids)
             head = b'{"op_id":%d,"ops":[' % op_id
             size = len(head) + 2
+            gemms = flops = 0
             j = i
-            while j < len(encoded) and j - i < max_entries and (j == i or size + len(encoded[j]) + 1 <= max_json):
+            while j < len(encoded) and j - i < max_entries:
+                g, f = costs[j]
+                if j > i and (size + len(encoded[j]) + 1 > max_json or gemms + g > max_gemms or flops + f > max_flops):
+                    break
                 size += len(encoded[j]) + 1
+                gemms += g
+                flops += f
                 j += 1
             out.extend(self._time_frame(head + b",".join(encoded[i:j]) + b"]}", j - i))
             i = j
@@ -657,6 +667,30 @@ def _encode_time_entry(i, e):
         if k not in e:
             raise ValueError("TIME entry %d (%s): %s missing" % (i, kind, k))
     return json.dumps(e, separators=(",", ":")).encode()
+
+
+def entry_cost(e):
+    """(GEMMs, FLOPs) a TIME entry lowers to, as the server sums them; (0, 0) if it is malformed
+    (the server then answers it with an error record)."""
+    try:
+        kind = e["op"]
+        if kind == "gemm":
+            return 1, 2 * e["M"] * e["N"] * e["K"]
+        if kind == "matmul":
+            a, b = list(e["A_shape"]), list(e["B_shape"])
+            out = matmul_shape(a, b)
+            n = a[-2] if len(a) > 1 else 1
+            p = b[-1] if len(b) > 1 else 1
+            batch = math.prod(out) // (n * p)
+            return batch, 2 * batch * n * a[-1] * p
+        if kind == "conv":
+            w = e["weight_shape"]
+            (n, o, oh, ow), _, _, _, g = conv_shape(e["input_shape"], w, e.get("stride", 1), e.get("padding", 0),
+                                                    e.get("dilation", 1), e.get("groups", 1))
+            return n * g, 2 * n * o * oh * ow * w[1] * w[2] * w[3]
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+        pass
+    return 0, 0
 
 
 def _entry_shapes(e):

@@ -135,8 +135,9 @@ class offload(TorchDispatchMode):
             rec.update(context.attribution())
             context.emit(rec)
         enc = client._encode_time_entry(0, entry)
+        cost = client.entry_cost(entry)
         with self._lock:
-            self._pending.append((enc, rec))
+            self._pending.append((enc, rec, cost))
             full = len(self._pending) >= self._batch
         if full:
             self.flush()
@@ -147,8 +148,8 @@ class offload(TorchDispatchMode):
             pending, self._pending = self._pending, []
         if not pending:
             return
-        results = self.device._time_encoded([p[0] for p in pending])
-        for (_, rec), res in zip(pending, results):
+        results = self.device._time_encoded([p[0] for p in pending], [p[2] for p in pending])
+        for (_, rec, _), res in zip(pending, results):
             for k, v in res.items():
                 if k not in _CLIENT_KEYS:
                     rec[k] = v

@@ -32,6 +32,9 @@ FLOAT32_SIZE = 4
 DEFAULT_MAX_JSON = 65536
 #: The most TIME entries in one frame (issue 11) unless INFO says otherwise.
 DEFAULT_MAX_TIME_ENTRIES = 4096
+#: The most GEMMs and FLOPs the entries of one TIME frame may sum to (issue 11's bounds).
+DEFAULT_MAX_TIME_GEMMS = 1 << 32
+DEFAULT_MAX_TIME_FLOPS = 1 << 60
 #: The largest JSON section (timing record, TIME or INFO reply) this client accepts. A TIME
 #: reply carries up to 4096 records of well under 1 KiB each.
 MAX_REPLY_JSON = 64 << 20

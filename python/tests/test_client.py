@@ -397,3 +397,20 @@ def test_silent_server_times_out_never_hangs():
     finally:
         d.close()
         quiet.close()
+
+
+def test_time_frames_split_by_summed_work(dev):
+    """Entries whose summed FLOPs pass the server's per-frame bound go in more frames, all timed."""
+    assert dev.info()["limits"]["max_time_flops"] == 1 << 60  # the documented bound this test is sized for
+    k = 1 << 20
+    per = 2 * k * k * k  # 2^61 FLOPs: more than one frame's bound (2^60) by itself
+    assert sstemu.client.entry_cost({"op": "gemm", "M": k, "N": k, "K": k}) == (1, per)
+    assert sstemu.client.entry_cost({"op": "matmul", "A_shape": [3, 1, 4, 5], "B_shape": [2, 5, 6]}) == (6, 2 * 6 * 4 * 5 * 6)
+    assert sstemu.client.entry_cost({"op": "conv", "input_shape": [2, 4, 8, 8], "weight_shape": [6, 2, 3, 3],
+                                     "padding": 1, "groups": 2}) == (4, 2 * 2 * 6 * 8 * 8 * 2 * 3 * 3)
+    assert sstemu.client.entry_cost({"op": "gemm"}) == (0, 0)
+    small = 1 << 19  # 2^58 FLOPs each: four fit a frame's bound, five do not
+    before = dev.round_trips
+    recs = dev.time([{"op": "gemm", "M": small, "N": small, "K": small}] * 8)
+    assert dev.round_trips - before == 2
+    assert all(r["timed"] and "error" not in r for r in recs), [r.get("error") for r in recs]
