@@ -28,7 +28,7 @@ def _state():
 
 
 class _ThreadState:
-    __slots__ = ("regions", "modules", "passes", "device_depth", "bwd_modules", "bwd_tensor")
+    __slots__ = ("regions", "modules", "passes", "device_depth", "bwd_modules", "bwd_tensor", "timing_only")
 
     def __init__(self):
         self.regions = []  # [(name, instance id)]
@@ -37,6 +37,7 @@ class _ThreadState:
         self.bwd_tensor = 0  # id of the tensor whose gradient hook set bwd_modules
         self.passes = []  # explicit FORWARD/BACKWARD overrides, innermost last
         self.device_depth = 0  # > 0 while a device op runs its own local torch calls
+        self.timing_only = 0  # > 0 inside offload(timing_only=True)
 
 
 def next_id():
@@ -81,6 +82,12 @@ def with_modules(stack):
         yield
     finally:
         s.modules = saved
+
+
+def timing_only_active():
+    """Whether this thread is inside ``offload(timing_only=True)``: the device modules then
+    leave their products to it (local compute, TIME entries) instead of calling the device."""
+    return _state().timing_only > 0
 
 
 def inside_device_op():

@@ -20,12 +20,33 @@ def _dev(device):
     return device if device is not None else client.default_device()
 
 
+class _Local:
+    """What a device Function calls inside ``offload(timing_only=True)``: torch's own ops, which
+    that offload times (TIME entries) and computes locally, meta tensors included."""
+
+    @staticmethod
+    def gemm(a, b):
+        return torch.mm(a, b)
+
+    @staticmethod
+    def matmul(a, b):
+        return torch.matmul(a, b)
+
+    @staticmethod
+    def conv2d(x, w, stride, padding, dilation, groups):
+        return F.conv2d(x, w, None, stride, padding, dilation, groups)
+
+
+def _target(device):
+    return _Local if context.timing_only_active() else _dev(device)
+
+
 class DeviceGEMM(torch.autograd.Function):
     """C = A·B on the device for 2-D float32 tensors: ``DeviceGEMM.apply(A, B[, device])``."""
 
     @staticmethod
     def forward(ctx, a, b, device=None):
-        dev = _dev(device)
+        dev = _target(device)
         ctx.dev = dev
         ctx.modules = context.module_stack()
         ctx.save_for_backward(a, b)
@@ -52,7 +73,7 @@ class DeviceMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, device=None):
-        dev = _dev(device)
+        dev = _target(device)
         ctx.dev = dev
         ctx.modules = context.module_stack()
         ctx.save_for_backward(a, b)
@@ -117,7 +138,7 @@ class DeviceConv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, stride=1, padding=0, dilation=1, groups=1, device=None):
-        dev = _dev(device)
+        dev = _target(device)
         _, s, p, d, g = client.conv_shape(x.shape, w.shape, stride, padding, dilation, groups, "conv2d")
         ctx.dev, ctx.params = dev, (s, p, d, g)
         ctx.modules = context.module_stack()

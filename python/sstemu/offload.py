@@ -73,6 +73,7 @@ class offload(TorchDispatchMode):
         if self.timing_only:
             self._batch = self.device._limits()[0]
             context.add_flusher(self)
+            context._state().timing_only += 1
         context.add_offload(self)
         # Fast path: with no other dispatch mode active, install this mode directly instead of
         # through torch's mode stack (whose per-op Python wrapper doubles the cost of every op).
@@ -96,6 +97,7 @@ class offload(TorchDispatchMode):
         finally:
             context.remove_offload(self)
             if self.timing_only:
+                context._state().timing_only -= 1
                 context.remove_flusher(self)
                 if exc_type is None:
                     self.flush()

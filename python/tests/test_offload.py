@@ -1,6 +1,8 @@
 """offload: unmodified models (an MLP, a small CNN, the tiny LLaMA) give the same outputs and
 gradients with their products on the device; what is not float32 or not a product runs locally."""
 
+import collections
+
 import pytest
 import torch
 from torch import nn
@@ -139,3 +141,28 @@ def test_meta_without_timing_only_runs_locally(dev):
 def test_offload_rejects_non_device():
     with pytest.raises(TypeError):
         sstemu.offload(device="127.0.0.1:9999")
+
+
+def test_patched_model_under_timing_only_is_timed_not_computed(dev):
+    """Device modules inside offload(timing_only=True) leave their products to it: a patched
+    model on the meta device is timed like the unpatched one."""
+    cfg = models.LlamaConfig.preset("tiny")
+    counts = []
+    for patched in (False, True):
+        m = models.build_llama(cfg, device="meta")
+        if patched:
+            sstemu.patch(m)
+        with sstemu.offload(timing_only=True), sstemu.profile() as prof:
+            models.generate(m, 8, 3)
+        counts.append([(r["module"], r["shapes"], r["cycles"]) for r in prof.records])
+    assert counts[0] == counts[1] and len(counts[0]) == 3 * cfg.gemms_per_forward()
+    # and a training step of a patched MLP on the CPU: outputs exact, forward and backward timed
+    model = sstemu.patch(mlp())
+    x = torch.randn(4, 20)
+    want = mlp()(x)
+    with sstemu.offload(timing_only=True), sstemu.profile() as prof:
+        y = model(x)
+        y.sum().backward()
+    assert torch.equal(y.detach(), want.detach())
+    # dW of each layer, dX of all but the first (x does not require grad)
+    assert collections.Counter(r["pass"] for r in prof.records) == {"forward": 3, "backward": 5}
