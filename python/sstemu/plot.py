@@ -150,7 +150,7 @@ def breakdown(prof, path):
     step = max(1, math.ceil(len(names) / 40))
     ax.set_xticks(xs[::step])
     ax.set_xticklabels(labels[::step], rotation=90 if any(len(lb) > 3 for lb in labels) else 0, fontsize=8)
-    prefix = {n.rsplit(".", 1)[0] for n in names if n.split(".")[-1].isdigit()}
+    prefix = {n.rsplit(".", 1)[0] for n in names if "." in n and n.split(".")[-1].isdigit()}
     ax.set_xlabel("layer" + (" (%s.N)" % ", ".join(sorted(prefix)) if prefix else ""))
     ax.set_ylabel("simulated time (%s)" % unit)
     total = sum(cells.values())
