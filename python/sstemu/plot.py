@@ -87,7 +87,7 @@ def roofline(prof, path, info=None):
         n = 200
         ai = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
         ax.plot(ai, [min(peak, bw * a) for a in ai], color="0.2", lw=1.5, zorder=2,
-                label="ceilings (%s): %.3g TFLOP/s, %.3g GB/s" % (src, peak / 1e12, bw / 1e9))
+                label="ceilings (%s): %.3g TFLOP/s, %.0f GB/s" % (src, peak / 1e12, bw / 1e9))
         ax.axvline(ridge, color="0.6", ls=":", lw=1, zorder=1)
         ax.annotate("ridge %.3g FLOP/B" % ridge, (ridge, peak), textcoords="offset points", xytext=(5, -14), fontsize=8, color="0.3")
         ys = [p[0] / (p[2] * 1e-9) for p in pts.values()]
