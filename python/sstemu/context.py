@@ -175,7 +175,7 @@ def emit(record):
 def emit_round_trip():
     """Counts one request/answer exchange with a server."""
     for p in tuple(_profiles):
-        p._round_trips += 1
+        p._count_round_trip()
 
 
 def add_flusher(f):

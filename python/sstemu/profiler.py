@@ -254,6 +254,10 @@ class profile:
         with self._lock:
             self._records.append(r)
 
+    def _count_round_trip(self):
+        with self._lock:  # also called from offload's TIME sender thread
+            self._round_trips += 1
+
     def _offload_started(self, m):
         with self._lock:
             self._base[m] = {}
