@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -46,6 +47,19 @@ class Server:
         self.proc = subprocess.Popen([binary, "serve", "--listen", listen, "--log-format", "json", *flags],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addr = self._wait_listening()
+        # Keep reading its log, so that a full pipe never blocks the server.
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
+
+    def _drain(self):
+        for chunk in iter(lambda: os.read(self.proc.stderr.fileno(), 65536), b""):
+            self.log.write(chunk)
+
+    def log_text(self):
+        """Everything the server logged so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def _wait_listening(self):
         deadline = time.monotonic() + START_TIMEOUT
@@ -73,7 +87,7 @@ class Server:
         raise RuntimeError("sstemu serve did not report listening within %g s" % START_TIMEOUT)
 
     def stop(self):
-        """SIGTERM, then wait for the clean exit."""
+        """SIGTERM, then wait for the clean exit (and the end of its log)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -81,7 +95,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stderr.close()
+        if getattr(self, "drain", None) is not None:
+            self.drain.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
