@@ -591,6 +591,8 @@ class Device:
             for e, r in zip(ops, recs):
                 d = dict(r)
                 d.update(op=e["op"], aten=None, shapes=_entry_shapes(e), wall_us=0.0)
+                if e["op"] == "conv":
+                    d["params"] = {k: e[k] for k in ("stride", "padding", "dilation", "groups") if k in e}
                 d.update(context.attribution())
                 context.emit(d)
         return recs
