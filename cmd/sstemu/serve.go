@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
 	"github.com/sstemu/sstemu/pkg/sstfuse"
@@ -102,6 +103,7 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	logKernels(log, linalg.Kernels())
 	// The five layers, wired from the bottom up by stack.Build: L5 the SST component (or
 	// --sst-socket), L4 the virtio-sst devices, L3 /dev/sst0 … (or --device for L3–L5),
 	// L2 the device server, L1 the DeviceGEMM front end, which is served below.
@@ -198,6 +200,16 @@ func runServe(c *cli.Context) error {
 	}
 	rec.writeReport(c.App.Writer)
 	return runErr
+}
+
+// logKernels logs, at start-up, which GEMM kernels the start-up check settled on.
+func logKernels(log zerolog.Logger, k linalg.KernelInfo) {
+	ev := log.Info()
+	if k.Fallback {
+		ev = log.Warn().Str("check_error", k.CheckError)
+	}
+	ev.Str("gemm_backend", k.Backend).Str("gemm_core", k.Core).Str("gemm_core_source", k.Source).
+		Str("gemm_core_requested", k.Requested).Bool("gemm_fallback", k.Fallback).Msg("gemm kernels")
 }
 
 // closeStack releases the layers once layer 1 has stopped; what fails to close is logged.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
 	"github.com/sstemu/sstemu/pkg/protocol"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
@@ -23,12 +24,13 @@ import (
 // snapshot is the process's and every layer's statistics at one moment, as /stats serves
 // it (snake_case keys throughout) and /metrics reads it.
 type snapshot struct {
-	Process processStats `json:"process"`
+	Process     processStats      `json:"process"`
+	GEMMKernels linalg.KernelInfo `json:"gemm_kernels"`
 	stack.Stats
 }
 
 func takeSnapshot(st *stack.Stack) snapshot {
-	return snapshot{Process: readProcessStats(), Stats: st.Stats()}
+	return snapshot{Process: readProcessStats(), GEMMKernels: linalg.Kernels(), Stats: st.Stats()}
 }
 
 // processStats are the process-wide numbers a leak check compares before and after.

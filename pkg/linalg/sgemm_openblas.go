@@ -19,10 +19,20 @@ import (
 	"unsafe"
 )
 
-// sgemm computes c = a·b with OpenBLAS. The slices hold exactly m·k, k·n and m·n
-// elements and all dimensions are ≥ 1. Dimensions beyond OpenBLAS's 32-bit blasint go to
-// the pure-Go kernel.
+// sgemm computes c = a·b with OpenBLAS, or with the pure-Go kernel if OpenBLAS's kernels
+// failed the start-up check (Kernels). The slices hold exactly m·k, k·n and m·n elements
+// and all dimensions are ≥ 1.
 func sgemm(m, n, k int, a, b, c []float32) {
+	if kernels().Fallback {
+		sgemmGo(m, n, k, a, b, c)
+		return
+	}
+	sgemmOpenBLAS(m, n, k, a, b, c)
+}
+
+// sgemmOpenBLAS computes c = a·b with OpenBLAS, as sgemm. Dimensions beyond OpenBLAS's
+// 32-bit blasint go to the pure-Go kernel.
+func sgemmOpenBLAS(m, n, k int, a, b, c []float32) {
 	if m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 {
 		sgemmGo(m, n, k, a, b, c)
 		return
@@ -44,6 +54,23 @@ func sgemm(m, n, k int, a, b, c []float32) {
 			C.blasint(m), C.blasint(n), C.blasint(k),
 			1, pa, C.blasint(k), pb, C.blasint(n), 0, pc, C.blasint(n))
 	}
+}
+
+// checkBackend runs the start-up check of OpenBLAS's kernels (see Kernels).
+func checkBackend() KernelInfo {
+	requested, source := coreChoice()
+	info := KernelInfo{
+		Backend:   backendName(),
+		Core:      C.GoString(C.openblas_get_corename()),
+		Source:    source,
+		Requested: requested,
+	}
+	if err := checkKernel(sgemmOpenBLAS); err != nil {
+		info.Fallback = true
+		info.CheckError = err.Error()
+		return info
+	}
+	return info
 }
 
 func backendName() string {

@@ -10,3 +10,13 @@ func sgemm(m, n, k int, a, b, c []float32) {
 func backendName() string {
 	return goBackendName
 }
+
+// checkBackend runs the start-up check of the pure-Go kernels (see Kernels); there is no
+// other kernel to fall back to.
+func checkBackend() KernelInfo {
+	info := KernelInfo{Backend: backendName()}
+	if err := checkKernel(sgemmGo); err != nil {
+		info.CheckError = err.Error()
+	}
+	return info
+}
