@@ -20,6 +20,7 @@ func newApp() *cli.App {
 			benchCommand(),
 			sstCommand(),
 			estimateCommand(),
+			floorCommand(),
 		},
 		HideHelpCommand: true,
 	}

@@ -44,9 +44,17 @@ func serveFloorChild() error {
 	return nil
 }
 
-// startFloorProcess starts a floor server in a child process and returns its address.
+// benchFloorAddrEnv names a floor server already running in a process of its own
+// (`sstemu floor`, as scripts/bench starts it); startFloorProcess then uses it.
+const benchFloorAddrEnv = "SSTEMU_BENCH_FLOOR_ADDR"
+
+// startFloorProcess returns the address of a floor server in another process: the one
+// SSTEMU_BENCH_FLOOR_ADDR names, or else a child process it starts.
 func startFloorProcess(tb testing.TB) string {
 	tb.Helper()
+	if addr := os.Getenv(benchFloorAddrEnv); addr != "" {
+		return addr
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), floorChildEnv+"=1")
 	cmd.Stderr = os.Stderr
