@@ -45,7 +45,7 @@ func checkTimed(b *testing.B, t deviceserver.Timing) {
 	}
 }
 
-// BenchmarkTimingLayers2to5 is target (7): GEMM timing requests alone (no numerics)
+// BenchmarkTimingLayers2to5 is a timing request per call: GEMM timing requests alone (no numerics)
 // through the device server, /dev/sst0, the virtio-sst device and the SST component, from
 // timingCallers goroutines at once on one device. Reports req/s.
 func BenchmarkTimingLayers2to5(b *testing.B) {
@@ -80,4 +80,34 @@ func BenchmarkTimingLayers2to5Serial(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// frameGEMMs is how many GEMMs one TIME frame carries in BenchmarkTimingFrame1000.
+const frameGEMMs = 1000
+
+// BenchmarkTimingFrame1000 is target (6): timing-only frames of frameGEMMs GEMMs of
+// distinct shapes (no two equal consecutive ones, so nothing is coalesced: every GEMM is
+// its own request through layers 3–5), from timingCallers goroutines at once on one
+// device. Reports GEMMs timed per second.
+func BenchmarkTimingFrame1000(b *testing.B) {
+	srv := newTimingStack(b)
+	ctx := context.Background()
+	frame := make([]linalg.GEMMShape, frameGEMMs)
+	for i := range frame {
+		frame[i] = linalg.GEMMShape{M: 1 + i, N: 64, K: 64}
+	}
+	checkTimed(b, srv.Time(ctx, benchShape))
+	b.ReportAllocs()
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((timingCallers + procs - 1) / procs)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if t := srv.Time(ctx, frame); !t.Timed || t.Requests != frameGEMMs {
+				b.Errorf("timing %+v: want %d timed requests", t, frameGEMMs)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)*frameGEMMs/b.Elapsed().Seconds(), "gemms/s")
 }
