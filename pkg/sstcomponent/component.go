@@ -205,7 +205,7 @@ func (c *Component) shuttingDown() bool {
 // to wake a blocked read, so requests already buffered are still answered; otherwise they
 // close rwc.
 func (c *Component) ServeConn(ctx context.Context, rwc io.ReadWriteCloser) error {
-	cn, err := c.track(rwc)
+	cn, err := c.track(rwc, nil)
 	if err != nil {
 		_ = rwc.Close()
 		return err
@@ -216,8 +216,9 @@ func (c *Component) ServeConn(ctx context.Context, rwc io.ReadWriteCloser) error
 	return cn.serve()
 }
 
-// track registers a new connection, unless the component is shutting down.
-func (c *Component) track(rwc io.ReadWriteCloser) (*conn, error) {
+// track registers a new connection, on rwc or for the Direct session direct (rwc nil),
+// unless the component is shutting down.
+func (c *Component) track(rwc io.ReadWriteCloser, direct *Direct) (*conn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -225,6 +226,10 @@ func (c *Component) track(rwc io.ReadWriteCloser) (*conn, error) {
 	}
 	c.nextConn++
 	cn := newConn(c, rwc, c.nextConn)
+	if direct != nil { // set before cn is visible to Shutdown, which may close it
+		cn.direct, direct.cn = direct, cn
+		direct.log = c.log.With().Uint64("conn", cn.id).Logger()
+	}
 	cn.stats.Connections = 1
 	c.conns[cn] = struct{}{}
 	return cn, nil
@@ -270,7 +275,9 @@ func (c *Component) Shutdown(ctx context.Context) error {
 		case <-cn.done:
 		case <-ctx.Done():
 			for _, rest := range conns[i:] {
-				_ = rest.rwc.Close()
+				if rest.rwc != nil {
+					_ = rest.rwc.Close()
+				}
 			}
 			return ctx.Err()
 		}

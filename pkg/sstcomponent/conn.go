@@ -58,9 +58,13 @@ type conn struct {
 
 	closing atomic.Bool   // shutdown or cancellation asked this connection to stop
 	done    chan struct{} // closed once the connection has ended and been untracked
+	direct  *Direct       // the Direct session this is, which has no stream (rwc nil)
 }
 
 func newConn(c *Component, rwc io.ReadWriteCloser, id uint64) *conn {
+	if rwc == nil { // a Direct session
+		return &conn{comp: c, id: id, done: make(chan struct{})}
+	}
 	return &conn{
 		comp: c,
 		rwc:  rwc,
@@ -74,6 +78,10 @@ func newConn(c *Component, rwc io.ReadWriteCloser, id uint64) *conn {
 // interrupt asks the connection to stop after answering what it has already received:
 // a read deadline in the past wakes a blocked read without losing buffered requests.
 func (cn *conn) interrupt() {
+	if cn.direct != nil {
+		_ = cn.direct.Close()
+		return
+	}
 	cn.closing.Store(true)
 	if d, ok := cn.rwc.(interface{ SetReadDeadline(time.Time) error }); ok {
 		if d.SetReadDeadline(time.Unix(1, 0)) == nil {

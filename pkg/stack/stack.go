@@ -153,7 +153,6 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 				return nil, err
 			}
 			st.component = comp
-			dial = virtiodev.PipeDialer(comp.ServeConn)
 			kind, p := comp.Model()
 			preset := opts.Preset
 			if preset == "" && opts.Params == (perfmodel.Params{}) {
@@ -177,10 +176,21 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 			return nil, fmt.Errorf("stack: %d devices: want 1 … %d", n, sstdev.MaxDevices)
 		}
 		for i := range n {
-			d, err := virtiodev.New(virtiodev.Config{
+			cfg := virtiodev.Config{
 				DeviceID: uint32(i), Dialer: dial, MaxInFlight: window,
 				Logger: layerLogger(root, "virtiodev").With().Int("device", i).Logger(),
-			})
+			}
+			if st.component != nil {
+				// In-process layer 5 is called directly on the goroutine that notifies the
+				// device's queue: no link, no stream, no hand-off (virtiodev.Handler).
+				sess, err := st.component.OpenDirect()
+				if err != nil {
+					st.Close()
+					return nil, err
+				}
+				cfg.Handler = sess
+			}
+			d, err := virtiodev.New(cfg)
 			if err != nil {
 				st.Close()
 				return nil, err

@@ -29,10 +29,14 @@ const SupportedFeatures = protocol.BaseFeatures | protocol.FeatureEvents | proto
 type Config struct {
 	// DeviceID is SSTConfig.device_id (the QEMU property device-id).
 	DeviceID uint32
-	// Dialer opens the byte stream to the SST component (layer 5): PipeDialer for an
-	// in-process component, UnixDialer for an external one (--sst-socket). It is the only
-	// way the device knows layer 5, and it is required.
+	// Dialer opens the byte stream to the SST component (layer 5): UnixDialer for an
+	// external one (--sst-socket), PipeDialer for an in-process component behind a
+	// stream. Exactly one of Dialer and Handler is required.
 	Dialer Dialer
+	// Handler is an in-process SST component answered without a stream: the device
+	// calls it on the goroutine that notified the request queue (see Handler). There is
+	// then no link: it is up from New until Shutdown, and never reconnects.
+	Handler Handler
 	// ReconnectMin and ReconnectMax bound the exponential back-off between connection
 	// attempts (defaults 50 ms and 1 s).
 	ReconnectMin, ReconnectMax time.Duration
@@ -55,8 +59,11 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Dialer == nil {
-		return &ConfigError{Field: "Dialer", Reason: "nil: the device needs a link to an SST component"}
+	if c.Dialer == nil && c.Handler == nil {
+		return &ConfigError{Field: "Dialer", Reason: "nil, and no Handler: the device needs an SST component"}
+	}
+	if c.Dialer != nil && c.Handler != nil {
+		return &ConfigError{Field: "Handler", Reason: "set with a Dialer: the device has one SST component"}
 	}
 	if c.ReconnectMin <= 0 {
 		c.ReconnectMin = DefaultReconnectMin

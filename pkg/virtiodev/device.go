@@ -35,9 +35,13 @@ type Device struct {
 	backlog eventBacklog
 
 	kick    [protocol.NumQueues]chan struct{} // driver notifications, coalesced
+	// svcMu is held by whichever goroutine serves the request queue (kickRequests);
+	// svcPending asks it to serve the queue once more.
+	svcMu      sync.Mutex
+	svcPending atomic.Bool
 	free    chan *forwarded                   // pool of forwarding slots
-	scratch [protocol.ResponseSize]byte
-	ans     answerer // device goroutine's scratch for its own answers
+	scratch [protocol.ResponseSize]byte // the request queue's server's, under svcMu
+	ans     answerer                    // the same server's scratch for its own answers
 
 	inflight atomic.Int64
 	idle     chan struct{} // signalled when inflight drops to 0 while closing
@@ -84,10 +88,16 @@ func New(cfg Config) (*Device, error) {
 	d.link = newLink(&d.cfg, d)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancelLink = cancel
-	go func() {
-		defer close(d.linkDone)
-		d.link.run(ctx)
-	}()
+	if d.cfg.Handler != nil {
+		close(d.linkDone)
+		d.log.Info().Uint64("conn", 1).Msg("connected to SST (in-process, direct)")
+		d.linkChanged(true, 1)
+	} else {
+		go func() {
+			defer close(d.linkDone)
+			d.link.run(ctx)
+		}()
+	}
 	go d.loop()
 	return d, nil
 }
@@ -186,8 +196,14 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]
 // blocks: it wakes the device goroutine, and kicks that arrive while the device is busy
 // coalesce. Kicks of queue 1 and of unknown queues are ignored, as is any kick before
 // Attach.
+//
+// With a Config.Handler, a kick of the request queue is served on the caller's goroutine
+// before Notify returns (see Handler), interrupt included.
 func (d *Device) Notify(queue int) {
-	if queue == protocol.QueueRequest || queue == protocol.QueueEvent {
+	switch {
+	case queue == protocol.QueueRequest && d.cfg.Handler != nil:
+		d.kickRequests()
+	case queue == protocol.QueueRequest || queue == protocol.QueueEvent:
 		d.signal(queue)
 	}
 }
@@ -243,6 +259,10 @@ func (d *Device) Shutdown(ctx context.Context) error {
 		d.closeErr = ctx.Err()
 		d.cancelLink()
 		<-d.linkDone
+		if d.cfg.Handler != nil {
+			d.log.Info().Uint64("conn", 1).Msg("SST link down")
+			d.linkChanged(false, 1)
+		}
 		close(d.stop)
 		<-d.loopDone
 	})
@@ -264,7 +284,7 @@ func (d *Device) loop() {
 	for {
 		select {
 		case <-d.kick[protocol.QueueRequest]:
-			d.serviceRequests()
+			d.kickRequests()
 		case <-d.kick[protocol.QueueEvent]:
 			d.serviceEvents()
 		case <-d.stop:
@@ -273,7 +293,7 @@ func (d *Device) loop() {
 	}
 }
 
-// serviceRequests drains the request queue. Driver notifications are suppressed while it
+// serviceRequests drains the request queue; the caller holds svcMu (kickRequests). Driver notifications are suppressed while it
 // drains and re-enabled, with a re-check, before it sleeps (VirtIO 1.x §2.7.10).
 func (d *Device) serviceRequests() {
 	d.attMu.RLock()
@@ -349,6 +369,10 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 	default:
 		switch t := requestType(s.req[:]); RouteOf(t) {
 		case RouteForward:
+			if d.cfg.Handler != nil {
+				d.handleDirect(s, c, resp)
+				break
+			}
 			s.chain, s.gen = c, a.gen
 			d.inflight.Add(1)
 			if d.link.forward(s) {
