@@ -1,0 +1,132 @@
+package virtiodev
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/protocol"
+	"github.com/sstemu/sstemu/pkg/virtqueue"
+)
+
+// fakeHandler is an in-process layer 5 answering as fakeSST does, called directly. It
+// records the goroutine-free facts a test can check: how many calls, and whether two
+// ever overlapped on one device.
+type fakeHandler struct {
+	down    atomic.Bool
+	calls   atomic.Uint64
+	busy    atomic.Int32
+	overlap atomic.Bool
+}
+
+func (f *fakeHandler) Handle(req, resp []byte) bool {
+	if f.down.Load() {
+		return false
+	}
+	if f.busy.Add(1) > 1 {
+		f.overlap.Store(true)
+	}
+	defer f.busy.Add(-1)
+	f.calls.Add(1)
+	var r protocol.Request
+	if err := r.Decode(req); err != nil {
+		panic(err)
+	}
+	a := fakeAnswer(&r)
+	a.RequestID, a.UserData = 0, 0 // the device restores the request's ids
+	enc, err := a.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	copy(resp, enc)
+	return true
+}
+
+func TestDirectConfig(t *testing.T) {
+	_, err := New(Config{})
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "Dialer", ce.Field)
+	_, err = New(Config{Dialer: newFakeSST().dialer(), Handler: &fakeHandler{}})
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "Handler", ce.Field)
+}
+
+// TestDirectAnswersOnNotify checks that with a Handler a forwarded request is answered
+// (and its interrupt raised) before Notify returns, on the notifying goroutine.
+func TestDirectAnswersOnNotify(t *testing.T) {
+	f := &fakeHandler{}
+	h := newHarness(t, Config{Handler: f}, harnessOpts{})
+	require.True(t, h.dev.Stats().LinkUp)
+	for i := range 3 {
+		r := &protocol.Request{Type: protocol.ReqGEMM, RequestID: uint64(100 + i), UserData: 7}
+		r.SetGEMM(protocol.GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
+		p := <-h.pairs
+		enc, err := r.MarshalBinary()
+		require.NoError(t, err)
+		require.NoError(t, h.mem.WriteAt(enc, p.reqAddr))
+		ch := h.submit([]virtqueue.Buffer{
+			{Addr: p.reqAddr, Len: protocol.RequestSize},
+			{Addr: p.respAddr, Len: protocol.ResponseSize, Writable: true},
+		})
+		select {
+		case u := <-ch: // already there: answered inside Notify
+			assert.Equal(t, uint32(protocol.ResponseSize), u.Len)
+		default:
+			t.Fatal("the request was not answered when Notify returned")
+		}
+		want := fakeAnswer(r)
+		assert.Equal(t, want, h.readResponse(p.respAddr))
+		h.pairs <- p
+	}
+	st := h.dev.Stats()
+	assert.Equal(t, uint64(3), f.calls.Load())
+	assert.Equal(t, uint64(3), st.Forwarded)
+	assert.Equal(t, uint64(3), st.Responses)
+}
+
+// TestDirectGone checks that a Handler that refuses (the component shut down) gives
+// NO_DEVICE answers, and that a device shut down answers NO_DEVICE without calling it.
+func TestDirectGone(t *testing.T) {
+	f := &fakeHandler{}
+	h := newHarness(t, Config{Handler: f}, harnessOpts{})
+	f.down.Store(true)
+	resp, _ := h.do(&protocol.Request{Type: protocol.ReqCompute, RequestID: 1})
+	assert.Equal(t, protocol.StatusNoDevice, resp.Status)
+	assert.Equal(t, uint64(1), resp.RequestID)
+	f.down.Store(false)
+	resp, _ = h.do(&protocol.Request{Type: protocol.ReqCompute, RequestID: 2})
+	assert.Equal(t, protocol.StatusOK, resp.Status)
+	assert.Equal(t, uint64(1), h.dev.Stats().NoDevice)
+	calls := f.calls.Load()
+	require.NoError(t, h.dev.Close())
+	assert.False(t, h.dev.Stats().LinkUp)
+	assert.Equal(t, calls, f.calls.Load())
+}
+
+// TestDirectConcurrentNotifiers has many goroutines submit and notify at once: every
+// request is answered exactly once, and the queue is never served by two at a time.
+func TestDirectConcurrentNotifiers(t *testing.T) {
+	f := &fakeHandler{}
+	h := newHarness(t, Config{Handler: f}, harnessOpts{})
+	const workers, each = 16, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := uint64(w*each + i + 1)
+				resp, n := h.do(&protocol.Request{Type: protocol.ReqConfigure, RequestID: id})
+				if resp.Status != protocol.StatusOK || resp.RequestID != id || n != protocol.ResponseSize {
+					t.Errorf("request %d: status %v id %d len %d", id, resp.Status, resp.RequestID, n)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, uint64(workers*each), f.calls.Load())
+	assert.False(t, f.overlap.Load(), "two goroutines served the queue at once")
+}
