@@ -20,7 +20,7 @@ func TestDirectAnswersAsStream(t *testing.T) {
 		writeReq(5, 0x100, []byte("layer five")),
 		readReq(6, 0x100, 10),
 		configureReq(7, 1, 2),
-		newReq(0x77, 8), // unknown type: INVALID
+		newReq(0x77, 8),                                 // unknown type: INVALID
 		newReq(typeCompute, 9).u32(offReqPayload+8, 99), // bad latency model: INVALID
 	}
 	h := start(t, Config{})

@@ -34,14 +34,14 @@ type Device struct {
 	evMu    sync.Mutex
 	backlog eventBacklog
 
-	kick    [protocol.NumQueues]chan struct{} // driver notifications, coalesced
+	kick [protocol.NumQueues]chan struct{} // driver notifications, coalesced
 	// svcMu is held by whichever goroutine serves the request queue (kickRequests);
 	// svcPending asks it to serve the queue once more.
 	svcMu      sync.Mutex
 	svcPending atomic.Bool
-	free    chan *forwarded                   // pool of forwarding slots
-	scratch [protocol.ResponseSize]byte // the request queue's server's, under svcMu
-	ans     answerer                    // the same server's scratch for its own answers
+	free       chan *forwarded             // pool of forwarding slots
+	scratch    [protocol.ResponseSize]byte // the request queue's server's, under svcMu
+	ans        answerer                    // the same server's scratch for its own answers
 
 	inflight atomic.Int64
 	idle     chan struct{} // signalled when inflight drops to 0 while closing
