@@ -1,16 +1,18 @@
 // Package virtiodev is layer 4 of sstemu: the QEMU virtio-sst device. It serves the
 // driver's split virtqueues in emulated guest memory (package virtqueue), answers NOOP,
 // ECHO, GET_INFO and RESET itself, and forwards COMPUTE, READ, WRITE, CONFIGURE and GEMM
-// as raw 4104-byte SSTRequests over a byte stream to the SST component (layer 5), whose
-// 4112-byte SSTResponses it puts back in the guest's buffers.
+// as raw 4104-byte SSTRequests to the SST component (layer 5), over a byte stream or, for
+// an in-process component, by a direct call (Config.Handler), and puts its 4112-byte
+// SSTResponses back in the guest's buffers.
 //
 // # Interface to the driver (layer 3)
 //
-//	dev, err := virtiodev.New(virtiodev.Config{Dialer: virtiodev.PipeDialer(comp.ServeConn)})
+//	sess, err := comp.OpenDirect()                   // in-process layer 5, called directly
+//	dev, err := virtiodev.New(virtiodev.Config{Handler: sess}) // or Dialer: UnixDialer(path)
 //	offered := dev.OfferedFeatures()                 // feature negotiation
 //	err = dev.AckFeatures(offered & wanted)
 //	err = dev.Attach(mem, [3]virtqueue.Layout{req, resp, evt}, interrupt) // DRIVER_OK
-//	dev.Notify(protocol.QueueRequest)                // the driver's kick; never blocks
+//	dev.Notify(protocol.QueueRequest)                // the driver's kick; never blocks on I/O
 //	…interrupt(queue) is called when used buffers are ready…
 //	dev.Reset(); dev.Stats(); dev.ConfigSpace(); dev.Shutdown(ctx) / dev.Close()
 //
@@ -31,6 +33,15 @@
 // that was (the reference claims 4112 bytes it never wrote). Otherwise the used length is
 // always 4112. Responses forwarded from layer 5 get the request's request_id and
 // user_data stamped in, so the driver's ids survive whatever layer 5 does.
+//
+// # In-process layer 5: direct calls
+//
+// With Config.Handler (sstcomponent.Direct) there is no link: Notify of the request queue
+// serves the queue on the caller's goroutine, as QEMU serves a queue kick on the vCPU
+// thread that wrote the notify register. It pops each chain, gathers the request, calls
+// the Handler, scatters its answer and raises the interrupt before returning; a notify
+// arriving while another goroutine serves the queue is left to that one, which serves the
+// queue once more before it stops. A request then crosses no goroutine and no pipe.
 //
 // # The link to layer 5
 //
