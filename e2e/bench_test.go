@@ -55,8 +55,8 @@ func startServe(b *testing.B) *benchServe {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var l struct{ Message, Component, Addr string }
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "listening" && l.Component == "tcpfront" {
+			var l struct{ Message, Layer, Addr string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "listening" && l.Layer == "tcpfront" {
 				found <- l.Addr
 				break
 			}
