@@ -1,6 +1,7 @@
 package sstcomponent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,7 +14,8 @@ import (
 // zero-padded to whole requests, followed by the input again cut to less than one request
 // (so the fuzzer controls both the headers of whole requests and a truncated tail). There
 // must be exactly one 4112-byte answer per whole request, carrying its request_id and
-// user_data, and then the connection must end cleanly or as truncated, never panic or hang.
+// user_data, and then the connection must end cleanly or as truncated, never panic or hang;
+// a Direct session (OpenDirect) of an equal component must give the same answers.
 func FuzzServeConn(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte(newReq(typeNoop, 1)))
@@ -59,6 +61,25 @@ func fuzzBody(t *testing.T, in []byte) {
 			t.Fatalf("answer %d has status %d", i, s)
 		}
 	}
+	// A Direct session of an equal component answers every request byte for byte alike.
+	twin, err := New(Config{Params: tutorialParams()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := twin.OpenDirect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := make([]byte, respSize)
+	for i := range whole {
+		if !d.Handle(stream[i*reqSize:(i+1)*reqSize], direct) {
+			t.Fatalf("Direct refused request %d", i)
+		}
+		if !bytes.Equal(direct, out[i*respSize:(i+1)*respSize]) {
+			t.Fatalf("answer %d: Direct and ServeConn differ", i)
+		}
+	}
+	_ = d.Close()
 	// Once the whole stream is consumed, close. Any further answer would block
 	// ServeConn's write and turn into a write error.
 	if err := <-written; err != nil {
