@@ -235,6 +235,16 @@ func (s *Server) appendInfo(b []byte, opID int64) []byte {
 	} else {
 		b = append(b, `,"array":null,"dataflow":"","tile":null`...)
 	}
+	k := linalg.Kernels()
+	b = append(b, `,"gemm_kernels":{"backend":`...)
+	b = optrace.AppendString(b, k.Backend)
+	b = append(b, `,"core":`...)
+	b = optrace.AppendString(b, k.Core)
+	b = append(b, `,"source":`...)
+	b = optrace.AppendString(b, k.Source)
+	b = append(b, `,"fallback":`...)
+	b = strconv.AppendBool(b, k.Fallback)
+	b = append(b, '}')
 	b = append(b, `,"limits":{"max_op_bytes":`...)
 	b = strconv.AppendInt(b, s.maxOpBytes(), 10)
 	b = append(b, `,"max_inflight_bytes":`...)

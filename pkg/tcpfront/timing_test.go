@@ -334,6 +334,8 @@ func TestServerInfo(t *testing.T) {
 	assert.Equal(t, map[string]any{"kind": "in-process", "path": ""}, info["layer5"])
 	assert.Equal(t, "roofline", info["model"])
 	assert.Equal(t, 2e9, info["clock_hz"])
+	k := linalg.Kernels()
+	assert.Equal(t, map[string]any{"backend": k.Backend, "core": k.Core, "source": k.Source, "fallback": k.Fallback}, info["gemm_kernels"])
 	limits := info["limits"].(map[string]any)
 	assert.Equal(t, float64(DefaultMaxOpBytes), limits["max_op_bytes"])
 	assert.Equal(t, float64(MaxTimeEntries), limits["max_time_entries"])
