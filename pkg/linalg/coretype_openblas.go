@@ -11,7 +11,8 @@ package linalg
 // re-initialise. sstemu_choose_core is a C constructor of priority 101, which the linker
 // runs before every default-priority constructor (OpenBLAS's included): if the user left
 // OPENBLAS_CORETYPE unset it chooses a kernel set from the CPU's features (cpuid, with the
-// OS's support for the AVX register state, via __builtin_cpu_supports) and sets the
+// OS's support for the AVX register state, via __builtin_cpu_supports; on other
+// architectures it leaves the choice to OpenBLAS) and sets the
 // variable in the C environment only. Go's os.Getenv and the environment of processes Go
 // starts are Go's own copy, taken from the process's initial environment: they never see
 // it, and linalg removes it from the C environment once OpenBLAS has read it.
@@ -28,8 +29,9 @@ __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 		sstemu_core_user = user;
 		return;
 	}
-	__builtin_cpu_init();
 	const char *core = NULL;
+#if defined(__x86_64__)
+	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
 	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
 	    __builtin_cpu_supports("avx512cd")) {
@@ -39,6 +41,7 @@ __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 	} else if (__builtin_cpu_supports("avx")) {
 		core = "Sandybridge";
 	}
+#endif
 	if (core != NULL && setenv("OPENBLAS_CORETYPE", core, 1) == 0) {
 		sstemu_core_auto = core;
 	}
