@@ -41,7 +41,8 @@ const (
 // RequestType is SSTRequest.type.
 type RequestType uint32
 
-// Request types (enum SSTRequestType); GEMM is the tutorial's addition.
+// Request types (enum SSTRequestType); GEMM is the tutorial's addition, BATCHED_GEMM
+// sstemu's (a batch of equal GEMMs timed as one kernel, docs/sst-protocol.md).
 const (
 	ReqNoop      RequestType = 0
 	ReqEcho      RequestType = 1
@@ -52,9 +53,12 @@ const (
 	ReqGetInfo   RequestType = 6
 	ReqConfigure RequestType = 7
 	ReqGEMM      RequestType = 8
+	// ReqBatchedGEMM carries a BatchedGEMM payload and is answered with a GEMMResult for
+	// the whole batch.
+	ReqBatchedGEMM RequestType = 9
 )
 
-var requestTypeNames = [...]string{"NOOP", "ECHO", "COMPUTE", "READ", "WRITE", "RESET", "GET_INFO", "CONFIGURE", "GEMM"}
+var requestTypeNames = [...]string{"NOOP", "ECHO", "COMPUTE", "READ", "WRITE", "RESET", "GET_INFO", "CONFIGURE", "GEMM", "BATCHED_GEMM"}
 
 // NumRequestTypes is the number of defined request types (0 … NumRequestTypes-1).
 const NumRequestTypes = len(requestTypeNames)

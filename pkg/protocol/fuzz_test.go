@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -14,6 +15,9 @@ func FuzzRequestDecode(f *testing.F) {
 	g.SetGEMM(GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
 	b, _ := g.MarshalBinary()
 	f.Add(b)
+	g.SetBatchedGEMM(BatchedGEMM{M: 4, N: 16, K: 8, DtypeSize: 4, Batch: 12})
+	b, _ = g.MarshalBinary()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r Request
 		if err := r.Decode(in); err != nil {
@@ -23,6 +27,13 @@ func FuzzRequestDecode(f *testing.F) {
 			return
 		}
 		_ = r.String()
+		if bg, err := r.CheckBatchedGEMM(); err == nil {
+			if r.Type != ReqBatchedGEMM || bg.M == 0 || bg.N == 0 || bg.K == 0 || bg.DtypeSize == 0 || bg.Batch == 0 {
+				t.Fatalf("accepted %+v of type %s", bg, r.Type)
+			}
+		} else if r.Type == ReqBatchedGEMM && !errors.As(err, new(*DecodeError)) {
+			t.Fatalf("error %T, want *DecodeError", err)
+		}
 		if r.Type == ReqWrite {
 			if d, err := r.WriteData(); err == nil && len(d) > MaxWriteData {
 				t.Fatalf("write data %d bytes", len(d))

@@ -116,6 +116,23 @@ func TestRequestLayouts(t *testing.T) {
 				48: {0xa0, 0, 0, 0, 0, 0, 0, 0},
 			}),
 		},
+		{
+			name: "batched gemm",
+			req: func() *Request {
+				r := &Request{RequestID: 7}
+				r.SetBatchedGEMM(BatchedGEMM{M: 4, N: 16, K: 8, DtypeSize: 4, Batch: 0x0100000003})
+				return r
+			},
+			want: fixture(RequestSize, map[int][]byte{
+				0:  {0x09, 0, 0, 0},
+				8:  {0x07},
+				24: {0x04, 0, 0, 0},
+				28: {0x10, 0, 0, 0},
+				32: {0x08, 0, 0, 0},
+				36: {0x04, 0, 0, 0},
+				40: {0x03, 0, 0, 0, 0x01, 0, 0, 0},
+			}),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +322,8 @@ func TestStrings(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{ReqNoop.String(), "NOOP"},
 		{ReqGEMM.String(), "GEMM"},
-		{RequestType(9).String(), "UNKNOWN(9)"},
+		{ReqBatchedGEMM.String(), "BATCHED_GEMM"},
+		{RequestType(10).String(), "UNKNOWN(10)"},
 		{StatusOK.String(), "OK"},
 		{StatusNoDevice.String(), "NO_DEVICE"},
 		{Status(77).String(), "UNKNOWN(77)"},
@@ -318,7 +336,8 @@ func TestStrings(t *testing.T) {
 		t.Run(tt.want, func(t *testing.T) { assert.Equal(t, tt.want, tt.got) })
 	}
 	assert.True(t, ReqGEMM.Known())
-	assert.False(t, RequestType(9).Known())
+	assert.True(t, ReqBatchedGEMM.Known())
+	assert.False(t, RequestType(10).Known())
 	assert.False(t, RequestType(0x80000000).Known(), "negative as a 32-bit int")
 	assert.Equal(t, "UNKNOWN(2147483648)", RequestType(0x80000000).String())
 	assert.Equal(t, "UNKNOWN(4294967295)", Status(0xffffffff).String())
@@ -362,6 +381,49 @@ func TestDeviceInfo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, Info{Version: 0x00010000, Capabilities: tt.want, MaxComputeUnits: 1000000, MemorySize: 0x10000000},
 				DeviceInfo(tt.caps))
+		})
+	}
+}
+
+func TestBatchedGEMMCheck(t *testing.T) {
+	var r Request
+	require.NoError(t, r.Decode(fixture(RequestSize, map[int][]byte{
+		0:  {0x09, 0, 0, 0},
+		24: {0xff, 0xff, 0xff, 0xff}, // M = 2^32-1
+		28: {0x01, 0, 0, 0},
+		32: {0x02, 0, 0, 0},
+		36: {0x02, 0, 0, 0},
+		40: {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // batch = 2^64-1
+	})))
+	g, err := r.CheckBatchedGEMM()
+	require.NoError(t, err)
+	want := BatchedGEMM{M: 0xffffffff, N: 1, K: 2, DtypeSize: 2, Batch: 1<<64 - 1}
+	assert.Equal(t, want, g)
+	assert.Equal(t, want, r.BatchedGEMM())
+	assert.Equal(t, "BATCHED_GEMM id=0 user=0x0 M=4294967295 N=1 K=2 dtype_size=2 batch=18446744073709551615", r.String())
+
+	tests := []struct {
+		name   string
+		mutate func(*Request)
+		offset int
+		reason string
+	}{
+		{"wrong type", func(r *Request) { r.Type = ReqGEMM }, RequestTypeOffset, "want BATCHED_GEMM"},
+		{"M zero", func(r *Request) { le.PutUint32(r.Payload[BatchedGEMMMOffset:], 0) }, 24, "M is 0"},
+		{"N zero", func(r *Request) { le.PutUint32(r.Payload[BatchedGEMMNOffset:], 0) }, 28, "N is 0"},
+		{"K zero", func(r *Request) { le.PutUint32(r.Payload[BatchedGEMMKOffset:], 0) }, 32, "K is 0"},
+		{"dtype zero", func(r *Request) { le.PutUint32(r.Payload[BatchedGEMMDtypeSizeOffset:], 0) }, 36, "dtype_size is 0"},
+		{"batch zero", func(r *Request) { le.PutUint64(r.Payload[BatchedGEMMBatchOffset:], 0) }, 40, "batch is 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := r
+			tt.mutate(&bad)
+			_, err := bad.CheckBatchedGEMM()
+			var de *DecodeError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, tt.offset, de.Offset)
+			assert.Contains(t, de.Error(), tt.reason)
 		})
 	}
 }

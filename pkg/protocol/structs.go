@@ -116,6 +116,9 @@ func (r *Request) String() string {
 	case ReqGEMM:
 		g := r.GEMM()
 		s += fmt.Sprintf(" M=%d N=%d K=%d dtype_size=%d", g.M, g.N, g.K, g.DtypeSize)
+	case ReqBatchedGEMM:
+		g := r.BatchedGEMM()
+		s += fmt.Sprintf(" M=%d N=%d K=%d dtype_size=%d batch=%d", g.M, g.N, g.K, g.DtypeSize, g.Batch)
 	}
 	return s
 }
@@ -230,6 +233,69 @@ func (r *Request) SetGEMM(g GEMM) {
 	le.PutUint32(p[12:], g.DtypeSize)
 	le.PutUint64(p[16:], g.AOffset)
 	le.PutUint64(p[24:], g.BOffset)
+}
+
+// BatchedGEMM is the BATCHED_GEMM request payload: Batch independent GEMMs of one shape,
+// C_i[M,N] = A_i[M,K]·B_i[K,N] for i < Batch (torch.bmm), timed as one kernel. It carries
+// no matrix data. The answer is a GEMMResult whose figures are the whole batch's.
+type BatchedGEMM struct {
+	M, N, K   uint32 // @24, @28, @32 (BatchedGEMMMOffset …)
+	DtypeSize uint32 // @36
+	Batch     uint64 // @40, the number of GEMMs, at least 1
+}
+
+// Offsets of the BATCHED_GEMM fields within the request payload (add RequestHeaderSize
+// for the offset in SSTRequest), and the payload's size. Bytes from BatchedGEMMSize on
+// are ignored.
+const (
+	BatchedGEMMMOffset         = 0
+	BatchedGEMMNOffset         = 4
+	BatchedGEMMKOffset         = 8
+	BatchedGEMMDtypeSizeOffset = 12
+	BatchedGEMMBatchOffset     = 16
+	BatchedGEMMSize            = 24
+)
+
+// BatchedGEMM reads the payload as a BATCHED_GEMM request, whatever r.Type says.
+func (r *Request) BatchedGEMM() BatchedGEMM {
+	p := r.Payload[:]
+	return BatchedGEMM{M: le.Uint32(p[BatchedGEMMMOffset:]), N: le.Uint32(p[BatchedGEMMNOffset:]),
+		K: le.Uint32(p[BatchedGEMMKOffset:]), DtypeSize: le.Uint32(p[BatchedGEMMDtypeSizeOffset:]),
+		Batch: le.Uint64(p[BatchedGEMMBatchOffset:])}
+}
+
+// CheckBatchedGEMM reads r as a BATCHED_GEMM request and checks it: the type, and every
+// dimension, the element size and the batch count at least 1. A bad field is a
+// *DecodeError with the field's offset in SSTRequest.
+func (r *Request) CheckBatchedGEMM() (BatchedGEMM, error) {
+	const name = "SSTRequest(BATCHED_GEMM)"
+	if r.Type != ReqBatchedGEMM {
+		return BatchedGEMM{}, &DecodeError{Struct: name, Offset: RequestTypeOffset, Reason: fmt.Sprintf("type %s, want %s", r.Type, ReqBatchedGEMM)}
+	}
+	g := r.BatchedGEMM()
+	for _, f := range []struct {
+		field  string
+		offset int
+		v      uint64
+	}{{"M", BatchedGEMMMOffset, uint64(g.M)}, {"N", BatchedGEMMNOffset, uint64(g.N)}, {"K", BatchedGEMMKOffset, uint64(g.K)},
+		{"dtype_size", BatchedGEMMDtypeSizeOffset, uint64(g.DtypeSize)}, {"batch", BatchedGEMMBatchOffset, g.Batch}} {
+		if f.v == 0 {
+			return BatchedGEMM{}, &DecodeError{Struct: name, Offset: reqOffPayload + f.offset, Reason: f.field + " is 0, want at least 1"}
+		}
+	}
+	return g, nil
+}
+
+// SetBatchedGEMM makes r a BATCHED_GEMM request with payload g (the rest of the payload
+// is left as it is).
+func (r *Request) SetBatchedGEMM(g BatchedGEMM) {
+	r.Type = ReqBatchedGEMM
+	p := r.Payload[:]
+	le.PutUint32(p[BatchedGEMMMOffset:], g.M)
+	le.PutUint32(p[BatchedGEMMNOffset:], g.N)
+	le.PutUint32(p[BatchedGEMMKOffset:], g.K)
+	le.PutUint32(p[BatchedGEMMDtypeSizeOffset:], g.DtypeSize)
+	le.PutUint64(p[BatchedGEMMBatchOffset:], g.Batch)
 }
 
 // Response is struct SSTResponse. Payload holds the raw union; use the typed accessors to
