@@ -60,6 +60,14 @@ func TestAnswers(t *testing.T) {
 		{name: "GEMM 4096 cubed fp16 (M·K overflows 32 bits in the reference)", req: gemmReq(4, 4096, 4096, 4096, 2),
 			status: statusOK, result: 1 << 31,
 			check: gemmCheck(gemmWant{cycles: 1 << 31, compute: 1 << 31, memory: 157705, bytes: 100663296})},
+		// A batch on the roofline is batch × one GEMM, exactly: 3 × (16, 16, 1, 896).
+		{name: "BATCHED_GEMM tutorial 4x16x8 batch 3", req: batchedGEMMReq(4, 4, 16, 8, 4, 3), status: statusOK, result: 48,
+			check: gemmCheck(gemmWant{cycles: 48, compute: 48, memory: 3, bytes: 2688})},
+		{name: "BATCHED_GEMM batch 1 is GEMM", req: batchedGEMMReq(4, 64, 64, 64, 4, 1), status: statusOK, result: 8192,
+			check: gemmCheck(gemmWant{cycles: 8192, compute: 8192, memory: 77, bytes: 49152})},
+		{name: "BATCHED_GEMM batch 0", req: batchedGEMMReq(4, 4, 16, 8, 4, 0), status: statusInvalid},
+		{name: "BATCHED_GEMM zero K", req: batchedGEMMReq(4, 4, 16, 0, 4, 2), status: statusInvalid},
+		{name: "BATCHED_GEMM 64-bit overflow", req: batchedGEMMReq(4, 4096, 4096, 4096, 4, math.MaxUint64), status: statusInvalid},
 		{name: "GEMM zero M", req: gemmReq(4, 0, 16, 8, 4), status: statusInvalid},
 		{name: "GEMM zero dtype_size", req: gemmReq(4, 4, 16, 8, 0), status: statusInvalid},
 		{name: "GEMM 64-bit overflow", req: gemmReq(4, math.MaxUint32, math.MaxUint32, math.MaxUint32, math.MaxUint32), status: statusInvalid},
@@ -87,7 +95,7 @@ func TestAnswers(t *testing.T) {
 		{name: "CONFIGURE undefined id 999", req: configureReq(8, 999, 1), status: statusInvalid},
 		{name: "CONFIGURE zero value", req: configureReq(8, 1, 0), status: statusInvalid},
 		{name: "RESET", req: newReq(typeReset, 9), status: statusOK, result: 0},
-		{name: "unknown type 9", req: newReq(9, 10), status: statusInvalid},
+		{name: "unknown type 10", req: newReq(10, 10), status: statusInvalid},
 		{name: "unknown type 2^32-1", req: newReq(math.MaxUint32, 10), status: statusInvalid},
 	}
 	for _, tt := range tests {
@@ -413,43 +421,49 @@ func TestStatsAndReports(t *testing.T) {
 		gemmReq(9, 4, 16, 8, 4), gemmReq(10, 1, 1, 1, 1000), gemmReq(11, 0, 1, 1, 4), // last INVALID
 		writeReq(12, 0, []byte("abc")), readReq(13, 0, 10), readReq(14, 1<<40, 1), // last INVALID
 		newReq(typeGetInfo, 15), newReq(77, 16), // last INVALID
+		batchedGEMMReq(17, 4, 16, 8, 4, 5), batchedGEMMReq(18, 4, 16, 8, 4, 0), // last INVALID
 	} {
 		roundTrip(t, c, req)
 	}
 	s := h.comp.Stats()
-	assert.Equal(t, uint64(16), s.Total)
-	assert.Equal(t, [9]uint64{1, 1, 6, 2, 1, 0, 1, 0, 3}, s.Requests)
+	assert.Equal(t, uint64(18), s.Total)
+	assert.Equal(t, [10]uint64{1, 1, 6, 2, 1, 0, 1, 0, 3, 2}, s.Requests)
 	assert.Equal(t, uint64(1), s.Unknown)
-	assert.Equal(t, uint64(4), s.Invalid)
+	assert.Equal(t, uint64(5), s.Invalid)
 	assert.Equal(t, uint64(1), s.Connections)
-	// COMPUTE cycles 300, 50, 50, 0, 1; GEMMs 16 (compute-bound) and 4 (memory-bound).
+	// COMPUTE cycles 300, 50, 50, 0, 1; GEMMs 16 (compute-bound) and 4 (memory-bound);
+	// a batch of 5 GEMMs of the first shape, 5 × 16 = 80 (compute-bound).
 	assert.Equal(t, Accumulator{Count: 5, Sum: 401, SumSQ: 90000 + 2500 + 2500 + 0 + 1, Min: 0, Max: 300}, s.Compute)
-	assert.Equal(t, Accumulator{Count: 2, Sum: 20, SumSQ: 256 + 16, Min: 4, Max: 16}, s.GEMM.Cycles)
-	assert.Equal(t, Accumulator{Count: 2, Sum: 1026, SumSQ: 1024*1024 + 4, Min: 2, Max: 1024}, s.GEMM.FLOPs)
-	assert.Equal(t, uint64(896+3000), s.GEMM.MemoryBytes.Sum)
-	assert.Equal(t, uint64(16), s.GEMM.ComputeCycles.Sum)
-	assert.Equal(t, uint64(1+4), s.GEMM.MemoryCycles.Sum)
-	assert.Equal(t, uint64(1), s.GEMM.ComputeBound)
+	assert.Equal(t, Accumulator{Count: 3, Sum: 100, SumSQ: 256 + 16 + 6400, Min: 4, Max: 80}, s.GEMM.Cycles)
+	assert.Equal(t, Accumulator{Count: 3, Sum: 1026 + 5120, SumSQ: 1024*1024 + 4 + 5120*5120, Min: 2, Max: 5120}, s.GEMM.FLOPs)
+	assert.Equal(t, uint64(896+3000+5*896), s.GEMM.MemoryBytes.Sum)
+	assert.Equal(t, uint64(16+80), s.GEMM.ComputeCycles.Sum)
+	assert.Equal(t, uint64(1+4+5), s.GEMM.MemoryCycles.Sum)
+	assert.Equal(t, uint64(2), s.GEMM.ComputeBound)
 	assert.Equal(t, uint64(1), s.GEMM.MemoryBound)
+	assert.Equal(t, Accumulator{Count: 1, Sum: 5, SumSQ: 25, Min: 5, Max: 5}, s.GEMM.Batched)
 	assert.Equal(t, uint64(3), s.Write.Sum)
 	assert.Equal(t, uint64(10), s.Read.Sum)
-	assert.Equal(t, uint64(421), s.SimCycles)
-	assert.Equal(t, uint64(421*500), s.SimTimePS, "2 GHz is 500 ps a cycle")
+	assert.Equal(t, uint64(501), s.SimCycles)
+	assert.Equal(t, uint64(501*500), s.SimTimePS, "2 GHz is 500 ps a cycle")
 	assert.Equal(t, "roofline", s.Model)
 
 	var report bytes.Buffer
 	require.NoError(t, h.comp.WriteReport(&report))
 	for _, line := range []string{
 		"VirtIODevice[virtio_llama:finish] Statistics:\n",
-		"VirtIODevice[virtio_llama:finish]   Total requests: 16\n",
+		"VirtIODevice[virtio_llama:finish]   Total requests: 18\n",
+		"VirtIODevice[virtio_llama:finish]   BATCHED_GEMM requests: 2\n",
+		"VirtIODevice[virtio_llama:finish]     BATCHED_GEMM requests: 1, carrying 5 GEMMs\n",
 		"VirtIODevice[virtio_llama:finish]   NOOP requests: 1\n",
 		"VirtIODevice[virtio_llama:finish]   ECHO requests: 1\n",
 		"VirtIODevice[virtio_llama:finish]   COMPUTE requests: 6\n",
 		"VirtIODevice[virtio_llama:finish]   GEMM requests: 3\n",
-		"VirtIODevice[virtio_llama:finish]   INVALID responses: 4\n",
-		"VirtIODevice[virtio_llama:finish]   Simulated cycles: 421 (210.5 ns at 2GHz)\n",
-		"VirtIODevice[virtio_llama:finish]     Compute-bound: 1, memory-bound: 1\n",
-		"Simulation is complete, simulated time: 210.5 ns\n",
+		"VirtIODevice[virtio_llama:finish]   INVALID responses: 5\n",
+		"VirtIODevice[virtio_llama:finish]   Simulated cycles: 501 (250.5 ns at 2GHz)\n",
+		"VirtIODevice[virtio_llama:finish]     GEMMs simulated: 7\n",
+		"VirtIODevice[virtio_llama:finish]     Compute-bound: 2, memory-bound: 1\n",
+		"Simulation is complete, simulated time: 250.5 ns\n",
 	} {
 		assert.Contains(t, report.String(), line)
 	}
@@ -465,13 +479,15 @@ func TestStatsAndReports(t *testing.T) {
 		assert.Equal(t, "virtio_llama", string(f[0]))
 		rows[string(f[1])] = string(l)
 	}
-	assert.Equal(t, "virtio_llama, requests, , Accumulator, 210500, 0, 16, 16, 16, 1, 1", rows["requests"])
-	assert.Equal(t, "virtio_llama, requests_compute, , Accumulator, 210500, 0, 6, 6, 6, 1, 1", rows["requests_compute"])
-	assert.Equal(t, "virtio_llama, requests_reset, , Accumulator, 210500, 0, 0, 0, 0, 0, 0", rows["requests_reset"])
-	assert.Equal(t, "virtio_llama, compute_cycles, , Accumulator, 210500, 0, 401, 95001, 5, 0, 300", rows["compute_cycles"])
-	assert.Equal(t, "virtio_llama, gemm_cycles, , Accumulator, 210500, 0, 20, 272, 2, 4, 16", rows["gemm_cycles"])
-	assert.Equal(t, "virtio_llama, busy_cycles, , Accumulator, 210500, 0, 421, 95273, 7, 0, 300", rows["busy_cycles"])
-	assert.Equal(t, "virtio_llama, responses_invalid, , Accumulator, 210500, 0, 4, 4, 4, 1, 1", rows["responses_invalid"])
+	assert.Equal(t, "virtio_llama, requests, , Accumulator, 250500, 0, 18, 18, 18, 1, 1", rows["requests"])
+	assert.Equal(t, "virtio_llama, requests_compute, , Accumulator, 250500, 0, 6, 6, 6, 1, 1", rows["requests_compute"])
+	assert.Equal(t, "virtio_llama, requests_batched_gemm, , Accumulator, 250500, 0, 2, 2, 2, 1, 1", rows["requests_batched_gemm"])
+	assert.Equal(t, "virtio_llama, requests_reset, , Accumulator, 250500, 0, 0, 0, 0, 0, 0", rows["requests_reset"])
+	assert.Equal(t, "virtio_llama, compute_cycles, , Accumulator, 250500, 0, 401, 95001, 5, 0, 300", rows["compute_cycles"])
+	assert.Equal(t, "virtio_llama, gemm_cycles, , Accumulator, 250500, 0, 100, 6672, 3, 4, 80", rows["gemm_cycles"])
+	assert.Equal(t, "virtio_llama, gemm_batch, , Accumulator, 250500, 0, 5, 25, 1, 5, 5", rows["gemm_batch"])
+	assert.Equal(t, "virtio_llama, busy_cycles, , Accumulator, 250500, 0, 501, 101673, 8, 0, 300", rows["busy_cycles"])
+	assert.Equal(t, "virtio_llama, responses_invalid, , Accumulator, 250500, 0, 5, 5, 5, 1, 1", rows["responses_invalid"])
 }
 
 func TestAccumulator(t *testing.T) {
@@ -675,4 +691,36 @@ func TestDebugLog(t *testing.T) {
 	assert.Contains(t, out, `"type":"GEMM","id":5,"result":16,"M":4,"N":16,"K":8,"dtype_size":4,"compute_cycles":16,"memory_cycles":1,"memory_bytes":896`)
 	assert.Contains(t, out, `UNKNOWN(99) request 6: unknown request type`)
 	assert.Contains(t, out, `"message":"client connected"`)
+}
+
+// TestBatchedGEMMOnGPU checks that the gpu model answers a BATCHED_GEMM as one kernel:
+// the answer is perfmodel.EstimateBatched's, and the batch pays the kernel's fixed cost
+// once, so it takes fewer cycles than batch separate GEMMs.
+func TestBatchedGEMMOnGPU(t *testing.T) {
+	preset, err := perfmodel.LookupPreset("h100-sxm")
+	require.NoError(t, err)
+	model, err := perfmodel.New(perfmodel.KindGPU, preset.Params)
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		m, n, k, dtype uint32
+		batch          uint64
+	}{{64, 64, 64, 4, 12}, {512, 512, 64, 4, 96}, {128, 256, 1024, 2, 7}, {1, 1, 1, 4, 1}} {
+		t.Run(fmt.Sprintf("%dx%dx%d_dtype%d_batch%d", tt.m, tt.n, tt.k, tt.dtype, tt.batch), func(t *testing.T) {
+			h := start(t, Config{Model: perfmodel.KindGPU, Params: preset.Params})
+			op := perfmodel.Op{M: uint64(tt.m), N: uint64(tt.n), K: uint64(tt.k), DtypeSize: uint64(tt.dtype)}
+			want, err := perfmodel.EstimateBatched(model, op, tt.batch)
+			require.NoError(t, err)
+			one, err := model.Estimate(op)
+			require.NoError(t, err)
+			r := roundTrip(t, h.dial(), batchedGEMMReq(1, tt.m, tt.n, tt.k, tt.dtype, tt.batch))
+			require.Equal(t, uint32(statusOK), r.status())
+			gemmCheck(gemmWant{cycles: want.Cycles, compute: want.ComputeCycles, memory: want.MemoryCycles, bytes: want.MemoryBytes})(t, r)
+			assert.Equal(t, want.Cycles, r.result())
+			if tt.batch > 1 {
+				assert.Less(t, want.Cycles, tt.batch*one.Cycles, "one kernel, not batch kernels")
+			} else {
+				assert.Equal(t, one, want)
+			}
+		})
+	}
 }

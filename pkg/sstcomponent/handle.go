@@ -55,6 +55,8 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 		err = c.compute(req, resp, st)
 	case protocol.ReqGEMM:
 		err = c.gemm(req, resp, st)
+	case protocol.ReqBatchedGEMM:
+		err = c.batchedGEMM(req, resp, st)
 	case protocol.ReqRead:
 		err = c.read(req, resp, st)
 	case protocol.ReqWrite:
@@ -80,9 +82,14 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 	}
 	if e := log.Debug(); e.Enabled() {
 		e.Stringer("type", req.Type).Uint64("id", req.RequestID).Uint64("result", resp.Result)
-		if req.Type == protocol.ReqGEMM {
+		switch req.Type {
+		case protocol.ReqGEMM:
 			g, r := req.GEMM(), resp.GEMM()
 			e.Uint32("M", g.M).Uint32("N", g.N).Uint32("K", g.K).Uint32("dtype_size", g.DtypeSize).
+				Uint64("compute_cycles", r.ComputeCycles).Uint64("memory_cycles", r.MemoryCycles).Uint64("memory_bytes", r.MemoryBytes)
+		case protocol.ReqBatchedGEMM:
+			g, r := req.BatchedGEMM(), resp.GEMM()
+			e.Uint32("M", g.M).Uint32("N", g.N).Uint32("K", g.K).Uint32("dtype_size", g.DtypeSize).Uint64("batch", g.Batch).
 				Uint64("compute_cycles", r.ComputeCycles).Uint64("memory_cycles", r.MemoryCycles).Uint64("memory_bytes", r.MemoryBytes)
 		}
 		e.Msg("request")
@@ -124,6 +131,28 @@ func (c *Component) gemm(req *protocol.Request, resp *reply, st *Stats) error {
 		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
 	resp.Result = e.Cycles
 	st.GEMM.add(&e)
+	return nil
+}
+
+// batchedGEMM asks the model for a batch of equal GEMMs as one kernel
+// (perfmodel.EstimateBatched: the gpu model shares the waves, the others answer batch ×
+// one GEMM) and answers the batch's totals in the GEMM result layout.
+func (c *Component) batchedGEMM(req *protocol.Request, resp *reply, st *Stats) error {
+	g, err := req.CheckBatchedGEMM()
+	if err != nil {
+		return invalid(req, "payload", err)
+	}
+	op := perfmodel.Op{M: uint64(g.M), N: uint64(g.N), K: uint64(g.K), DtypeSize: uint64(g.DtypeSize)}
+	e, err := perfmodel.EstimateBatched(c.model.Load().model, op, g.Batch)
+	if err != nil {
+		return invalid(req, "model", err)
+	}
+	c.clock.advance(e.Cycles)
+	resp.SetGEMM(protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
+		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
+	resp.Result = e.Cycles
+	st.GEMM.add(&e)
+	st.GEMM.Batched.Add(g.Batch)
 	return nil
 }
 

@@ -33,6 +33,7 @@ const (
 
 	typeNoop, typeEcho, typeCompute, typeRead, typeWrite = 0, 1, 2, 3, 4
 	typeReset, typeGetInfo, typeConfigure, typeGEMM      = 5, 6, 7, 8
+	typeBatchedGEMM                                      = 9
 )
 
 // testTimeout bounds every blocking step of a test, so that a hang fails instead of
@@ -59,6 +60,10 @@ func computeReq(id, units uint64, latencyModel uint32) rawReq {
 
 func gemmReq(id uint64, m, n, k, dtype uint32) rawReq {
 	return newReq(typeGEMM, id).u32(24, m).u32(28, n).u32(32, k).u32(36, dtype)
+}
+
+func batchedGEMMReq(id uint64, m, n, k, dtype uint32, batch uint64) rawReq {
+	return newReq(typeBatchedGEMM, id).u32(24, m).u32(28, n).u32(32, k).u32(36, dtype).u64(40, batch)
 }
 
 func readReq(id, addr uint64, size uint32) rawReq {

@@ -72,10 +72,12 @@ func satMul(a, b uint64) uint64 {
 	return lo
 }
 
-// GEMMStats are the totals of the GEMMs the model answered (INVALID ones excluded).
+// GEMMStats are the totals of the GEMM and BATCHED_GEMM requests the model answered
+// (INVALID ones excluded).
 type GEMMStats struct {
 	// Cycles, ComputeCycles, MemoryCycles, MemoryBytes and FLOPs accumulate the estimate
-	// of each GEMM; Cycles.Count is the number of GEMMs simulated.
+	// of each request (a BATCHED_GEMM's is its whole batch's); Cycles.Count is the number
+	// of requests simulated.
 	Cycles        Accumulator `json:"cycles"`
 	ComputeCycles Accumulator `json:"compute_cycles"`
 	MemoryCycles  Accumulator `json:"memory_cycles"`
@@ -84,6 +86,9 @@ type GEMMStats struct {
 	// ComputeBound and MemoryBound count the GEMMs by the resource that limited them.
 	ComputeBound uint64 `json:"compute_bound"`
 	MemoryBound  uint64 `json:"memory_bound"`
+	// Batched accumulates the batch count of each BATCHED_GEMM: its Count is the number
+	// of batched requests, its Sum the GEMMs they carried.
+	Batched Accumulator `json:"batched"`
 }
 
 func (g *GEMMStats) add(e *perfmodel.Estimate) {
@@ -107,6 +112,7 @@ func (g *GEMMStats) merge(o *GEMMStats) {
 	g.FLOPs.Merge(o.FLOPs)
 	g.ComputeBound += o.ComputeBound
 	g.MemoryBound += o.MemoryBound
+	g.Batched.Merge(o.Batched)
 }
 
 // Stats is a snapshot of the component's statistics, over every connection it has served.
@@ -194,6 +200,7 @@ func (s *Stats) Statistics() []Statistic {
 		Statistic{"gemm_flops", s.GEMM.FLOPs},
 		Statistic{"gemm_compute_bound", counter(s.GEMM.ComputeBound)},
 		Statistic{"gemm_memory_bound", counter(s.GEMM.MemoryBound)},
+		Statistic{"gemm_batch", s.GEMM.Batched},
 		Statistic{"read_bytes", s.Read},
 		Statistic{"write_bytes", s.Write},
 	)
@@ -254,7 +261,8 @@ func (c *Component) WriteReport(w io.Writer) error {
 	line("  Simulated cycles: %d (%s at %s)", s.SimCycles, formatPS(s.SimTimePS), FormatFrequency(c.clockHz))
 	line("  COMPUTE cycles: %d", s.Compute.Sum)
 	line("  GEMM model: %s", s.Model)
-	line("    GEMMs simulated: %d", s.GEMM.Cycles.Count)
+	line("    GEMMs simulated: %d", satAdd(s.GEMM.Cycles.Count-s.GEMM.Batched.Count, s.GEMM.Batched.Sum))
+	line("    BATCHED_GEMM requests: %d, carrying %d GEMMs", s.GEMM.Batched.Count, s.GEMM.Batched.Sum)
 	line("    FLOPs: %d", s.GEMM.FLOPs.Sum)
 	line("    Cycles: %d (compute %d, memory %d)", s.GEMM.Cycles.Sum, s.GEMM.ComputeCycles.Sum, s.GEMM.MemoryCycles.Sum)
 	line("    Memory bytes: %d", s.GEMM.MemoryBytes.Sum)
