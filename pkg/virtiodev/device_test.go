@@ -56,7 +56,8 @@ func TestRouteOf(t *testing.T) {
 		{protocol.ReqGetInfo, RouteDevice},
 		{protocol.ReqConfigure, RouteForward},
 		{protocol.ReqGEMM, RouteForward}, // the reference answers INVALID; sstemu forwards
-		{9, RouteInvalid},
+		{protocol.ReqBatchedGEMM, RouteForward},
+		{10, RouteInvalid},
 		{0xFFFFFFFF, RouteInvalid},
 	}
 	for _, tt := range tests {
@@ -205,7 +206,8 @@ func TestAnswers(t *testing.T) {
 		{protocol.ReqWrite, forwarded},
 		{protocol.ReqConfigure, forwarded},
 		{protocol.ReqGEMM, forwarded},
-		{9, wantStatusOnly(protocol.StatusInvalid)},
+		{protocol.ReqBatchedGEMM, forwarded},
+		{10, wantStatusOnly(protocol.StatusInvalid)},
 		{0xFFFFFFFF, wantStatusOnly(protocol.StatusInvalid)},
 	}
 	for i, tt := range tests {
@@ -221,10 +223,10 @@ func TestAnswers(t *testing.T) {
 	st := h.dev.Stats()
 	assert.Equal(t, uint64(len(tests)), st.Requests)
 	assert.Equal(t, uint64(len(tests)), st.Responses)
-	assert.Equal(t, uint64(5), st.Forwarded)
+	assert.Equal(t, uint64(6), st.Forwarded)
 	assert.Equal(t, uint64(2), st.Invalid)
 	assert.Zero(t, st.Errors)
-	assert.Equal(t, uint64(5), f.served.Load())
+	assert.Equal(t, uint64(6), f.served.Load())
 }
 
 // TestSizeChecks sends chains with too little room on either side.
@@ -339,7 +341,7 @@ func TestNoDeviceWhileDown(t *testing.T) {
 	f := newFakeSST()
 	f.down.Store(true)
 	h := newHarness(t, fastConfig(f.dialer()), harnessOpts{})
-	for _, typ := range []protocol.RequestType{protocol.ReqCompute, protocol.ReqRead, protocol.ReqWrite, protocol.ReqConfigure, protocol.ReqGEMM} {
+	for _, typ := range []protocol.RequestType{protocol.ReqCompute, protocol.ReqRead, protocol.ReqWrite, protocol.ReqConfigure, protocol.ReqGEMM, protocol.ReqBatchedGEMM} {
 		t.Run(typ.String(), func(t *testing.T) {
 			start := time.Now()
 			resp, n := h.do(newRequest(typ, 42, 43))
@@ -353,7 +355,7 @@ func TestNoDeviceWhileDown(t *testing.T) {
 	resp, _ := h.do(newRequest(protocol.ReqNoop, 1, 2))
 	assert.Equal(t, protocol.StatusOK, resp.Status)
 	st := h.dev.Stats()
-	assert.Equal(t, uint64(5), st.NoDevice)
+	assert.Equal(t, uint64(6), st.NoDevice)
 	assert.Zero(t, st.Forwarded)
 	assert.False(t, st.LinkUp)
 	// The answers do not wait for the link goroutine's first dial, which may come after

@@ -68,6 +68,8 @@ func TestWithSSTComponent(t *testing.T) {
 	}
 	gemm64 := rooflineGEMM(64, 64, 64, 64)   // 8192 compute cycles, 77 memory cycles
 	gemm128 := rooflineGEMM(64, 64, 64, 128) // after CONFIGURE: 4096 compute cycles
+	batched := &protocol.Request{RequestID: 14, UserData: 1414}
+	batched.SetBatchedGEMM(protocol.BatchedGEMM{M: 64, N: 64, K: 64, DtypeSize: 4, Batch: 3})
 
 	tests := []struct {
 		name  string
@@ -110,8 +112,15 @@ func TestWithSSTComponent(t *testing.T) {
 			assert.Equal(t, uint64(4096), gemm128.Cycles)
 			assert.Equal(t, gemm128, r.GEMM())
 		}},
-		{"COMPUTE after both GEMMs (100 cycles a unit, whatever latency_model)", compute(9, 1, 3), func(t *testing.T, r protocol.Response) {
-			assert.Equal(t, protocol.ComputeResult{Cycles: 100, Timestamp: 700 + 8192 + 4096}, r.Compute())
+		{"BATCHED_GEMM of 3 (the roofline: 3 × one GEMM)", batched, func(t *testing.T, r protocol.Response) {
+			assert.Equal(t, protocol.StatusOK, r.Status)
+			want := protocol.GEMMResult{Cycles: 3 * gemm128.Cycles, ComputeCycles: 3 * gemm128.ComputeCycles,
+				MemoryCycles: 3 * gemm128.MemoryCycles, MemoryBytes: 3 * gemm128.MemoryBytes}
+			assert.Equal(t, want, r.GEMM())
+			assert.Equal(t, want.Cycles, r.Result)
+		}},
+		{"COMPUTE after the GEMMs (100 cycles a unit, whatever latency_model)", compute(9, 1, 3), func(t *testing.T, r protocol.Response) {
+			assert.Equal(t, protocol.ComputeResult{Cycles: 100, Timestamp: 700 + 8192 + 4096 + 3*4096}, r.Compute())
 		}},
 		{"ECHO (device)", newRequest(protocol.ReqEcho, 10, 0), func(t *testing.T, r protocol.Response) {
 			assert.Equal(t, protocol.StatusOK, r.Status)
@@ -138,9 +147,10 @@ func TestWithSSTComponent(t *testing.T) {
 	}
 	// Everything forwarded reached the component; nothing the device answers did.
 	st := comp.Stats()
-	assert.Equal(t, uint64(8), st.Total, "component saw %+v", st)
+	assert.Equal(t, uint64(9), st.Total, "component saw %+v", st)
+	assert.Equal(t, uint64(1), st.Requests[protocol.ReqBatchedGEMM])
 	assert.Zero(t, st.Requests[protocol.ReqNoop]+st.Requests[protocol.ReqEcho]+st.Requests[protocol.ReqGetInfo]+st.Requests[protocol.ReqReset])
-	assert.Equal(t, uint64(8), h.dev.Stats().Forwarded)
+	assert.Equal(t, uint64(9), h.dev.Stats().Forwarded)
 }
 
 // TestSSTComponentUnixRestart serves the real component on a Unix socket, shuts it down
