@@ -84,8 +84,9 @@ type Timing struct {
 	// ComputeRequests those of them that were COMPUTE.
 	Requests        int
 	ComputeRequests int
-	// Kind is the request that timed the op (protocol.ReqGEMM, or protocol.ReqCompute
-	// when the device does not know GEMM: see TimingRequest); the timing record's
+	// Kind is the request that timed the op (protocol.ReqGEMM; protocol.ReqBatchedGEMM
+	// when at least one batch of equal GEMMs went as one BATCHED_GEMM; or
+	// protocol.ReqCompute when the device does not know GEMM: see TimingRequest); the timing record's
 	// "which request kind timed it". Zero when no request was answered.
 	Kind   protocol.RequestType
 	Cycles uint64 // sum over the op's timing requests

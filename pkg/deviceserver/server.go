@@ -217,18 +217,17 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 	s.checkLink(pool, h)
 	var t Timing
 	kind := s.kindFor(pool)
+	opKind := kind
 	for i := 0; i < len(batches); i++ {
 		b := batches[i]
-		r, answered, cause, err := s.timeOne(h, b.Shape, kind)
-		if answered {
-			t.Requests++
-			if kind == protocol.ReqCompute {
-				t.ComputeRequests++
-			}
+		r, sent, scale, cause, err := s.timeBatch(h, pool, b, kind)
+		t.Requests += sent
+		if kind == protocol.ReqCompute {
+			t.ComputeRequests += sent
 		}
 		if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
 			s.fallBack(pool, err)
-			kind = protocol.ReqCompute
+			kind, opKind = protocol.ReqCompute, protocol.ReqCompute
 			t = Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests}
 			i = -1 // the whole op again, with COMPUTE
 			continue
@@ -242,21 +241,53 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 			}
 			if cause == UntimedLinkDown {
 				pool.mode.compute.Store(false) // another SST may answer when the link is back
+				pool.mode.noBatched.Store(false)
 			}
 			if cause == UntimedRefused {
 				cause = UntimedDeviceError // the stable name of a status other than OK
 			}
-			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: kind, Untimed: cause, UntimedErr: err}
+			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: opKind, Untimed: cause, UntimedErr: err}
 		}
-		if !t.add(r, uint64(b.Count)) {
+		if scale == 1 && b.Count > 1 {
+			opKind = protocol.ReqBatchedGEMM
+		}
+		if !t.add(r, scale) {
 			pool.put(h)
-			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: kind, Untimed: UntimedOverflow, UntimedErr: errOverflow}
+			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: opKind, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 		}
 	}
 	pool.put(h)
 	t.Timed = true
-	t.Kind = kind
+	t.Kind = opKind
 	return t
+}
+
+// timeBatch times one batch on h with kind (ReqGEMM or ReqCompute): a batch of more than
+// one GEMM as one BATCHED_GEMM while the device takes them, else one request for its
+// shape. It returns the answer, the requests the device answered (2 when a BATCHED_GEMM
+// was refused and the GEMM sent after it), the count to scale the answer by (1 for a
+// BATCHED_GEMM, whose answer is the batch's) and, on failure, the cause and detail as
+// timeOne does.
+func (s *Server) timeBatch(h *handle, pool *handlePool, b linalg.GEMMBatch, kind protocol.RequestType) (protocol.GEMMResult, int, uint64, UntimedCause, error) {
+	count := uint64(b.Count)
+	sent := 0
+	if kind == protocol.ReqGEMM && count > 1 && !pool.mode.noBatched.Load() {
+		r, answered, cause, err := s.timeOne(h, b.Shape, protocol.ReqBatchedGEMM, count)
+		if answered {
+			sent++
+		}
+		if cause != UntimedRefused {
+			return r, sent, 1, cause, err
+		}
+		// The device does not know BATCHED_GEMM: this batch and the later ones go as
+		// GEMM × count.
+		s.noBatched(pool, err)
+	}
+	r, answered, cause, err := s.timeOne(h, b.Shape, kind, 1)
+	if answered {
+		sent++
+	}
+	return r, sent, count, cause, err
 }
 
 // kindFor returns the request the server times GEMMs with on pool's device now.
@@ -277,6 +308,7 @@ func (s *Server) checkLink(pool *handlePool, h *handle) {
 	}
 	gen := lg.LinkGeneration()
 	if old := pool.mode.gen.Load(); old != gen && pool.mode.gen.CompareAndSwap(old, gen) {
+		pool.mode.noBatched.Store(false)
 		if pool.mode.compute.Swap(false) {
 			s.log.Info().Int("device", pool.index).Uint64("link_generation", gen).
 				Msg("the device's link to layer 5 is new: timing GEMMs with GEMM again until it refuses one")
@@ -291,6 +323,15 @@ func (s *Server) fallBack(pool *handlePool, why error) {
 		s.fallbacks.Add(1)
 		s.log.Info().Int("device", pool.index).AnErr("answer", why).
 			Msg("the device does not know GEMM: timing each GEMM as one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server does")
+	}
+}
+
+// noBatched switches pool's device to GEMM × count for its batches after it refused a
+// BATCHED_GEMM; the first op to find out logs it.
+func (s *Server) noBatched(pool *handlePool, why error) {
+	if !pool.mode.noBatched.Swap(true) {
+		s.log.Info().Int("device", pool.index).AnErr("answer", why).
+			Msg("the device does not know BATCHED_GEMM: timing each batch of equal GEMMs as one GEMM scaled by the count")
 	}
 }
 
@@ -351,25 +392,29 @@ var (
 	errOverflow = errors.New("op's total cycles or bytes overflow 64 bits")
 )
 
-// timeOne sends one timing request of kind (ReqGEMM, or ReqCompute of 2·M·N·K units) for
-// g on h and reads its answer. answered reports whether the device answered, whatever
+// timeOne sends one timing request of kind (ReqGEMM; ReqBatchedGEMM of count GEMMs; or
+// ReqCompute of 2·M·N·K units) for g on h and reads its answer. answered reports whether the device answered, whatever
 // the status; on failure the cause says why, with the detail. A status INVALID is
 // UntimedRefused, which the caller turns into a fallback or UntimedDeviceError.
-func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestType) (protocol.GEMMResult, bool, UntimedCause, error) {
+func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestType, count uint64) (protocol.GEMMResult, bool, UntimedCause, error) {
 	if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 {
 		return protocol.GEMMResult{}, false, UntimedInvalidShape, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
 	}
 	tag := s.tag.Add(1)
 	h.req.Type = kind
 	h.req.UserData = tag
-	if kind == protocol.ReqCompute {
+	switch kind {
+	case protocol.ReqCompute:
 		units, ok := computeUnits(uint64(g.M), uint64(g.N), uint64(g.K))
 		if !ok {
 			return protocol.GEMMResult{}, false, UntimedOverflow, fmt.Errorf("2·%d·%d·%d compute units overflow 64 bits", g.M, g.N, g.K)
 		}
 		h.req.Payload = [protocol.MaxDataSize]byte{}
 		h.req.SetCompute(protocol.Compute{ComputeUnits: units, LatencyModel: ComputeLatencyModel})
-	} else {
+	case protocol.ReqBatchedGEMM:
+		h.req.Payload = [protocol.MaxDataSize]byte{}
+		h.req.SetBatchedGEMM(protocol.BatchedGEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size, Batch: count})
+	default:
 		h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
 	}
 	if err := h.req.Encode(h.wbuf[:]); err != nil {

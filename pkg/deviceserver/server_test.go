@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -21,10 +22,13 @@ import (
 )
 
 // fakeDevice stands in for layer 3: it answers a GEMM request with cycles = M·N·K and
-// compute/memory parts derived from it, and can be told to fail.
+// compute/memory parts derived from it, a BATCHED_GEMM with batch times that, and can be
+// told to fail.
 type fakeDevice struct {
 	opened, closed atomic.Int64
 	requests       atomic.Int64
+	batched        atomic.Int64 // BATCHED_GEMM requests received
+	refuseBatched  bool         // answer BATCHED_GEMM INVALID, as a component that knows GEMM only
 	writeErr       error // returned by every Write when set
 	status         protocol.Status
 	corruptTag     bool // answer with the wrong user_data
@@ -60,8 +64,16 @@ func (f *fakeFile) Write(p []byte) (int, error) {
 	}
 	g := req.GEMM()
 	cycles := uint64(g.M) * uint64(g.N) * uint64(g.K)
-	resp.Result = cycles
-	resp.SetGEMM(protocol.GEMMResult{Cycles: cycles, ComputeCycles: cycles, MemoryCycles: 1, MemoryBytes: uint64(g.DtypeSize)})
+	batch := uint64(1)
+	if req.Type == protocol.ReqBatchedGEMM {
+		f.dev.batched.Add(1)
+		batch = req.BatchedGEMM().Batch
+		if hi, _ := bits.Mul64(batch, cycles); hi != 0 || f.dev.refuseBatched {
+			resp.Status = protocol.StatusInvalid // as layer 5 answers an overflow
+		}
+	}
+	resp.Result = batch * cycles
+	resp.SetGEMM(protocol.GEMMResult{Cycles: batch * cycles, ComputeCycles: batch * cycles, MemoryCycles: batch, MemoryBytes: batch * uint64(g.DtypeSize)})
 	f.stored, _ = resp.MarshalBinary()
 	return protocol.RequestSize, nil
 }

@@ -15,10 +15,12 @@ const maxEntryWorkers = 16
 
 // TimeEntries times the GEMM batches of many ops with no numerics (a TIME frame), all on
 // one device, the next in round-robin order, whose index it returns (-1 with no device).
-// Each distinct GEMM shape of the frame is asked for once, since the device's models are
-// deterministic functions of the shape, with up to maxEntryWorkers requests in flight; an
-// entry's timing is then the sum of its batches' answers, each scaled by its count, and its
-// Requests the distinct shapes it needed. An entry whose shape the device could not time is
+// Each distinct GEMM batch (shape and count) of the frame is asked for once, since the
+// device's models are deterministic functions of the request, with up to maxEntryWorkers
+// requests in flight: a batch of one shape as a GEMM, a batch of more as one BATCHED_GEMM
+// (or, on a device that refuses it, as a GEMM scaled by the count; see TimingRequest); an
+// entry's timing is then the sum of its batches' answers, and its Requests the distinct
+// batches it needed. An entry whose shape the device could not time is
 // untimed with the reason; the others are not affected.
 func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
 	out = make([]Timing, len(entries))
@@ -31,13 +33,13 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	device = int((s.next.Add(1) - 1) % uint64(len(s.devices)))
 	pool := s.devices[device]
 
-	index := make(map[linalg.GEMMShape]int)
-	var shapes []linalg.GEMMShape
+	index := make(map[linalg.GEMMBatch]int)
+	var shapes []linalg.GEMMBatch
 	for _, e := range entries {
 		for _, b := range e {
-			if _, ok := index[b.Shape]; !ok {
-				index[b.Shape] = len(shapes)
-				shapes = append(shapes, b.Shape)
+			if _, ok := index[b]; !ok {
+				index[b] = len(shapes)
+				shapes = append(shapes, b)
 			}
 		}
 	}
@@ -49,9 +51,11 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	for i, e := range entries {
 		t := Timing{Timed: true}
 		for _, b := range e {
-			j := index[b.Shape]
+			j := index[b]
 			t.Requests++
-			t.Kind = kinds[j]
+			if t.Kind != protocol.ReqBatchedGEMM || kinds[j] == protocol.ReqCompute {
+				t.Kind = kinds[j]
+			}
 			if kinds[j] == protocol.ReqCompute {
 				t.ComputeRequests++
 			}
@@ -59,7 +63,7 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 				t = Timing{Requests: t.Requests, Untimed: f.cause, UntimedErr: f.err}
 				break
 			}
-			if !t.add(answers[j], uint64(b.Count)) {
+			if !t.add(answers[j], 1) { // answers hold the whole batch's cost
 				t = Timing{Requests: t.Requests, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 				break
 			}
@@ -76,10 +80,10 @@ type failure struct {
 	err   error
 }
 
-// timeShapes asks the device behind pool for each shape, from up to maxEntryWorkers
-// goroutines with a handle each, filling answers or fails at the shape's index.
-// kinds gets the request each shape was timed with (see TimingRequest).
-func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMShape, answers []protocol.GEMMResult, fails []failure, kinds []protocol.RequestType) {
+// timeShapes asks the device behind pool for each batch, from up to maxEntryWorkers
+// goroutines with a handle each, filling answers (the whole batch's cost) or fails at the
+// batch's index. kinds gets the request each batch was timed with (see TimingRequest).
+func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMBatch, answers []protocol.GEMMResult, fails []failure, kinds []protocol.RequestType) {
 	var next atomic.Int64
 	var answered, computed atomic.Uint64
 	work := func() {
@@ -99,19 +103,20 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 			}
 			s.checkLink(pool, h)
 			kind := s.kindFor(pool)
-			r, sent, cause, err := s.timeOne(h, shapes[i], kind)
+			r, sent, scale, cause, err := s.timeBatch(h, pool, shapes[i], kind)
 			if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
 				// The device does not know GEMM: this shape and the rest go as COMPUTE.
-				answered.Add(1)
+				answered.Add(uint64(sent))
 				s.fallBack(pool, err)
 				kind = protocol.ReqCompute
-				r, sent, cause, err = s.timeOne(h, shapes[i], kind)
+				r, sent, scale, cause, err = s.timeBatch(h, pool, shapes[i], kind)
 			}
-			if sent {
-				answered.Add(1)
-				if kind == protocol.ReqCompute {
-					computed.Add(1)
-				}
+			answered.Add(uint64(sent))
+			if kind == protocol.ReqCompute {
+				computed.Add(uint64(sent))
+			}
+			if err == nil && scale == 1 && shapes[i].Count > 1 {
+				kind = protocol.ReqBatchedGEMM
 			}
 			kinds[i] = kind
 			if err != nil {
@@ -131,7 +136,13 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 				fails[i] = failure{cause, err}
 				continue
 			}
-			answers[i] = r
+			var total Timing
+			if !total.add(r, scale) {
+				fails[i] = failure{UntimedOverflow, errOverflow}
+				continue
+			}
+			answers[i] = protocol.GEMMResult{Cycles: total.Cycles, ComputeCycles: total.ComputeCycles,
+				MemoryCycles: total.MemoryCycles, MemoryBytes: total.MemoryBytes}
 		}
 		if h != nil {
 			pool.put(h)

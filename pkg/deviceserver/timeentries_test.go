@@ -27,14 +27,17 @@ func TestTimeEntriesSharesRequestsAndScales(t *testing.T) {
 	device, got := s.TimeEntries(context.Background(), entries)
 	assert.Equal(t, 0, device)
 	require.Len(t, got, 4)
-	assert.Equal(t, int64(2), dev.requests.Load(), "two distinct shapes, two requests")
+	assert.Equal(t, int64(4), dev.requests.Load(), "four distinct batches, four requests")
+	assert.Equal(t, int64(2), dev.batched.Load(), "the batches of 3 and of 2, one BATCHED_GEMM each")
 	for i, want := range []uint64{24, 3 * 210, 2*24 + 210, 0} {
 		assert.True(t, got[i].Timed, "entry %d", i)
 		assert.Equal(t, want, got[i].Cycles, "entry %d: the fake's M·N·K per GEMM, scaled", i)
 		assert.Equal(t, len(entries[i]), got[i].Requests)
 	}
-	assert.Equal(t, uint64(2), s.Stats().TimingRequest)
-	assert.LessOrEqual(t, dev.opened.Load(), int64(2), "at most one handle per request in flight")
+	assert.Equal(t, []protocol.RequestType{protocol.ReqGEMM, protocol.ReqBatchedGEMM, protocol.ReqBatchedGEMM, 0},
+		[]protocol.RequestType{got[0].Kind, got[1].Kind, got[2].Kind, got[3].Kind})
+	assert.Equal(t, uint64(4), s.Stats().TimingRequest)
+	assert.LessOrEqual(t, dev.opened.Load(), int64(4), "at most one handle per request in flight")
 	assert.Zero(t, dev.closed.Load(), "handles go back to the pool, none is closed")
 }
 

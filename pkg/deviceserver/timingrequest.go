@@ -19,6 +19,13 @@ import (
 // After the device's link to layer 5 is re-established (its LinkGeneration changes, or it
 // answered NO_DEVICE, which is what a file that does not report a generation shows) the
 // decision is made again, since another SST may be listening now.
+//
+// A batch of count > 1 equal GEMMs (a matmul's batch, a TIME entry's repeated shape) goes
+// under TimingAuto and TimingGEMM as one BATCHED_GEMM carrying the count, which a GPU
+// model times as one kernel. A device that answers BATCHED_GEMM INVALID (the tutorial's
+// component, which knows GEMM only) has its batches timed from then on as one GEMM scaled
+// by the count, the batch that found out included; that decision is made again with the
+// GEMM one, on a new link.
 type TimingRequest uint8
 
 const (
@@ -54,6 +61,10 @@ func ParseTimingRequest(s string) (TimingRequest, error) {
 	return 0, fmt.Errorf("timing request %q: want auto, gemm or compute", s)
 }
 
+// TimingBatchedGEMM is the timing record's timing_request of an op at least one of whose
+// batches was timed with one BATCHED_GEMM (the others with GEMM).
+const TimingBatchedGEMM = "batched_gemm"
+
 // LinkGenerationer is an optional interface of a DeviceFile: LinkGeneration returns how
 // many times the file's device has reported its link to layer 5 up (LINK_UP events), so
 // the server can tell a re-established link, and perhaps another SST, from the same one.
@@ -80,8 +91,9 @@ func computeUnits(m, n, k uint64) (uint64, bool) {
 	return 2 * mnk, true
 }
 
-// deviceMode is one device's choice of timing request under TimingAuto.
+// deviceMode is one device's choice of timing request.
 type deviceMode struct {
-	compute atomic.Bool   // the device refused a GEMM: time with COMPUTE
-	gen     atomic.Uint64 // link generation the choice was made under
+	compute   atomic.Bool   // the device refused a GEMM: time with COMPUTE (TimingAuto)
+	noBatched atomic.Bool   // the device refused a BATCHED_GEMM: time batches with GEMM × count
+	gen       atomic.Uint64 // link generation the choice was made under
 }

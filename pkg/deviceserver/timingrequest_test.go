@@ -172,7 +172,7 @@ func TestComputeFallbackWholeOp(t *testing.T) {
 	tm := s.Time(context.Background(), shapes)
 	require.True(t, tm.Timed)
 	assert.Equal(t, uint64(100*(2*2*2*2*2+2*3*1*4)), tm.Cycles)
-	assert.Equal(t, 3, tm.Requests, "the refused GEMM and one COMPUTE per shape")
+	assert.Equal(t, 4, tm.Requests, "the refused BATCHED_GEMM of the first two, the refused GEMM, one COMPUTE per batch")
 	assert.Equal(t, 2, tm.ComputeRequests)
 }
 
@@ -319,6 +319,6 @@ func TestTimeEntriesFallback(t *testing.T) {
 	}
 	st := s.Stats()
 	assert.Equal(t, []string{"compute"}, st.TimingModes)
-	assert.Equal(t, uint64(3), st.ComputeTimingRequests, "one COMPUTE per distinct shape")
+	assert.Equal(t, uint64(4), st.ComputeTimingRequests, "one COMPUTE per distinct batch (shape and count)")
 	assert.GreaterOrEqual(t, st.TimingRequest, uint64(4), "and at least one refused GEMM")
 }

@@ -74,6 +74,8 @@ func fillTiming(r *optrace.Record, t *deviceserver.Timing, operandBytes uint64) 
 	switch t.Kind {
 	case protocol.ReqGEMM:
 		r.TimingRequest = deviceserver.TimingGEMM.String()
+	case protocol.ReqBatchedGEMM:
+		r.TimingRequest = deviceserver.TimingBatchedGEMM
 	case protocol.ReqCompute:
 		r.TimingRequest = deviceserver.TimingCompute.String()
 	}
