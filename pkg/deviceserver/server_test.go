@@ -29,7 +29,7 @@ type fakeDevice struct {
 	requests       atomic.Int64
 	batched        atomic.Int64 // BATCHED_GEMM requests received
 	refuseBatched  bool         // answer BATCHED_GEMM INVALID, as a component that knows GEMM only
-	writeErr       error // returned by every Write when set
+	writeErr       error        // returned by every Write when set
 	status         protocol.Status
 	corruptTag     bool // answer with the wrong user_data
 }
