@@ -196,6 +196,49 @@ func TestSSTCommand(t *testing.T) {
 	assert.Contains(t, string(data), "virtio_llama, gemm_cycles, , Accumulator, 258000, 0, 16, 256, 1, 16, 16\n")
 	assert.Contains(t, string(data), "virtio_llama, compute_cycles, , Accumulator, 258000, 0, 500, 250000, 1, 500, 500\n")
 	_ = c.Close()
+
+	t.Run("gpu model on h100-sxm answers BATCHED_GEMM", func(t *testing.T) { sstGPU(t, bin, filepath.Join(dir, "gpu.sock")) })
+}
+
+// sstGPU runs `sstemu sst --model gpu --preset h100-sxm` and checks its answer to a
+// BATCHED_GEMM of 12 GEMMs of 64×48×32 against perfmodel.EstimateBatched.
+func sstGPU(t *testing.T, bin, sock string) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "sst", "--model", "gpu", "--preset", "h100-sxm", "--socket", sock)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill() }()
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	c, err := net.Dial("unix", sock)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	req := make([]byte, 4104)
+	binary.LittleEndian.PutUint32(req[0:], 9) // BATCHED_GEMM
+	binary.LittleEndian.PutUint64(req[8:], 90)
+	for off, v := range map[int]uint32{24: 64, 28: 48, 32: 32, 36: 4} {
+		binary.LittleEndian.PutUint32(req[off:], v)
+	}
+	binary.LittleEndian.PutUint64(req[40:], 12)
+	_, err = c.Write(req)
+	require.NoError(t, err)
+	resp := make([]byte, 4112)
+	_, err = io.ReadFull(c, resp)
+	require.NoError(t, err)
+	preset, err := perfmodel.LookupPreset("h100-sxm")
+	require.NoError(t, err)
+	model, err := perfmodel.New(perfmodel.KindGPU, preset.Params)
+	require.NoError(t, err)
+	want, err := perfmodel.EstimateBatched(model, perfmodel.Op{M: 64, N: 48, K: 32, DtypeSize: 4}, 12)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0), binary.LittleEndian.Uint32(resp[0:]), "status OK")
+	assert.Equal(t, want.Cycles, binary.LittleEndian.Uint64(resp[24:]), "result")
+	assert.Equal(t, want.Cycles, binary.LittleEndian.Uint64(resp[32:]), "cycles")
+	assert.Equal(t, want.MemoryBytes, binary.LittleEndian.Uint64(resp[56:]), "memory bytes")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "stderr: %s", stderr.String())
+	assert.Contains(t, stdout.String(), "GEMM model: gpu\n")
+	assert.Contains(t, stdout.String(), "BATCHED_GEMM requests: 1, carrying 12 GEMMs\n")
 }
 
 func TestParseComputeCosts(t *testing.T) {
