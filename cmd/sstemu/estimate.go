@@ -26,10 +26,12 @@ func estimateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "estimate",
 		Usage:     "estimate GEMMs' simulated cost with the performance model, no server needed",
-		ArgsUsage: "MxNxK [MxNxK …]",
+		ArgsUsage: "[BATCHx]MxNxK [[BATCHx]MxNxK …]",
 		Description: "Prints, for each GEMM shape C[M,N] = A[M,K]·B[K,N], the model's cycles, compute and memory\n" +
 			"cycles, memory bytes, bound, utilization and time at --clock: the numbers `sstemu serve` with the\n" +
-			"same model flags puts in the op's timing record. e.g. sstemu estimate 1024x1024x1024 128x11008x4096",
+			"same model flags puts in the op's timing record. A fourth, leading size is a batch count: BxMxNxK is\n" +
+			"B GEMMs of MxNxK timed as one batch (torch.bmm; the gpu model runs them as one kernel, the others\n" +
+			"answer B × one GEMM). e.g. sstemu estimate 1024x1024x1024 128x11008x4096 64x4096x4096x128",
 		Flags:  flags,
 		Action: runEstimate,
 	}
@@ -58,15 +60,21 @@ func runEstimate(c *cli.Context) error {
 	recs := make([]optrace.Record, 0, c.NArg())
 	shapes := c.Args().Slice()
 	for _, s := range shapes {
+		batch := uint64(1)
 		dims, err := parseDims(s, 3)
-		if err != nil {
-			return fmt.Errorf("estimate: shape %w", err)
+		if _, four := parseSizes(s, 4); four == nil {
+			if dims, err = parseDims(s, 4); err == nil {
+				batch, dims = dims[0], dims[1:]
+			}
 		}
-		e, err := model.Estimate(perfmodel.Op{M: dims[0], N: dims[1], K: dims[2], DtypeSize: float32Bytes})
+		if err != nil {
+			return fmt.Errorf("estimate: shape %w (or BxMxNxK, a batch count first)", err)
+		}
+		e, err := perfmodel.EstimateBatched(model, perfmodel.Op{M: dims[0], N: dims[1], K: dims[2], DtypeSize: float32Bytes}, batch)
 		if err != nil {
 			return fmt.Errorf("estimate: %s: %w", s, err)
 		}
-		recs = append(recs, estimateRecord(&l5, e))
+		recs = append(recs, estimateRecord(&l5, e, batch))
 	}
 	if c.Bool("json") {
 		b := []byte{'['}
@@ -85,12 +93,17 @@ func runEstimate(c *cli.Context) error {
 // float32Bytes is the element size of every tensor sstemu serves.
 const float32Bytes = 4
 
-// estimateRecord is the timing record serve would return for one GEMM of estimate e.
-func estimateRecord(l5 *optrace.Layer5, e perfmodel.Estimate) optrace.Record {
+// estimateRecord is the timing record serve would return for a batch of gemms GEMMs of
+// estimate e (a GEMM op when gemms is 1, a batched matmul otherwise).
+func estimateRecord(l5 *optrace.Layer5, e perfmodel.Estimate, gemms uint64) optrace.Record {
+	op := "gemm"
+	if gemms > 1 {
+		op = "matmul"
+	}
 	r := optrace.Record{
-		Index: -1, Op: "gemm", Timed: true, Device: -1,
+		Index: -1, Op: op, Timed: true, Device: -1,
 		Cycles: e.Cycles, ComputeCycles: e.ComputeCycles, MemoryCycles: e.MemoryCycles,
-		MemoryBytes: e.MemoryBytes, FLOPs: e.FLOPs, GEMMs: 1,
+		MemoryBytes: e.MemoryBytes, FLOPs: e.FLOPs, GEMMs: gemms,
 	}
 	l5.Describe(&r)
 	return r

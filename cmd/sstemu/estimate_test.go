@@ -69,8 +69,35 @@ func TestEstimateMatchesThePerfModel(t *testing.T) {
 	assert.Contains(t, out, "33.55 ms")
 }
 
+// A leading fourth size is a batch count, answered with perfmodel.EstimateBatched.
+func TestEstimateBatched(t *testing.T) {
+	for _, preset := range []string{"h100-sxm", "tpu-128"} {
+		t.Run(preset, func(t *testing.T) {
+			out, err := runApp(t, "estimate", "--json", "--preset", preset, "12x64x48x32")
+			require.NoError(t, err)
+			var recs []struct {
+				Op     string `json:"op"`
+				Cycles uint64 `json:"cycles"`
+				FLOPs  uint64 `json:"flops"`
+				GEMMs  uint64 `json:"gemms"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &recs), out)
+			require.Len(t, recs, 1)
+			m, err := perfmodel.FromPreset(preset)
+			require.NoError(t, err)
+			e, err := perfmodel.EstimateBatched(m, perfmodel.Op{M: 64, N: 48, K: 32, DtypeSize: 4}, 12)
+			require.NoError(t, err)
+			assert.Equal(t, "matmul", recs[0].Op)
+			assert.Equal(t, e.Cycles, recs[0].Cycles)
+			assert.Equal(t, 12*2*64*48*32, int(recs[0].FLOPs))
+			assert.Equal(t, uint64(12), recs[0].GEMMs)
+		})
+	}
+}
+
 func TestEstimateBadInput(t *testing.T) {
-	for _, args := range [][]string{{"estimate"}, {"estimate", "4x16"}, {"estimate", "0x1x1"}, {"estimate", "--preset", "nope", "1x1x1"}} {
+	for _, args := range [][]string{{"estimate"}, {"estimate", "4x16"}, {"estimate", "0x1x1"}, {"estimate", "0x1x1x1"},
+		{"estimate", "1x1x1x1x1"}, {"estimate", "--preset", "nope", "1x1x1"}} {
 		_, err := runApp(t, args...)
 		assert.Error(t, err, "%v", args)
 	}
