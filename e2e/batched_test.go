@@ -74,6 +74,13 @@ func TestBatchedMatmulGPUThroughTheBinary(t *testing.T) {
 	jsonOp(t, c, 0x05, `{"op_id": 2}`, &info)
 	assert.Equal(t, "gpu", info["model"])
 	assert.Equal(t, "h100-sxm", info["preset"])
+	gpu, ok := info["gpu"].(map[string]any)
+	require.True(t, ok, "INFO's gpu object: %v", info["gpu"])
+	assert.Equal(t, 132.0, gpu["sms"], "H100 SXM5: 132 SMs")
+	assert.Equal(t, 1.98, gpu["clock_ghz"])
+	assert.Equal(t, 3350.0, gpu["hbm_gbps"])
+	assert.NotEmpty(t, gpu["tiles"])
+	assert.NotEmpty(t, gpu["batched_tiles"])
 }
 
 // TestBatchedMatmulBehindTutorialSST: the tutorial's component answers BATCHED_GEMM

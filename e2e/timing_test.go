@@ -197,6 +197,7 @@ func TestTimeLLaMA70BThroughTheStack(t *testing.T) {
 	assert.Equal(t, 64.0, info["peak_flops_per_cycle"])
 	assert.InDelta(t, 900/1.41, info["bytes_per_cycle"], 1e-9)
 	assert.Equal(t, map[string]any{"kind": "in-process", "path": ""}, info["layer5"])
+	assert.Nil(t, info["gpu"], "not the gpu model")
 	assert.Equal(t, 1.0, info["devices"])
 }
 

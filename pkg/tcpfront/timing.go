@@ -181,6 +181,42 @@ func appendTimeResponse(b []byte, opID int64, recs []optrace.Record) []byte {
 	return append(b, "]}"...)
 }
 
+// appendGPUInfo appends INFO's "gpu" object: the gpu model's parameters.
+func appendGPUInfo(b []byte, p *perfmodel.Params) []byte {
+	g := &p.GPU
+	b = append(b, `,"gpu":{"sms":`...)
+	b = strconv.AppendUint(b, g.SMs, 10)
+	b = append(b, `,"clock_ghz":`...)
+	b = optrace.AppendFloat(b, p.ClockGHz)
+	b = append(b, `,"hbm_gbps":`...)
+	b = optrace.AppendFloat(b, p.BandwidthGBps)
+	b = append(b, `,"fp32_flops_per_sm":`...)
+	b = strconv.AppendUint(b, g.FP32FLOPsPerSM, 10)
+	b = append(b, `,"tensor_flops_per_sm":`...)
+	b = strconv.AppendUint(b, g.TensorFLOPsPerSM, 10)
+	b = append(b, `,"l2_bytes":`...)
+	b = strconv.AppendUint(b, g.L2Bytes, 10)
+	b = append(b, `,"kernel_ns":`...)
+	b = strconv.AppendUint(b, g.KernelNs, 10)
+	for _, set := range []struct {
+		key  string
+		mask uint64
+	}{{`,"tiles":[`, g.Tiles}, {`],"batched_tiles":[`, g.BatchedTiles}} {
+		b = append(b, set.key...)
+		first := true
+		for i, name := range perfmodel.GPUTileCatalogue() {
+			if set.mask&(1<<i) != 0 {
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				b = optrace.AppendString(b, name)
+			}
+		}
+	}
+	return append(b, "]}"...)
+}
+
 // appendInfo appends the INFO answer's JSON (docs/wire.md, "INFO").
 func (s *Server) appendInfo(b []byte, opID int64) []byte {
 	l5 := &s.Layer5
@@ -247,6 +283,11 @@ func (s *Server) appendInfo(b []byte, opID int64) []byte {
 	b = append(b, `,"fallback":`...)
 	b = strconv.AppendBool(b, k.Fallback)
 	b = append(b, '}')
+	if p := s.Info.Params; p != nil && l5.Model == perfmodel.KindGPU {
+		b = appendGPUInfo(b, p)
+	} else {
+		b = append(b, `,"gpu":null`...)
+	}
 	b = append(b, `,"limits":{"max_op_bytes":`...)
 	b = strconv.AppendInt(b, s.maxOpBytes(), 10)
 	b = append(b, `,"max_inflight_bytes":`...)
