@@ -303,7 +303,7 @@ func (s *Server) kindFor(pool *handlePool) protocol.RequestType {
 // checkLink starts the decision again when h's device reports a new link to layer 5.
 func (s *Server) checkLink(pool *handlePool, h *handle) {
 	lg, ok := h.file.(LinkGenerationer)
-	if !ok || s.timing != TimingAuto {
+	if !ok || s.timing == TimingCompute {
 		return
 	}
 	gen := lg.LinkGeneration()

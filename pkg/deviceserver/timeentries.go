@@ -15,12 +15,14 @@ const maxEntryWorkers = 16
 
 // TimeEntries times the GEMM batches of many ops with no numerics (a TIME frame), all on
 // one device, the next in round-robin order, whose index it returns (-1 with no device).
-// Each distinct GEMM batch (shape and count) of the frame is asked for once, since the
-// device's models are deterministic functions of the request, with up to maxEntryWorkers
-// requests in flight: a batch of one shape as a GEMM, a batch of more as one BATCHED_GEMM
-// (or, on a device that refuses it, as a GEMM scaled by the count; see TimingRequest); an
-// entry's timing is then the sum of its batches' answers, and its Requests the distinct
-// batches it needed. An entry whose shape the device could not time is
+// The device's models are deterministic functions of the request, so each distinct
+// request of the frame is sent once, with up to maxEntryWorkers in flight: while the
+// device may take BATCHED_GEMM, one per distinct batch (shape and count) of more than one
+// GEMM and one GEMM per distinct shape of the single ones; otherwise one request per
+// distinct shape, scaled by each batch's count (a device that refuses BATCHED_GEMM in the
+// middle of a frame has that batch timed as a GEMM × count; see TimingRequest). An
+// entry's timing is the sum of its batches' answers, and its Requests the distinct
+// requests it needed. An entry whose shape the device could not time is
 // untimed with the reason; the others are not affected.
 func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
 	out = make([]Timing, len(entries))
@@ -33,13 +35,22 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	device = int((s.next.Add(1) - 1) % uint64(len(s.devices)))
 	pool := s.devices[device]
 
+	// A batch goes as one BATCHED_GEMM only while the device may take it; otherwise its
+	// shape's one answer serves every count.
+	batched := s.kindFor(pool) == protocol.ReqGEMM && !pool.mode.noBatched.Load()
+	keyOf := func(b linalg.GEMMBatch) linalg.GEMMBatch {
+		if batched && b.Count > 1 {
+			return b
+		}
+		return linalg.GEMMBatch{Shape: b.Shape, Count: 1}
+	}
 	index := make(map[linalg.GEMMBatch]int)
 	var shapes []linalg.GEMMBatch
 	for _, e := range entries {
 		for _, b := range e {
-			if _, ok := index[b]; !ok {
-				index[b] = len(shapes)
-				shapes = append(shapes, b)
+			if k := keyOf(b); index[k] == 0 {
+				shapes = append(shapes, k)
+				index[k] = len(shapes) // 1-based: 0 is absent
 			}
 		}
 	}
@@ -51,7 +62,7 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	for i, e := range entries {
 		t := Timing{Timed: true}
 		for _, b := range e {
-			j := index[b]
+			j := index[keyOf(b)] - 1
 			t.Requests++
 			if t.Kind != protocol.ReqBatchedGEMM || kinds[j] == protocol.ReqCompute {
 				t.Kind = kinds[j]
@@ -63,7 +74,7 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 				t = Timing{Requests: t.Requests, Untimed: f.cause, UntimedErr: f.err}
 				break
 			}
-			if !t.add(answers[j], 1) { // answers hold the whole batch's cost
+			if !t.add(answers[j], uint64(b.Count/shapes[j].Count)) { // answers hold the whole key batch's cost
 				t = Timing{Requests: t.Requests, Untimed: UntimedOverflow, UntimedErr: errOverflow}
 				break
 			}
@@ -129,6 +140,7 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 				}
 				if cause == UntimedLinkDown {
 					pool.mode.compute.Store(false) // another SST may answer when the link is back
+					pool.mode.noBatched.Store(false)
 				}
 				if cause == UntimedRefused {
 					cause = UntimedDeviceError

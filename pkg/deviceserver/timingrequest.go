@@ -31,7 +31,8 @@ type TimingRequest uint8
 const (
 	// TimingAuto (the default) sends GEMM and falls back to COMPUTE per device.
 	TimingAuto TimingRequest = iota
-	// TimingGEMM always sends GEMM: a device that does not know it leaves ops untimed.
+	// TimingGEMM always sends GEMM (BATCHED_GEMM for batches, falling back to GEMM ×
+	// count): a device that does not know GEMM leaves ops untimed.
 	TimingGEMM
 	// TimingCompute always sends COMPUTE of 2·M·N·K units, latency_model 0.
 	TimingCompute

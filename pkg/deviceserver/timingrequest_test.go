@@ -319,6 +319,69 @@ func TestTimeEntriesFallback(t *testing.T) {
 	}
 	st := s.Stats()
 	assert.Equal(t, []string{"compute"}, st.TimingModes)
-	assert.Equal(t, uint64(4), st.ComputeTimingRequests, "one COMPUTE per distinct batch (shape and count)")
-	assert.GreaterOrEqual(t, st.TimingRequest, uint64(4), "and at least one refused GEMM")
+	assert.Equal(t, uint64(4), st.ComputeTimingRequests, "the device was not known yet: one COMPUTE per distinct batch (shape and count)")
+	assert.GreaterOrEqual(t, st.TimingRequest, uint64(5), "and at least one refused BATCHED_GEMM or GEMM")
+
+	// Now known to take COMPUTE only: one request per distinct shape, whatever the counts.
+	_, out = s.TimeEntries(context.Background(), entries)
+	for i, tm := range out {
+		require.True(t, tm.Timed, "entry %d: %v", i, tm.UntimedErr)
+		assert.Equal(t, want[i], tm.Cycles, "entry %d", i)
+	}
+	assert.Equal(t, uint64(4+3), s.Stats().ComputeTimingRequests, "one COMPUTE per distinct shape")
+}
+
+// TestBatchedFallback: a device that refuses BATCHED_GEMM but knows GEMM has its batches
+// timed as GEMM × count from the op that found out on (the refusal counted as a request),
+// under auto and gemm; a new link tries BATCHED_GEMM again.
+func TestBatchedFallback(t *testing.T) {
+	for _, mode := range []TimingRequest{TimingAuto, TimingGEMM} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dev := &layer5Device{}
+			dev.knowsGEMM.Store(true)
+			var logs logBuffer
+			s := New(Config{Devices: []Opener{dev.open}, TimingRequest: mode, Logger: zerolog.New(&logs)})
+			defer s.Close()
+			g := linalg.GEMMShape{M: 2, N: 3, K: 5}
+			batch := []linalg.GEMMShape{g, g, g, g}
+			one := uint64(2*3*5 + 7) // the fake's cycles for one GEMM
+			for i, want := range []int{2, 1} {
+				tm := s.Time(context.Background(), batch)
+				require.True(t, tm.Timed, "op %d: %v", i, tm.UntimedErr)
+				assert.Equal(t, 4*one, tm.Cycles, "op %d", i)
+				assert.Equal(t, protocol.ReqGEMM, tm.Kind, "op %d", i)
+				assert.Equal(t, want, tm.Requests, "op %d: the refused BATCHED_GEMM counts", i)
+			}
+			assert.Equal(t, int64(2), dev.gemms.Load())
+			assert.Equal(t, 1, logs.count("does not know BATCHED_GEMM"))
+			assert.Equal(t, []string{"gemm"}, s.Stats().TimingModes)
+
+			// A TIME frame on the same device: one GEMM per shape, scaled per entry.
+			_, out := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{{{Shape: g, Count: 3}}, {{Shape: g, Count: 2}}})
+			assert.Equal(t, []uint64{3 * one, 2 * one}, []uint64{out[0].Cycles, out[1].Cycles})
+			assert.Equal(t, int64(3), dev.gemms.Load(), "one GEMM for both entries")
+
+			dev.gen.Add(1) // a new link: perhaps another SST
+			tm := s.Time(context.Background(), batch)
+			require.True(t, tm.Timed)
+			assert.Equal(t, 2, tm.Requests, "BATCHED_GEMM tried again, refused again")
+			assert.Equal(t, 2, logs.count("does not know BATCHED_GEMM"))
+		})
+	}
+}
+
+// TestBatchedRefusedMidFrame: the first batch of a TIME frame finds out; every entry is
+// still timed, as GEMM × count.
+func TestBatchedRefusedMidFrame(t *testing.T) {
+	dev := &fakeDevice{refuseBatched: true}
+	s := New(Config{Devices: []Opener{dev.open}, MaxHandles: 1, Logger: zerolog.Nop()})
+	defer s.Close()
+	g := linalg.GEMMShape{M: 2, N: 3, K: 4}
+	_, out := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{{{Shape: g, Count: 3}}, {{Shape: g, Count: 2}}, {{Shape: g, Count: 1}}})
+	for i, want := range []uint64{3 * 24, 2 * 24, 24} {
+		require.True(t, out[i].Timed, "entry %d: %v", i, out[i].UntimedErr)
+		assert.Equal(t, want, out[i].Cycles, "entry %d", i)
+		assert.Equal(t, protocol.ReqGEMM, out[i].Kind, "entry %d", i)
+	}
+	assert.Equal(t, int64(1), dev.batched.Load(), "refused once, never asked again")
 }
