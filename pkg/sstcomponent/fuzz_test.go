@@ -24,6 +24,7 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte(readReq(4, 0, 4080)))
 	f.Add([]byte(configureReq(5, 1, 0)))
 	f.Add([]byte{8, 0, 0, 0, 1})
+	f.Add([]byte(append(batchedGEMMReq(6, 64, 64, 64, 4, 1<<40), batchedGEMMReq(7, 1, 1, 1, 1, 0)...)))
 	f.Fuzz(fuzzBody)
 }
 
