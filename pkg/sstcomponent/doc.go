@@ -30,6 +30,9 @@
 //	GEMM       OK, through the performance model: payload cycles, compute cycles,
 //	           memory cycles, memory bytes (result_offset 0), result = cycles;
 //	           a zero dimension, zero dtype_size or 64-bit overflow is INVALID
+//	BATCHED_GEMM  OK, batch GEMMs of one shape through perfmodel.EstimateBatched (the gpu
+//	           model: one kernel; the others: batch × one GEMM), answered in GEMM's
+//	           layout with the batch's totals; a zero field or batch, or overflow, is INVALID
 //	READ       OK, size bytes of device memory at addr returned at response offset 32,
 //	           result = size; size > 4080 or addr+size beyond 256 MiB is INVALID
 //	WRITE      OK, size bytes from request offset 40 stored at addr, result = size;
@@ -62,7 +65,7 @@
 //
 // # Simulated clock
 //
-// The clock counts cycles of the simulated device, not wall time: each COMPUTE and GEMM
+// The clock counts cycles of the simulated device, not wall time: each COMPUTE, GEMM and BATCHED_GEMM
 // occupies the device for its cycles, starting at the current cycle, and advances the
 // clock by them; all connections share it, so concurrent ops are serialised in the order
 // they reach it. Other requests take no simulated time. The clock saturates at 2^64-1
