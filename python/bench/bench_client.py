@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Benchmarks of the sstemu Python package against a running `sstemu serve` (run by hand).
 
-1. per-op latency of a 4x8·8x16 GEMM: this package's Device.gemm (with the timing trailer)
-   and the reference-style client of e2e/pyclient (five sendalls, Nagle on, no timing),
-   interleaved in rounds against the same server; p50 and p90 of each, and their ratio;
+1. per-op overhead on a 4x8·8x16 GEMM (defined in python/README.md, "Benchmarks"): this
+   package's Device.gemm (with the timing trailer), the reference-style client of
+   e2e/pyclient (five sendalls, Nagle on, no timing) and two raw-socket floor clients making
+   the same two requests, interleaved in blocks against the same server; each client's p50
+   round trip minus its floor's p50, and the ratio package/reference;
 2. LLaMA-2-7B, prompt 2048 + 128 new tokens, timing only on the meta device: wall time,
    device ops and round trips;
 3. the tiny LLaMA with numerics through the device: device ops per second.
 
-Usage: python3 python/bench/bench_client.py [--addr HOST:PORT] [--ops N] [--rounds N] [--skip-7b]
+Usage: python3 python/bench/bench_client.py [--addr HOST:PORT] [--ops N] [--block N] [--skip-7b]
 """
 
 import argparse
 import importlib.util
+import json
 import os
+import socket
 import statistics
+import struct
 import sys
 import time
 
@@ -22,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "python"))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import sstemu  # noqa: E402
@@ -42,35 +48,116 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-def bench_overhead(addr, ops, rounds):
+class FloorClient:
+    """The least a Python client can do per GEMM: one pre-built frame, one sendall, Nagle off,
+    receives into a preallocated buffer until the answer is complete (nothing decoded).
+
+    Its p50 against the same server is the floor that the loopback, the kernel and the server
+    cost; what a real client takes beyond it is that client's overhead. ``timing`` asks for
+    the trailer as Device.gemm does (the server then also encodes and sends a record).
+    """
+
+    def __init__(self, host, port, m, k, n, timing):
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+        meta = {"op_id": 1, "M": m, "N": n, "K": k, "A_shape": [m, k], "B_shape": [k, n], "dtype": "float32"}
+        if timing:
+            meta["timing"] = True
+        body = json.dumps(meta, separators=(",", ":")).encode()
+        self.frame = (struct.pack(">IIB", 0xDEADBEEF, len(body), 1) + body + struct.pack(">I", a.nbytes) + a.tobytes()
+                      + struct.pack(">I", b.nbytes) + b.tobytes())
+        self.timing = timing
+        self.buf = bytearray(1 << 16)
+        self.view = memoryview(self.buf)
+        self.need = 4 + 4 * m * n
+        self.trailer = None  # (offset, length) of the last timing record in buf
+
+    def gemm(self):
+        self.sock.sendall(self.frame)
+        view, need, have = self.view, self.need, 0
+        while True:
+            got = self.sock.recv_into(view[have:])
+            if not got:
+                raise ConnectionError("the server closed the connection")
+            have += got
+            if have >= need:
+                if not self.timing:
+                    return
+                if have >= need + 4:
+                    t = struct.unpack_from(">I", self.buf, need)[0]
+                    if have >= need + 4 + t:
+                        self.trailer = (need + 4, t)
+                        return
+
+    def server_us(self):
+        """server_us.total of the last op's timing record."""
+        o, t = self.trailer
+        return json.loads(bytes(self.buf[o:o + t]))["server_us"]["total"]
+
+    def close(self):
+        self.sock.close()
+
+
+def bench_overhead(addr, ops, block):
+    """Per-op overhead of both clients on a 4x8·8x16 GEMM, defined as in python/README.md:
+    a client's p50 round trip minus the p50 of the floor client making the same request,
+    all four clients interleaved in blocks of ``block`` ops (rotating order) on one server."""
     host, port = addr.rsplit(":", 1)
     ref = reference_client()(host, int(port))
     dev = sstemu.connect(addr)
+    floor = FloorClient(host, int(port), 4, 8, 16, timing=False)
+    floor_t = FloorClient(host, int(port), 4, 8, 16, timing=True)
     a, b = torch.randn(4, 8), torch.randn(8, 16)
     want = a @ b
-    for _ in range(200):  # warm up both connections
-        ref.gemm(a, b)
-        dev.gemm(a, b)
+    clients = [("ref", lambda: ref.gemm(a, b)), ("pkg", lambda: dev.gemm(a, b)), ("floor", floor.gemm),
+               ("floor_t", floor_t.gemm)]
+    for _ in range(200):  # warm up all connections
+        for _, fn in clients:
+            fn()
     assert torch.allclose(ref.gemm(a, b), want, atol=1e-5) and torch.allclose(dev.gemm(a, b), want, atol=1e-5)
-    t_ref, t_pkg = [], []
-    cpu = {"ref": 0.0, "pkg": 0.0}
+    lat = {name: [] for name, _ in clients}
+    srv = {"pkg": [], "floor_t": []}  # server_us.total of each op, from its timing record
+    cpu = dict.fromkeys(lat, 0.0)
     clock = time.perf_counter_ns
-    for _ in range(rounds):  # interleaved, so both see the same machine load
-        for name, fn, out in (("ref", ref.gemm, t_ref), ("pkg", dev.gemm, t_pkg)):
+    for r in range(max(1, ops // block)):  # interleaved, so all four see the same machine load
+        for name, fn in clients[r % 4:] + clients[:r % 4]:
+            out = lat[name]
             c0 = time.process_time()
-            for _ in range(ops // rounds):
+            for _ in range(block):
                 t0 = clock()
-                fn(a, b)
+                fn()
                 out.append((clock() - t0) / 1000.0)
+                if name in srv:  # outside the timed span; its CPU is taken off below
+                    p0 = time.process_time()
+                    srv[name].append(dev.last_timing["server_us"]["total"] if name == "pkg" else floor_t.server_us())
+                    c0 += time.process_time() - p0
             cpu[name] += time.process_time() - c0
-    ref.close()
-    dev.close()
-    p50r, p50p = statistics.median(t_ref), statistics.median(t_pkg)
-    print("per-op latency, GEMM 4x8·8x16, %d ops each in %d interleaved rounds:" % (len(t_ref), rounds))
-    cr, cp = cpu["ref"] / len(t_ref) * 1e6, cpu["pkg"] / len(t_pkg) * 1e6
-    print("  reference client (e2e/pyclient)  p50 %7.1f us  p90 %7.1f us  client CPU %5.1f us/op" % (p50r, pct(t_ref, 90), cr))
-    print("  sstemu.Device.gemm (+timing)     p50 %7.1f us  p90 %7.1f us  client CPU %5.1f us/op" % (p50p, pct(t_pkg, 90), cp))
-    print("  ratio package/reference: p50 %.2f, client CPU %.2f" % (p50p / p50r, cp / cr))
+    for c in (ref, dev, floor, floor_t):
+        c.close()
+    n = len(lat["ref"])
+    p50 = {k: statistics.median(v) for k, v in lat.items()}
+    cpu = {k: v / n * 1e6 for k, v in cpu.items()}
+    print("per-op round trip, GEMM 4x8·8x16, %d ops per client in blocks of %d, interleaved:" % (n, block))
+    rows = (("ref", "reference client (e2e/pyclient), no timing"), ("pkg", "sstemu.Device.gemm, timing trailer"),
+            ("floor", "floor: raw socket, same request as ref"), ("floor_t", "floor: raw socket, same request as pkg"))
+    for k, label in rows:
+        extra = ""
+        if k in srv:
+            extra = "  server_us.total p50 %5.1f us, round trip - server_us p50 %5.1f us" % (
+                statistics.median(srv[k]), statistics.median([w - s for w, s in zip(lat[k], srv[k])]))
+        print("  %-42s p50 %6.1f us  p90 %6.1f us%s" % (label, p50[k], pct(lat[k], 90), extra))
+    o_ref = p50["ref"] - p50["floor"]
+    o_pkg = p50["pkg"] - p50["floor_t"]
+    o_pkg_strict = p50["pkg"] - p50["floor"]
+    print("  overhead (p50 - its floor's p50): reference %.1f us, package %.1f us -> ratio %.2f (target <= 0.70)"
+          % (o_ref, o_pkg, o_pkg / o_ref))
+    print("  the same with the package charged for the trailer too (floor without timing): %.1f us -> ratio %.2f"
+          % (o_pkg_strict, o_pkg_strict / o_ref))
+    print("  total round trip p50 ratio package/reference: %.2f" % (p50["pkg"] / p50["ref"]))
+    print("  client CPU per op (user+system): reference %.1f, package %.1f, floor %.1f, floor_t %.1f us;"
+          " beyond the floor: ratio %.2f" % (cpu["ref"], cpu["pkg"], cpu["floor"], cpu["floor_t"],
+                                             (cpu["pkg"] - cpu["floor_t"]) / (cpu["ref"] - cpu["floor"])))
 
 
 def bench_7b(addr, prompt, new):
@@ -104,11 +191,11 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--addr", default=os.environ.get("SSTEMU_ADDR", sstemu.DEFAULT_ADDR))
     p.add_argument("--ops", type=int, default=20000, help="GEMMs per client for the latency comparison")
-    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--block", type=int, default=100, help="ops per client before the next one takes over")
     p.add_argument("--skip-7b", action="store_true")
     args = p.parse_args()
     print("torch %s, python %s, server %s" % (torch.__version__, sys.version.split()[0], args.addr))
-    bench_overhead(args.addr, args.ops, args.rounds)
+    bench_overhead(args.addr, args.ops, args.block)
     if not args.skip_7b:
         bench_7b(args.addr, 2048, 128)
     bench_tiny(args.addr, 32, 32)

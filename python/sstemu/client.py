@@ -36,6 +36,9 @@ MAX_MATMUL_DIMS = 8
 MAX_DIM = (1 << 31) - 1
 
 _LITTLE = sys.byteorder == "little"
+#: GEMM shapes whose request templates a Device keeps (the cache starts over when full).
+_MAX_TEMPLATES = 1024
+_pack_header = struct.Struct(">IIB").pack
 
 
 def connect(addr=None, timeout=30.0, fallback=None):
@@ -145,8 +148,60 @@ class _Conn:
                 raise _Closed("the server closed the connection after %d of the %d bytes of %s" % (have, n, what))
             have += got
 
+    def read_answer(self, name, want, shape, timing):
+        """Reads one tensor op's answer: the result (``want`` bytes, as a float32 array of
+        ``shape``) and, if ``timing``, the timing record (a :class:`_Trailer`).
+
+        Small answers are parsed in place from the read buffer (usually one receive); a
+        result larger than the buffer is received straight into the output array.
+        """
+        if self.end - self.start < wire.LENGTH_SIZE:
+            self._fill("the result length", wire.LENGTH_SIZE)
+        buf, start = self.buf, self.start
+        n = _unpack_length(buf, start)[0]
+        if n != want:
+            wire.check_result_length(name, 0, n, want)
+        res = np.empty(shape, dtype=np.float32)
+        end = start + wire.LENGTH_SIZE + want
+        if not timing:
+            if end - start <= self.BUFFER:
+                if self.end < end:
+                    self._fill("the result", end - start)
+                    start, end = self.start, self.start + wire.LENGTH_SIZE + want
+                memoryview(res).cast("B")[:] = self.view[start + wire.LENGTH_SIZE:end]
+                self._consume(end)
+            else:
+                self.start += wire.LENGTH_SIZE
+                self.read_into(memoryview(res).cast("B"), "the result")
+            return res, _NO_TIMING
+        off = wire.LENGTH_SIZE + want  # the trailer's offset in the answer
+        if end + wire.LENGTH_SIZE - start <= self.BUFFER:
+            if self.end < end + wire.LENGTH_SIZE:
+                self._fill("the result and the timing record length", off + wire.LENGTH_SIZE)
+                start, end = self.start, self.start + off
+            memoryview(res).cast("B")[:] = self.view[start + wire.LENGTH_SIZE:end]
+            self._consume(end)
+        else:
+            self.start += wire.LENGTH_SIZE
+            self.read_into(memoryview(res).cast("B"), "the result")
+        if self.end - self.start < wire.LENGTH_SIZE:
+            self._fill("the timing record length", wire.LENGTH_SIZE)
+        t = _unpack_length(self.buf, self.start)[0]
+        self.start += wire.LENGTH_SIZE
+        if t > wire.MAX_REPLY_JSON:
+            wire.check_json_length(name, "timing record length", off, t)
+        return res, _Trailer(name, off + wire.LENGTH_SIZE, self.read_exact(t, "the timing record"))
+
+    def _consume(self, end):
+        self.start = end
+        if end == self.end:
+            self.start = self.end = 0
+
     def close(self):
         self.sock.close()
+
+
+_unpack_length = struct.Struct(">I").unpack_from
 
 
 class _Closed(ConnectionError):
@@ -311,6 +366,7 @@ class Device:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._tls = threading.local()
+        self._gemm_templates = {}  # (A shape, B shape) -> what every GEMM of those shapes sends
         self._info = None
         self._timing = None  # whether the server speaks the timing protocol; None: not asked yet
         self._warned = False
@@ -326,10 +382,12 @@ class Device:
 
     # -- connections ----------------------------------------------------------------------
 
-    def _take(self, what):
-        with self._lock:
-            if self._pool:
-                return self._pool.pop()
+    def _take(self, what, fresh=False):
+        if not fresh:
+            try:
+                return self._pool.pop()  # atomic: no lock needed to take
+            except IndexError:
+                pass
         try:
             c = _Conn(self._hostport, self.timeout)
         except OSError as e:
@@ -354,16 +412,17 @@ class Device:
     def __exit__(self, *exc):
         self.close()
 
-    def _exchange(self, what, parts, read, total=None):
-        """Sends one frame (``parts``: buffers of ``total`` bytes) and reads its answer, retrying
-        once on a fresh connection."""
+    def _exchange(self, what, parts, read, total=None, args=()):
+        """Sends one frame (``parts``: buffers of ``total`` bytes) and returns ``read(conn,
+        *args)``, its answer, retrying once on a fresh connection (the idle ones are closed
+        then: after a server restart they are all dead)."""
         if total is None:
             total = sum(len(p) for p in parts)
         for attempt in (1, 2):
-            c = self._take(what)
+            c = self._take(what, fresh=attempt == 2)
             try:
                 c.send(parts, total)
-                out = read(c)
+                out = read(c, *args)
             except (socket.timeout, BlockingIOError):  # SO_RCVTIMEO/SO_SNDTIMEO expired
                 c.close()
                 raise DeviceError("%s: no answer from the server at %s within %g s (timeout)" % (what, self.addr, self.timeout)) from None
@@ -373,6 +432,7 @@ class Device:
             except OSError as e:  # reset, broken pipe, closed mid-answer
                 c.close()
                 if attempt == 1:
+                    self.close()
                     continue
                 raise ServerClosed(
                     "%s: the server at %s closed the connection before answering (%s), also after one "
@@ -421,17 +481,32 @@ class Device:
     def _gemm(self, a, b, aten):
         a = _as_array(a, "A", "GEMM")
         b = _as_array(b, "B", "GEMM")
-        sa, sb = a.shape, b.shape
+        tmpl = self._gemm_templates.get((a.shape, b.shape))
+        if tmpl is None:
+            tmpl = self._gemm_template(a.shape, b.shape)
+        return self._run(wire.OP_GEMM, "gemm", aten, tmpl[5], tmpl, (a, b), tmpl[6], tmpl[7],
+                         lambda: torch.from_numpy(a) @ torch.from_numpy(b))
+
+    def _gemm_template(self, sa, sb):
+        """Checks a GEMM's operand shapes and caches what its requests share: the JSON after
+        op_id (with and without the timing flag), both length prefixes, the error-message
+        name, the output shape and its byte count."""
         if len(sa) != 2 or len(sb) != 2:
             raise ValueError("GEMM: A %s and B %s must be 2-D (use matmul for batches)" % (list(sa), list(sb)))
         (m, k), (k2, n) = sa, sb
         if k != k2:
             raise ValueError("GEMM: inner dimensions differ: A %s, B %s" % (list(sa), list(sb)))
-        if not (0 < m <= MAX_DIM and 0 < n <= MAX_DIM and 0 < k <= MAX_DIM):
-            _check_dims(sa, "A", "GEMM")
-            _check_dims(sb, "B", "GEMM")
-        return self._run(wire.OP_GEMM, "gemm", aten, "GEMM %dx%dx%d (MxNxK)" % (m, n, k), (m, n, k), (a, b), [m, n],
-                         lambda: torch.from_numpy(a) @ torch.from_numpy(b))
+        _check_dims(sa, "A", "GEMM")
+        _check_dims(sb, "B", "GEMM")
+        tail = b',"M":%d,"N":%d,"K":%d,"A_shape":[%d,%d],"B_shape":[%d,%d],"dtype":"float32"' % (m, n, k, m, k, k, n)
+        na, nb = wire.FLOAT32_SIZE * m * k, wire.FLOAT32_SIZE * k * n
+        tmpl = (tail + b',"timing":true}', tail + b"}", wire.length(na), wire.length(nb),
+                2 * wire.LENGTH_SIZE + na + nb, "GEMM %dx%dx%d (MxNxK)" % (m, n, k), (m, n),
+                wire.FLOAT32_SIZE * m * n)
+        if len(self._gemm_templates) >= _MAX_TEMPLATES:
+            self._gemm_templates.clear()
+        self._gemm_templates[(sa, sb)] = tmpl
+        return tmpl
 
     def matmul(self, a, b):
         """torch.matmul(A, B) for float32 operands of 1 to 8 dims, with broadcasting (op MATMUL)."""
@@ -444,7 +519,7 @@ class Device:
         out = matmul_shape(a.shape, b.shape, "MATMUL")
         what = "MATMUL %s x %s" % (list(a.shape), list(b.shape))
         meta = {"op_id": 0, "A_shape": list(a.shape), "B_shape": list(b.shape), "dtype": "float32"}
-        return self._run(wire.OP_MATMUL, "matmul", aten, what, meta, (a, b), out,
+        return self._run(wire.OP_MATMUL, "matmul", aten, what, meta, (a, b), out, wire.FLOAT32_SIZE * math.prod(out),
                          lambda: torch.matmul(torch.from_numpy(a), torch.from_numpy(b)))
 
     def conv2d(self, x, w, stride=1, padding=0, dilation=1, groups=1):
@@ -459,10 +534,12 @@ class Device:
         what = "CONV %s * %s" % (list(x.shape), list(w.shape))
         meta = {"op_id": 0, "input_shape": list(x.shape), "weight_shape": list(w.shape), "stride": s,
                 "padding": p, "dilation": d, "groups": g, "dtype": "float32"}
-        return self._run(wire.OP_CONV, "conv", aten, what, meta, (x, w), out,
+        return self._run(wire.OP_CONV, "conv", aten, what, meta, (x, w), out, wire.FLOAT32_SIZE * math.prod(out),
                          lambda: torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), None, s, p, d, g))
 
-    def _run(self, opcode, opname, aten, what, meta, arrays, out_shape, local):
+    def _run(self, opcode, opname, aten, what, meta, arrays, out_shape, want, local):
+        """Sends one tensor op and returns its result as a tensor. For GEMM ``meta`` is the
+        shape's template (see _gemm_template); for the others the request's JSON fields."""
         op_id = next(self._ids)
         if self._timing is None:
             try:
@@ -472,42 +549,30 @@ class Device:
                     raise
                 return self._fallback(opname, aten, what, arrays, local, e)
         timing = self._timing
-        if opcode == wire.OP_GEMM:  # the hot path: formatted, not json.dumps'd; meta is (M, N, K)
-            head = wire.gemm_header(op_id, meta[0], meta[1], meta[2], timing)
+        a, b = arrays  # numpy arrays are buffers: sent as they are
+        if opcode == wire.OP_GEMM:  # the hot path: the JSON from a cached template
+            body = b'{"op_id":%d%s' % (op_id, meta[0] if timing else meta[1])
+            head = _pack_header(wire.MAGIC, len(body), opcode) + body + meta[2]
+            parts = (head, a, meta[3], b)
+            total = len(head) + meta[4] - wire.LENGTH_SIZE
         else:
             meta["op_id"] = op_id
             if timing:
                 meta["timing"] = True
             head = wire.header(opcode, meta)
-        count = math.prod(out_shape)
-        want = wire.FLOAT32_SIZE * count
-        a, b = arrays
-        parts = (head, wire.length(a.nbytes), a, wire.length(b.nbytes), b)  # numpy arrays are buffers
-        total = len(head) + 2 * wire.LENGTH_SIZE + a.nbytes + b.nbytes
-        name = wire.OP_NAMES[opcode]
-
-        def read(c):
-            n = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the result length"))
-            wire.check_result_length(name, 0, n, want)
-            res = np.empty(out_shape, dtype=np.float32)
-            c.read_into(memoryview(res).cast("B"), "the result")
-            if not timing:
-                return res, _NO_TIMING
-            off = wire.LENGTH_SIZE + n
-            t = wire.unpack_length(c.read_exact(wire.LENGTH_SIZE, "the timing record length"))
-            wire.check_json_length(name, "timing record length", off, t)
-            return res, _Trailer(name, off + wire.LENGTH_SIZE, c.read_exact(t, "the timing record"))
-
+            parts = (head, wire.length(a.nbytes), a, wire.length(b.nbytes), b)
+            total = len(head) + 2 * wire.LENGTH_SIZE + a.nbytes + b.nbytes
         t0 = time.perf_counter_ns()
         try:
-            res, trailer = self._exchange(what, parts, read, total)
+            res, trailer = self._exchange(what, parts, _Conn.read_answer, total,
+                                          (wire.OP_NAMES[opcode], want, out_shape, timing))
         except DeviceError as e:
             if self.fallback != "cpu":
                 raise
             return self._fallback(opname, aten, what, arrays, local, e)
         wall = (time.perf_counter_ns() - t0) / 1000.0
         out = torch.from_numpy(res)
-        if context.profiling():
+        if context._profiles:
             rec = trailer.record()
             self._tls.last = rec
             self._emit(rec, opname, aten, arrays, wall, meta)

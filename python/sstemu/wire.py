@@ -102,9 +102,3 @@ def header_raw(op, body):
     """The request header followed by an already encoded JSON body."""
     return _HEADER.pack(MAGIC, len(body), op) + body
 
-
-def gemm_header(op_id, m, n, k, timing=True):
-    """The header and JSON of a GEMM request (docs/wire.md's fields), asking for the timing trailer."""
-    body = (b'{"op_id":%d,"M":%d,"N":%d,"K":%d,"A_shape":[%d,%d],"B_shape":[%d,%d],"dtype":"float32"%s}'
-            % (op_id, m, n, k, m, k, k, n, b',"timing":true' if timing else b""))
-    return _HEADER.pack(MAGIC, len(body), OP_GEMM) + body
