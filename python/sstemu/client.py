@@ -648,6 +648,9 @@ class Device:
         """
         if isinstance(ops, dict):
             raise TypeError("Device.time takes a list of op dicts; wrap the single op in a list")
+        if isinstance(ops, (str, bytes)) or not hasattr(ops, "__iter__"):
+            raise TypeError("Device.time takes a list of op dicts, got a %s" % type(ops).__name__)
+        ops = list(ops)  # a generator is read once, here
         encoded = [_encode_time_entry(i, e) for i, e in enumerate(ops)]
         recs = self._time_encoded(encoded, [entry_cost(e) for e in ops])
         if recs:
@@ -733,7 +736,17 @@ def _encode_time_entry(i, e):
     for k in _TIME_KEYS[kind]:
         if k not in e:
             raise ValueError("TIME entry %d (%s): %s missing" % (i, kind, k))
-    return json.dumps(e, separators=(",", ":")).encode()
+    try:
+        return json.dumps(e, separators=(",", ":"), allow_nan=False, default=_json_number).encode()
+    except (TypeError, ValueError) as err:
+        raise type(err)("TIME entry %d (%s): %s; shapes are ints" % (i, kind, err)) from None
+
+
+def _json_number(v):
+    """numpy integers (e.g. from a shape computed with numpy) as JSON ints."""
+    if isinstance(v, np.integer):
+        return int(v)
+    raise TypeError("%r (a %s) is not a JSON number or list" % (v, type(v).__name__))
 
 
 def entry_cost(e):
@@ -742,7 +755,10 @@ def entry_cost(e):
     try:
         kind = e["op"]
         if kind == "gemm":
-            return 1, 2 * e["M"] * e["N"] * e["K"]
+            m, n, k = (e[d] for d in ("M", "N", "K"))
+            if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in (m, n, k)):
+                return 0, 0
+            return 1, 2 * int(m) * int(n) * int(k)
         if kind == "matmul":
             a, b = list(e["A_shape"]), list(e["B_shape"])
             out = matmul_shape(a, b)

@@ -100,6 +100,13 @@ def test_time_many_entries_and_errors(dev):
     assert recs[0]["flops"] == 2 * 1 * 16 * 8
 
 
+def test_time_takes_numpy_ints_generators_and_strings_get_error_records(dev):
+    recs = dev.time({"op": "gemm", "M": np.int64(m), "N": 16, "K": 8} for m in (4, 5))
+    assert [r["flops"] for r in recs] == [2 * 4 * 16 * 8, 2 * 5 * 16 * 8]
+    (rec,) = dev.time([{"op": "gemm", "M": "4", "N": 16, "K": 8}])  # the server names the field
+    assert rec["timed"] is False and "M" in rec["error"]
+
+
 def test_time_huge_shapes(dev):
     """No tensor-size limit applies to TIME: LLaMA-2-70B's decoder-layer GEMMs at a 4096 prompt."""
     shapes = [(4096, 8192, 8192), (4096, 1024, 8192), (4096, 28672, 8192), (4096, 8192, 28672)]
@@ -127,6 +134,10 @@ def test_info(dev):
     (lambda d: d.conv2d(torch.randn(1, 3, 4, 4), torch.randn(2, 3, 3, 3), stride=0), ValueError, "stride"),
     (lambda d: d.time({"op": "gemm", "M": 1, "N": 1, "K": 1}), TypeError, "list"),
     (lambda d: d.time([{"op": "fft"}]), ValueError, "fft"),
+    (lambda d: d.time(5), TypeError, "list of op dicts"),
+    (lambda d: d.time([{"op": "gemm", "M": 4, "N": 4, "K": 4}, 7]), TypeError, "entry 1"),
+    (lambda d: d.time([{"op": "gemm", "M": float("nan"), "N": 4, "K": 4}]), ValueError, "entry 0 .gemm.*float values"),
+    (lambda d: d.time([{"op": "gemm", "M": object(), "N": 4, "K": 4}]), TypeError, "entry 0 .gemm.*object"),
 ])
 def test_bad_input(dev, call, exc, words):
     with pytest.raises(exc, match=words):
@@ -172,6 +183,20 @@ def test_reconnects_after_server_restart(own_server):
     s2.stop()
     with pytest.raises(sstemu.DeviceError, match="GEMM"):
         d.gemm(a, b)
+
+
+def test_restart_with_several_idle_connections_retries_on_a_fresh_one(own_server):
+    """After a restart every idle connection is dead: the one retry must not take another."""
+    s = own_server()
+    d = sstemu.connect(s.addr, timeout=10)
+    conns = [d._take("test") for _ in range(3)]  # as three threads would leave them
+    d._pool.extend(conns)
+    port = s.addr.rsplit(":", 1)[1]
+    s.stop()
+    own_server(listen="127.0.0.1:" + port)
+    a, b = rand(4, 8), rand(8, 16)
+    assert_close(d.gemm(a, b), a.double() @ b.double(), 8, "after restart")
+    assert d.connections == 4
 
 
 def test_server_closing_mid_op_raises_naming_the_op(own_server):

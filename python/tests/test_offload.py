@@ -93,6 +93,20 @@ def test_non_float32_runs_locally_and_is_counted(dev):
     assert prof.local_ops.get("aten.addmm") == 3
 
 
+@pytest.mark.parametrize("timing_only", [False, True])
+def test_empty_tensors_run_locally_and_are_counted(dev, timing_only):
+    """The device needs every dimension >= 1; torch's empty products run locally instead."""
+    x, w = torch.randn(0, 4), torch.randn(4, 2)
+    xb, wb = torch.randn(2, 0, 4), torch.randn(2, 4, 3)
+    xc, wc = torch.randn(0, 2, 4, 4), torch.randn(3, 2, 3, 3)
+    with sstemu.offload(timing_only=timing_only) as mode, sstemu.profile() as prof:
+        got = (x @ w, xb.bmm(wb), torch.nn.functional.conv2d(xc, wc), torch.randn(3, 4) @ w)
+    assert [tuple(t.shape) for t in got] == [(0, 2), (2, 0, 3), (0, 3, 2, 2), (3, 2)]
+    assert mode.offloaded == 1 and len(prof.records) == 1
+    assert prof.local_ops.get("aten.mm") == 1 and prof.local_ops.get("aten.bmm") == 1
+    assert prof.local_ops.get("aten.convolution") == 1
+
+
 def test_patched_modules_are_not_intercepted_twice(dev):
     model = sstemu.patch(mlp())
     with sstemu.offload() as mode, sstemu.profile() as prof:
