@@ -52,34 +52,71 @@ def _canvas(w, h):
     return fig
 
 
-def roofline(prof, path, info=None):
-    """Writes a roofline PNG: each distinct op shape a dot at (FLOP/byte, achieved FLOP/s), by bound.
+def roofline_points(prof, info=None):
+    """The roofline's data: (points, peak FLOP/s, bytes/s, where from, ops left out).
 
-    ``info`` defaults to the profile device's INFO; its peak FLOP and bytes per cycle at its
-    clock are the ceilings. Dot area grows with the shape's share of the simulated time.
+    One point per distinct op shape (dict: op, shapes, flops, bytes, sim_ns, bound, ai,
+    achieved, ceiling, above). The server's roofline model rounds cycles down (the tutorial's
+    ⌊FLOPs / 64⌋ and ⌊bytes·1.41 / 900⌋), so a small op's simulated time can be shorter than
+    the ceilings allow and its achieved FLOP/s lie above them: ``above`` marks those, and
+    ``ceiling`` is the most the ceilings allow at the point's intensity. Ops the model gave 0
+    simulated ns (rounded down to 0 cycles) have no achieved rate; they are counted in the
+    last value, as are untimed ops.
     """
-    recs = [r for r in prof.records if _num(r, "flops") > 0 and _num(r, "memory_bytes") > 0 and _num(r, "sim_ns") > 0]
     info = prof.info() if info is None else info
+    all_recs = prof.records
+    recs = [r for r in all_recs if _num(r, "flops") > 0 and _num(r, "memory_bytes") > 0 and _num(r, "sim_ns") > 0]
     peak, bw, src = ceilings(info, recs)
     pts = {}
     for r in recs:
         k = (r.get("op"), str(r.get("shapes")), str(r.get("params")))
-        p = pts.setdefault(k, [0, 0, 0.0, r.get("bound", "compute")])
-        p[0] += _num(r, "flops")
-        p[1] += _num(r, "memory_bytes")
-        p[2] += _num(r, "sim_ns")
+        p = pts.get(k)
+        if p is None:
+            p = pts[k] = {"op": r.get("op"), "shapes": r.get("shapes"), "flops": 0, "bytes": 0, "sim_ns": 0.0,
+                          "bound": r.get("bound", "compute"), "ops": 0}
+        p["flops"] += _num(r, "flops")
+        p["bytes"] += _num(r, "memory_bytes")
+        p["sim_ns"] += _num(r, "sim_ns")
+        p["ops"] += 1
+    for p in pts.values():
+        p["ai"] = p["flops"] / p["bytes"]
+        p["achieved"] = p["flops"] / (p["sim_ns"] * 1e-9)
+        p["ceiling"] = min(peak, bw * p["ai"]) if peak and bw else 0.0
+        p["above"] = bool(p["ceiling"]) and p["achieved"] > p["ceiling"] * (1 + 1e-9)
+    return list(pts.values()), peak, bw, src, len(all_recs) - len(recs)
+
+
+def roofline(prof, path, info=None):
+    """Writes a roofline PNG: each distinct op shape a dot at (FLOP/byte, achieved FLOP/s), by bound.
+
+    ``info`` defaults to the profile device's INFO; its peak FLOP and bytes per cycle at its
+    clock are the ceilings. Dot area grows with the shape's share of the simulated time. Shapes
+    whose simulated time the model rounded below what the ceilings allow (see
+    :func:`roofline_points`) are drawn hollow on the ceiling, and the legend says by how much
+    they were above it.
+    """
+    info = prof.info() if info is None else info
+    pts, peak, bw, src, left_out = roofline_points(prof, info)
     fig = _canvas(7.5, 5.2)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    total = sum(p[2] for p in pts.values()) or 1.0
-    xs = [p[0] / p[1] for p in pts.values()]
+    total = sum(p["sim_ns"] for p in pts) or 1.0
+    xs = [p["ai"] for p in pts]
     for bound, colour in _BOUND_COLOURS.items():
-        sel = [p for p in pts.values() if p[3] == bound]
+        sel = [p for p in pts if p["bound"] == bound and not p["above"]]
         if sel:
-            ax.scatter([p[0] / p[1] for p in sel], [p[0] / (p[2] * 1e-9) for p in sel],
-                       s=[20 + 400 * p[2] / total for p in sel], c=colour, alpha=0.7, edgecolors="k", linewidths=0.4,
-                       label="%s-bound (%d shapes)" % (bound, len(sel)), zorder=3)
+            ax.scatter([p["ai"] for p in sel], [p["achieved"] for p in sel],
+                       s=[20 + 400 * p["sim_ns"] / total for p in sel], c=colour, alpha=0.7, edgecolors="k",
+                       linewidths=0.4, label="%s-bound (%d shapes)" % (bound, len(sel)), zorder=3)
+        up = [p for p in pts if p["bound"] == bound and p["above"]]
+        if up:
+            worst = max(p["achieved"] / p["ceiling"] for p in up)
+            ax.scatter([p["ai"] for p in up], [p["ceiling"] for p in up],
+                       s=[20 + 400 * p["sim_ns"] / total for p in up], facecolors="none", edgecolors=colour,
+                       linewidths=1.2, zorder=4,
+                       label="%s-bound, drawn on the ceiling (%d shapes, up to %.2f× above it:\n"
+                             "the model rounds cycles down)" % (bound, len(up), worst))
     if peak and bw:
         ridge = peak / bw
         lo = min(xs + [ridge]) / 10
@@ -90,16 +127,20 @@ def roofline(prof, path, info=None):
                 label="ceilings (%s): %.3g TFLOP/s, %.0f GB/s" % (src, peak / 1e12, bw / 1e9))
         ax.axvline(ridge, color="0.6", ls=":", lw=1, zorder=1)
         ax.annotate("ridge %.3g FLOP/B" % ridge, (ridge, peak), textcoords="offset points", xytext=(5, -14), fontsize=8, color="0.3")
-        ys = [p[0] / (p[2] * 1e-9) for p in pts.values()]
+        ys = [min(p["achieved"], p["ceiling"]) for p in pts]
         ax.set_xlim(lo, hi)
         ax.set_ylim(min(ys + [bw * lo]) / 2, peak * 3)
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved)")
     ax.set_ylabel("achieved FLOP/s (simulated)")
     name = " ".join(str(info.get(k)) for k in ("model", "preset") if info.get(k))
-    ax.set_title("Roofline%s: %d ops, %d distinct shapes" % (" — " + name if name else "", len(recs), len(pts)))
+    ax.set_title("Roofline%s: %d ops, %d distinct shapes" % (" — " + name if name else "", sum(p["ops"] for p in pts),
+                                                          len(pts)))
+    if left_out:
+        ax.text(0.01, 0.99, "%d ops not shown (untimed, or 0 simulated cycles after rounding down)" % left_out,
+                transform=ax.transAxes, fontsize=7, va="top", color="0.3")
     ax.grid(True, which="major", ls="-", lw=0.3, alpha=0.5)
     if pts or (peak and bw):
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     return path

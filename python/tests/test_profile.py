@@ -203,6 +203,26 @@ def test_plots(tiny_prof, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000
 
 
+def test_roofline_is_honest_about_rounded_down_cycles(dev, tmp_path):
+    """3x5x7 is 210 FLOPs: the model's ⌊210/64⌋ = 3 cycles give 70 FLOP/cycle, above the
+    64 peak; it is marked and drawn on the ceiling. 1x1x1 rounds to 0 cycles: left out."""
+    pytest.importorskip("matplotlib", reason="matplotlib (python3-matplotlib) is optional")
+    from sstemu import plot
+    with sstemu.profile(dev) as prof:
+        dev.time([{"op": "gemm", "M": m, "N": n, "K": k} for m, n, k in ((3, 7, 5), (256, 256, 256), (1, 1, 1))])
+    pts, peak, bw, src, left_out = plot.roofline_points(prof)
+    assert src == "INFO" and left_out == 1
+    by_m = {p["shapes"][0][0]: p for p in pts}
+    small, big = by_m[3], by_m[256]
+    clock = dev.info()["clock_hz"]
+    assert small["achieved"] == pytest.approx(210 / 3 * clock) and small["ceiling"] <= peak
+    assert small["above"] and small["achieved"] / small["ceiling"] == pytest.approx(70 / 64)
+    assert not big["above"] and big["achieved"] == pytest.approx(peak)
+    assert all(p["achieved"] <= p["ceiling"] * (1 + 1e-9) for p in pts if not p["above"])
+    out = plot.roofline(prof, tmp_path / "r.png")
+    assert open(out, "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_record_cycles_equal_sstemu_estimate(tiny_prof, sstemu_bin):
     """Every GEMM record of a run has the cycles `sstemu estimate` prints for its shape."""
     import os
