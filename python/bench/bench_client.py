@@ -8,7 +8,8 @@
    round trip minus its floor's p50, and the ratio package/reference;
 2. LLaMA-2-7B, prompt 2048 + 128 new tokens, timing only on the meta device: wall time,
    device ops and round trips;
-3. the tiny LLaMA with numerics through the device: device ops per second.
+3. the tiny LLaMA with numerics through the device: device ops per second;
+and first Device.gemm's own Python work per op, with its socket replaced by a stub.
 
 Usage: python3 python/bench/bench_client.py [--addr HOST:PORT] [--ops N] [--block N] [--skip-7b]
 """
@@ -160,6 +161,50 @@ def bench_overhead(addr, ops, block):
                                              (cpu["pkg"] - cpu["floor_t"]) / (cpu["ref"] - cpu["floor"])))
 
 
+class _StubSocket:
+    """Answers every GEMM 4x8·8x16 at once with a result and a timing record: no kernel, no server."""
+
+    RECORD = (b'{"op_id":1,"op":"gemm","timed":true,"cycles":16,"compute_cycles":16,"memory_cycles":1,'
+              b'"memory_bytes":896,"flops":1024,"bound":"compute","sim_ns":16,'
+              b'"server_us":{"decode":1,"compute":1,"timing":10,"total":20}}')
+    ANSWER = struct.pack(">I", 256) + bytes(256) + struct.pack(">I", len(RECORD)) + RECORD
+
+    def sendmsg(self, parts):
+        return sum(memoryview(p).nbytes for p in parts)
+
+    def recv_into(self, view, n=0):
+        view[:len(self.ANSWER)] = self.ANSWER
+        return len(self.ANSWER)
+
+    def close(self):
+        pass
+
+
+def bench_python_work(ops=5000, repeat=15):
+    """Device.gemm's own Python work per op: its connection's socket replaced by a stub
+    (reaches into the package's private connection class), CPU time, best of ``repeat``."""
+    from sstemu import client
+    dev = sstemu.Device("127.0.0.1:1")
+    dev._timing = True  # as after a successful INFO probe
+    c = client._Conn.__new__(client._Conn)
+    c.sock, c.buf = _StubSocket(), bytearray(client._Conn.BUFFER)
+    c.view, c.start, c.end = memoryview(c.buf), 0, 0
+    dev._pool.append(c)
+    a, b = torch.randn(4, 8), torch.randn(8, 16)
+    for _ in range(1000):
+        dev.gemm(a, b)
+    assert dev.last_timing["cycles"] == 16
+    best = min(_cpu_per_op(dev.gemm, a, b, ops) for _ in range(repeat))
+    print("Device.gemm's Python work, socket stubbed: %.2f us/op CPU (best of %d x %d ops)" % (best, repeat, ops))
+
+
+def _cpu_per_op(fn, a, b, ops):
+    t0 = time.process_time()
+    for _ in range(ops):
+        fn(a, b)
+    return (time.process_time() - t0) / ops * 1e6
+
+
 def bench_7b(addr, prompt, new):
     dev = sstemu.connect(addr)
     dev.info()
@@ -195,6 +240,7 @@ def main():
     p.add_argument("--skip-7b", action="store_true")
     args = p.parse_args()
     print("torch %s, python %s, server %s" % (torch.__version__, sys.version.split()[0], args.addr))
+    bench_python_work()
     bench_overhead(args.addr, args.ops, args.block)
     if not args.skip_7b:
         bench_7b(args.addr, 2048, 128)
