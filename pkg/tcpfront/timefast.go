@@ -1,5 +1,7 @@
 package tcpfront
 
+import "bytes"
+
 // parseTimeFast decodes a TIME frame in the plain form clients send,
 //
 //	{"op_id": 1, "ops": [{"op": "gemm", "M": 4096, "N": 8192, "K": 8192}, …]}
@@ -83,16 +85,21 @@ func (p *fastParser) timeEntries() (*TimeFrame, []bool, bool) {
 	if !p.take('[') {
 		return nil, nil, false
 	}
-	f := &TimeFrame{Entries: make([]TimeEntry, 0, 64)}
-	own := make([]bool, 0, 64)
+	// Every entry opens an object: their number is at most the '{' that follow, so the
+	// entries are allocated once rather than grown by doubling.
+	n := min(bytes.Count(p.js[p.i:], []byte{'{'}), MaxTimeEntries)
+	f := &TimeFrame{Entries: make([]TimeEntry, 0, n)}
+	own := make([]bool, 0, n)
+	// One entry's storage, reused: planDecoded copies out what it keeps.
+	var v timeEntryJSON
+	var ints [4]int64
+	var op, dtype string
 	for {
 		if len(f.Entries) == MaxTimeEntries {
 			return nil, nil, false
 		}
 		p.space()
-		var v timeEntryJSON
-		var ints [4]int64
-		var op, dtype string
+		v = timeEntryJSON{}
 		if !p.timeEntry(&v, &ints, &op, &dtype) {
 			return nil, nil, false
 		}

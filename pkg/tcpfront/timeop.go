@@ -256,6 +256,9 @@ func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameGEMM, keysGEMM); fe != nil {
 		return nil, fe
 	}
+	if v.AShape == nil && v.BShape == nil {
+		return entryGEMMDims(v)
+	}
 	g := gemmJSON{M: v.M, N: v.N, K: v.K, AShape: v.AShape, BShape: v.BShape}
 	// A_shape and B_shape are optional here; given, they must agree as in a GEMM op.
 	if g.AShape == nil && v.M != nil && v.K != nil {
@@ -269,6 +272,29 @@ func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 		return nil, fe
 	}
 	return p.shapes.Batches(), nil
+}
+
+// entryGEMMDims plans a GEMM entry given by M, N and K alone, the form clients send. It
+// applies planGEMM's rules (the shapes [M, K] and [K, N] it would build agree by
+// construction) without building a tensor plan, which no TIME entry needs.
+func entryGEMMDims(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
+	m, fe := dim("M", v.M)
+	if fe != nil {
+		return nil, fe
+	}
+	n, fe := dim("N", v.N)
+	if fe != nil {
+		return nil, fe
+	}
+	k, fe := dim("K", v.K)
+	if fe != nil {
+		return nil, fe
+	}
+	lp, err := linalg.PlanGEMM(linalg.GEMMShape{M: m, N: n, K: k})
+	if err != nil {
+		return nil, shapeErr(err)
+	}
+	return lp.Batches(), nil
 }
 
 func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
