@@ -409,7 +409,7 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 		if !ok {
 			return protocol.GEMMResult{}, false, UntimedOverflow, fmt.Errorf("2·%d·%d·%d compute units overflow 64 bits", g.M, g.N, g.K)
 		}
-		h.req.Payload = [protocol.MaxDataSize]byte{}
+		clear(h.req.Payload[:timingPayloadSize]) // a GEMM's fields before
 		h.req.SetCompute(protocol.Compute{ComputeUnits: units, LatencyModel: ComputeLatencyModel})
 	case protocol.ReqBatchedGEMM:
 		h.req.Payload = [protocol.MaxDataSize]byte{}
@@ -417,7 +417,7 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 	default:
 		h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
 	}
-	if err := h.req.Encode(h.wbuf[:]); err != nil {
+	if err := h.req.EncodePrefix(h.wbuf[:], timingPayloadSize); err != nil {
 		return protocol.GEMMResult{}, false, UntimedDeviceError, err
 	}
 	if _, err := h.file.Write(h.wbuf[:]); err != nil {
@@ -427,7 +427,7 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 	if err != nil {
 		return protocol.GEMMResult{}, true, deviceCause(err), fmt.Errorf("device read: %w", err)
 	}
-	if err := h.resp.Decode(h.rbuf[:n]); err != nil {
+	if err := h.resp.DecodePrefix(h.rbuf[:n], timingResultSize); err != nil {
 		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device read: %w", err)
 	}
 	if h.resp.UserData != tag {
@@ -451,6 +451,16 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device status %s", h.resp.Status)
 	}
 }
+
+// Payload bytes of the timing requests and their answers. A handle's request payload is
+// written only in its first timingPayloadSize bytes (SetGEMM, SetCompute), so it and wbuf
+// stay zero beyond them, and timeOne encodes only the header and those bytes; of an
+// answer it decodes only the header and the first timingResultSize (GEMMResult, the
+// larger of the two results).
+const (
+	timingPayloadSize = 32
+	timingResultSize  = 40
+)
 
 // handle is one open device file with its request and response buffers.
 type handle struct {

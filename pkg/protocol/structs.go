@@ -77,6 +77,23 @@ func (r *Request) Encode(b []byte) error {
 	return nil
 }
 
+// EncodePrefix writes the request's header and the first n bytes of its payload into b,
+// which must be exactly RequestSize long, and leaves the rest of b as it is. It is Encode
+// for a caller that reuses b for requests whose payloads differ only in those n bytes
+// (GEMM and COMPUTE timing requests, the rest zero), without Encode's copy of 4 KB.
+func (r *Request) EncodePrefix(b []byte, n int) error {
+	if err := checkSize("SSTRequest", b, RequestSize); err != nil {
+		return err
+	}
+	n = min(max(n, 0), MaxDataSize)
+	le.PutUint32(b[RequestTypeOffset:], uint32(r.Type))
+	le.PutUint32(b[RequestFlagsOffset:], r.Flags)
+	le.PutUint64(b[RequestIDOffset:], r.RequestID)
+	le.PutUint64(b[RequestUserDataOffset:], r.UserData)
+	copy(b[reqOffPayload:reqOffPayload+n], r.Payload[:n])
+	return nil
+}
+
 // MarshalBinary returns the request's 4104 bytes.
 func (r *Request) MarshalBinary() ([]byte, error) {
 	b := make([]byte, RequestSize)
@@ -340,6 +357,23 @@ func (r *Response) Decode(b []byte) error {
 	r.UserData = le.Uint64(b[ResponseUserDataOffset:])
 	r.Result = le.Uint64(b[ResponseResultOffset:])
 	copy(r.Payload[:], b[respOffPayload:])
+	return nil
+}
+
+// DecodePrefix is Decode reading only the first n bytes of the payload (the rest of
+// r.Payload keeps its values): for a caller that reads only a small result (GEMM, COMPUTE),
+// without Decode's copy of 4 KB. b must be exactly ResponseSize long.
+func (r *Response) DecodePrefix(b []byte, n int) error {
+	if err := checkSize("SSTResponse", b, ResponseSize); err != nil {
+		return err
+	}
+	n = min(max(n, 0), MaxDataSize)
+	r.Status = Status(le.Uint32(b[ResponseStatusOffset:]))
+	r.Reserved = le.Uint32(b[ResponseReservedOffset:])
+	r.RequestID = le.Uint64(b[ResponseRequestIDOffset:])
+	r.UserData = le.Uint64(b[ResponseUserDataOffset:])
+	r.Result = le.Uint64(b[ResponseResultOffset:])
+	copy(r.Payload[:n], b[respOffPayload:respOffPayload+n])
 	return nil
 }
 
