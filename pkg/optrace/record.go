@@ -2,6 +2,7 @@ package optrace
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -91,10 +92,10 @@ func (r *Record) SimNS() float64 {
 // is written as 0.
 func (r *Record) AppendJSON(b []byte) []byte {
 	b = append(b, `{"op_id":`...)
-	b = strconv.AppendInt(b, r.OpID, 10)
+	b = appendInt(b, r.OpID)
 	if r.Index >= 0 {
 		b = append(b, `,"index":`...)
-		b = strconv.AppendInt(b, int64(r.Index), 10)
+		b = appendInt(b, int64(r.Index))
 	}
 	b = AppendString(append(b, `,"op":`...), r.Op)
 	b = append(b, `,"timed":`...)
@@ -104,7 +105,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = AppendString(append(b, `,"error":`...), r.Error)
 	}
 	b = append(b, `,"device":`...)
-	b = strconv.AppendInt(b, int64(r.Device), 10)
+	b = appendInt(b, int64(r.Device))
 	b = AppendString(append(b, `,"model":`...), r.Model)
 	b = AppendString(append(b, `,"preset":`...), r.Preset)
 	b = AppendFloat(append(b, `,"clock_hz":`...), r.ClockHz)
@@ -118,7 +119,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	b = AppendFloat(append(b, `,"sim_ns":`...), r.SimNS())
 	b = appendUint(append(b, `,"gemms":`...), r.GEMMs)
 	b = append(b, `,"requests":`...)
-	b = strconv.AppendInt(b, int64(r.Requests), 10)
+	b = appendInt(b, int64(r.Requests))
 	b = AppendString(append(b, `,"timing_request":`...), r.TimingRequest)
 	b = appendUint(append(b, `,"start_cycle":`...), r.StartCycle)
 	b = appendUint(append(b, `,"end_cycle":`...), r.EndCycle)
@@ -141,7 +142,54 @@ func appendDurationMicros(b []byte, d time.Duration) []byte {
 	return appendMicros(b, uint64(d))
 }
 
-func appendUint(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
+// digitPairs holds "00" … "99": appendUint writes two digits per division.
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
+
+// appendUint writes v in decimal, as strconv.AppendUint(b, v, 10) does, but appending the
+// digits in place rather than through a scratch buffer and a copy: a record has a dozen
+// such numbers and a trace event several more.
+func appendUint(b []byte, v uint64) []byte {
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	b = slices.Grow(b, n)
+	b = b[:len(b)+n]
+	i := len(b)
+	for v >= 100 {
+		q := v / 100
+		r := (v - q*100) * 2
+		i -= 2
+		b[i], b[i+1] = digitPairs[r], digitPairs[r+1]
+		v = q
+	}
+	if v >= 10 {
+		b[i-2], b[i-1] = digitPairs[2*v], digitPairs[2*v+1]
+	} else {
+		b[i-1] = byte('0' + v)
+	}
+	return b
+}
+
+// appendInt writes v in decimal, as appendInt(b, v) does.
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return appendUint(append(b, '-'), uint64(-v))
+	}
+	return appendUint(b, uint64(v))
+}
 
 // AppendFloat writes v as a JSON number: shortest round-trip form, 0 for NaN and ±Inf
 // (JSON has no such numbers), integers without an exponent up to 1e21.
@@ -150,7 +198,7 @@ func AppendFloat(b []byte, v float64) []byte {
 		return append(b, '0')
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
-		return strconv.AppendInt(b, int64(v), 10) // exact, and far cheaper than formatting a float
+		return appendInt(b, int64(v)) // exact, and far cheaper than formatting a float
 	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e21 {
 		return strconv.AppendFloat(b, v, 'f', -1, 64)

@@ -3,6 +3,7 @@ package optrace
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -145,5 +146,27 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 func TestAppendMicros(t *testing.T) {
 	for ns, want := range map[uint64]string{0: "0", 1: "0.001", 10: "0.01", 100: "0.1", 1500: "1.5", 1234: "1.234", 1230: "1.23", 1005: "1.005", 12000: "12"} {
 		assert.Equal(t, want, string(appendMicros(nil, ns)), "%d ns", ns)
+	}
+}
+
+// TestAppendDecimal checks appendUint and appendInt against strconv at every digit count
+// and the extremes.
+func TestAppendDecimal(t *testing.T) {
+	us := []uint64{0, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 1<<32 - 1, 1 << 32, 1<<63 - 1, 1 << 63, 1<<64 - 1}
+	for p := uint64(1); p < 1e19; p *= 10 {
+		us = append(us, p-1, p, p+1, p*7+3)
+	}
+	for _, v := range us {
+		if got, want := string(appendUint([]byte("x"), v)), "x"+strconv.FormatUint(v, 10); got != want {
+			t.Errorf("appendUint(%d) = %q, want %q", v, got, want)
+		}
+		for _, s := range []int64{int64(v), -int64(v)} {
+			if got, want := string(appendInt(nil, s)), strconv.FormatInt(s, 10); got != want {
+				t.Errorf("appendInt(%d) = %q, want %q", s, got, want)
+			}
+		}
+	}
+	if got := string(appendInt(nil, math.MinInt64)); got != strconv.FormatInt(math.MinInt64, 10) {
+		t.Errorf("appendInt(MinInt64) = %q", got)
 	}
 }

@@ -1,9 +1,6 @@
 package optrace
 
-import (
-	"strconv"
-	"sync"
-)
+import "sync"
 
 // DefaultRingSize is how many recent records /ops keeps unless told otherwise.
 const DefaultRingSize = 1024
@@ -54,9 +51,9 @@ func (r *Ring) Snapshot() ([]Record, uint64) {
 func (r *Ring) AppendJSON(b []byte) []byte {
 	recs, total := r.Snapshot()
 	b = append(b, `{"total":`...)
-	b = strconv.AppendUint(b, total, 10)
+	b = appendUint(b, total)
 	b = append(b, `,"size":`...)
-	b = strconv.AppendUint(b, uint64(cap(r.recs)), 10)
+	b = appendUint(b, uint64(cap(r.recs)))
 	b = append(b, `,"ops":[`...)
 	for i := range recs {
 		if i > 0 {

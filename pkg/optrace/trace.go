@@ -95,9 +95,9 @@ func appendMeta(b []byte, name string, pid, tid int, value string) []byte {
 	b = append(b, `{"name":"`...)
 	b = append(b, name...)
 	b = append(b, `","ph":"M","pid":`...)
-	b = strconv.AppendInt(b, int64(pid), 10)
+	b = appendInt(b, int64(pid))
 	b = append(b, `,"tid":`...)
-	b = strconv.AppendInt(b, int64(tid), 10)
+	b = appendInt(b, int64(tid))
 	b = append(b, `,"args":{"name":`...)
 	b = AppendString(b, value)
 	return append(b, "}}"...)
@@ -105,9 +105,9 @@ func appendMeta(b []byte, name string, pid, tid int, value string) []byte {
 
 func appendSortIndex(b []byte, pid, index int) []byte {
 	b = append(b, `{"name":"process_sort_index","ph":"M","pid":`...)
-	b = strconv.AppendInt(b, int64(pid), 10)
+	b = appendInt(b, int64(pid))
 	b = append(b, `,"tid":0,"args":{"sort_index":`...)
-	b = strconv.AppendInt(b, int64(index), 10)
+	b = appendInt(b, int64(index))
 	return append(b, "}}"...)
 }
 
@@ -153,9 +153,9 @@ func (t *Trace) appendOp(b []byte, r *Record, js []byte) []byte {
 	b = append(b, `{"name":`...)
 	b = AppendString(b, r.Op)
 	b = append(b, `,"cat":"op","ph":"X","pid":`...)
-	b = strconv.AppendInt(b, int64(DevicePID(r.Device)), 10)
+	b = appendInt(b, int64(DevicePID(r.Device)))
 	b = append(b, `,"tid":`...)
-	b = strconv.AppendInt(b, OpsTID, 10)
+	b = appendInt(b, OpsTID)
 	b = append(b, `,"ts":`...)
 	b = appendMicros(b, start)
 	b = append(b, `,"dur":`...)
@@ -209,9 +209,9 @@ func (t *Trace) appendSpan(b []byte, conn uint64, name, cat string, at, dur time
 	b = append(b, `,"cat":"`...)
 	b = append(b, cat...)
 	b = append(b, `","ph":"X","pid":`...)
-	b = strconv.AppendInt(b, int64(t.hostPID), 10)
+	b = appendInt(b, int64(t.hostPID))
 	b = append(b, `,"tid":`...)
-	b = strconv.AppendUint(b, conn, 10)
+	b = appendUint(b, conn)
 	b = append(b, `,"ts":`...)
 	b = appendMicros(b, uint64(max(at, 0)))
 	b = append(b, `,"dur":`...)
@@ -221,7 +221,7 @@ func (t *Trace) appendSpan(b []byte, conn uint64, name, cat string, at, dur time
 
 // appendMicros writes ns nanoseconds as exact decimal microseconds, e.g. 1234 → 1.234.
 func appendMicros(b []byte, ns uint64) []byte {
-	b = strconv.AppendUint(b, ns/1000, 10)
+	b = appendUint(b, ns/1000)
 	frac := ns % 1000
 	if frac == 0 {
 		return b
