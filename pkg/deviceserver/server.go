@@ -409,10 +409,10 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 		if !ok {
 			return protocol.GEMMResult{}, false, UntimedOverflow, fmt.Errorf("2·%d·%d·%d compute units overflow 64 bits", g.M, g.N, g.K)
 		}
-		clear(h.req.Payload[:timingPayloadSize]) // a GEMM's fields before
+		clear(h.req.Payload[:timingPayloadSize]) // another kind's fields before
 		h.req.SetCompute(protocol.Compute{ComputeUnits: units, LatencyModel: ComputeLatencyModel})
 	case protocol.ReqBatchedGEMM:
-		h.req.Payload = [protocol.MaxDataSize]byte{}
+		clear(h.req.Payload[:timingPayloadSize])
 		h.req.SetBatchedGEMM(protocol.BatchedGEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size, Batch: count})
 	default:
 		h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
@@ -453,10 +453,10 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 }
 
 // Payload bytes of the timing requests and their answers. A handle's request payload is
-// written only in its first timingPayloadSize bytes (SetGEMM, SetCompute), so it and wbuf
-// stay zero beyond them, and timeOne encodes only the header and those bytes; of an
-// answer it decodes only the header and the first timingResultSize (GEMMResult, the
-// larger of the two results).
+// written only in its first timingPayloadSize bytes (SetGEMM, SetBatchedGEMM, SetCompute),
+// so it and wbuf stay zero beyond them, and timeOne encodes only the header and those
+// bytes; of an answer it decodes only the header and the first timingResultSize
+// (GEMMResult, the largest of the results, a BATCHED_GEMM answer's included).
 const (
 	timingPayloadSize = 32
 	timingResultSize  = 40

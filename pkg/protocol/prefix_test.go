@@ -8,14 +8,18 @@ import (
 )
 
 // TestEncodePrefix checks that a request whose payload is zero beyond n bytes encodes by
-// EncodePrefix into a reused buffer exactly as Encode does, over requests of both timing
-// kinds in turn.
+// EncodePrefix into a reused buffer exactly as Encode does, over requests of every timing
+// kind in turn.
 func TestEncodePrefix(t *testing.T) {
 	reused := make([]byte, RequestSize)
 	var r Request
 	for i, set := range []func(){
 		func() { r.SetGEMM(GEMM{M: 1, N: 2, K: 3, DtypeSize: 4, AOffset: 5, BOffset: 6}) },
 		func() { clear(r.Payload[:32]); r.SetCompute(Compute{ComputeUnits: 1 << 40, LatencyModel: 2}) },
+		func() {
+			clear(r.Payload[:32])
+			r.SetBatchedGEMM(BatchedGEMM{M: 7, N: 8, K: 9, DtypeSize: 4, Batch: 1 << 33})
+		},
 		func() { r.SetGEMM(GEMM{M: 7, N: 8, K: 9, DtypeSize: 4}) },
 	} {
 		set()
