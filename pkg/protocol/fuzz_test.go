@@ -50,9 +50,16 @@ func FuzzResponseDecode(f *testing.F) {
 	f.Add(make([]byte, ResponseSize))
 	f.Add(make([]byte, RequestSize))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var r Response
+		var r, prefix Response
+		errPrefix := prefix.DecodePrefix(in, 40)
 		if err := r.Decode(in); err != nil {
+			if errPrefix == nil {
+				t.Fatalf("DecodePrefix took what Decode refused: %v", err)
+			}
 			return
+		}
+		if errPrefix != nil || prefix.GEMM() != r.GEMM() || prefix.Status != r.Status || prefix.UserData != r.UserData {
+			t.Fatalf("DecodePrefix disagrees with Decode (err %v)", errPrefix)
 		}
 		_ = r.String()
 		_, _, _ = r.GEMM(), r.Info(), r.Compute()
