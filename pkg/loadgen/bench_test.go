@@ -33,10 +33,17 @@ type benchTarget struct {
 	samples []time.Duration
 }
 
-// clientTarget dials addr and returns a target issuing m×n×k GEMMs on it.
+// clientTarget dials addr and returns a target issuing m×n×k GEMMs on it, each request in
+// five pieces if pieces.
 func clientTarget(b *testing.B, name, addr string, pieces bool, m, n, k int) *benchTarget {
 	b.Helper()
-	c, err := Dial(context.Background(), addr, ClientOptions{Pieces: pieces})
+	return optionsTarget(b, name, addr, ClientOptions{Pieces: pieces}, m, n, k)
+}
+
+// optionsTarget dials addr with opts and returns a target issuing m×n×k GEMMs on it.
+func optionsTarget(b *testing.B, name, addr string, opts ClientOptions, m, n, k int) *benchTarget {
+	b.Helper()
+	c, err := Dial(context.Background(), addr, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

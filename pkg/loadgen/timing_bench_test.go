@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
@@ -29,18 +28,9 @@ func BenchmarkTrailer(b *testing.B) {
 		b.Skip(benchAddrEnv + " names no server")
 	}
 	const m, n, k = 4, 16, 8
-	target := func(name string, timing bool) *benchTarget {
-		c, err := Dial(context.Background(), addr, ClientOptions{Timing: timing})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = c.Close() })
-		r := rand.New(rand.NewPCG(1, 2))
-		a, bm, out := randomMatrix(r, m*k), randomMatrix(r, k*n), make([]float32, m*n)
-		ctx := context.Background()
-		return &benchTarget{name: name, op: func() error { return c.GEMM(ctx, m, n, k, a, bm, out) }}
-	}
-	interleave(b, 32, true, target("plain", false), target("timing", true))
+	interleave(b, 32, true,
+		optionsTarget(b, "plain", addr, ClientOptions{}, m, n, k),
+		optionsTarget(b, "timing", addr, ClientOptions{Timing: true}, m, n, k))
 }
 
 // BenchmarkRecorded32: 32 connections of 4×16×8 ops against the plain server and the one
