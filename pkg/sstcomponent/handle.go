@@ -126,12 +126,18 @@ func (c *Component) gemm(req *protocol.Request, resp *reply, st *Stats) error {
 	if err != nil {
 		return invalid(req, "model", err)
 	}
+	c.answerGEMM(&e, resp, st)
+	return nil
+}
+
+// answerGEMM advances the clock by e's cycles, answers e in the GEMM result layout and
+// counts it in the GEMM statistics: the common tail of GEMM and BATCHED_GEMM.
+func (c *Component) answerGEMM(e *perfmodel.Estimate, resp *reply, st *Stats) {
 	c.clock.advance(e.Cycles)
 	resp.SetGEMM(protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
 		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
 	resp.Result = e.Cycles
-	st.GEMM.add(&e)
-	return nil
+	st.GEMM.add(e)
 }
 
 // batchedGEMM asks the model for a batch of equal GEMMs as one kernel
@@ -147,11 +153,7 @@ func (c *Component) batchedGEMM(req *protocol.Request, resp *reply, st *Stats) e
 	if err != nil {
 		return invalid(req, "model", err)
 	}
-	c.clock.advance(e.Cycles)
-	resp.SetGEMM(protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
-		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
-	resp.Result = e.Cycles
-	st.GEMM.add(&e)
+	c.answerGEMM(&e, resp, st)
 	st.GEMM.Batched.Add(g.Batch)
 	return nil
 }
