@@ -98,24 +98,9 @@ func a100GPU() GPUParams {
 	}
 }
 
-// a100Params returns an A100 PCIe preset's parameters at the given HBM bandwidth.
-func a100Params(bandwidthGBps float64) Params {
+// tutorialParams returns the tutorial's parameters, the base the GPU presets change.
+func tutorialParams() Params {
 	return Params{
-		FLOPsPerCycle: a100DenseFLOPs,
-		BandwidthGBps: bandwidthGBps,
-		ClockGHz:      a100ClockGHz,
-		TileM:         tutorialTile, TileN: tutorialTile, TileK: tutorialTile,
-		CyclesPerTile: a100CyclesPerTile,
-		ArrayRows:     tutorialArray, ArrayCols: tutorialArray,
-		Dataflow:          OutputStationary,
-		DRAMWordsPerCycle: scaleSimDefaultWordsPerCycle,
-		GPU:               a100GPU(),
-	}
-}
-
-// presets returns a fresh copy of the preset table.
-func presets() []Preset {
-	tutorial := Params{
 		FLOPsPerCycle: tutorialFLOPsPerCycle,
 		BandwidthGBps: tutorialBandwidthGBps,
 		ClockGHz:      tutorialClockGHz,
@@ -126,6 +111,21 @@ func presets() []Preset {
 		DRAMWordsPerCycle: scaleSimDefaultWordsPerCycle,
 		GPU:               a100GPU(),
 	}
+}
+
+// a100Params returns an A100 PCIe preset's parameters at the given HBM bandwidth.
+func a100Params(bandwidthGBps float64) Params {
+	p := tutorialParams()
+	p.FLOPsPerCycle = a100DenseFLOPs
+	p.BandwidthGBps = bandwidthGBps
+	p.ClockGHz = a100ClockGHz
+	p.CyclesPerTile = a100CyclesPerTile
+	return p
+}
+
+// presets returns a fresh copy of the preset table.
+func presets() []Preset {
+	tutorial := tutorialParams()
 	h100 := tutorial
 	h100.FLOPsPerCycle = h100FLOPsPerCycle
 	h100.BandwidthGBps = h100BandwidthGBps
