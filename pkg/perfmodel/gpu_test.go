@@ -33,13 +33,7 @@ func runBatchedCases(t *testing.T, m Model, cases []batchedCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := EstimateBatched(m, tc.op, tc.batch)
 			require.NoError(t, err)
-			assert.Equal(t, tc.want.FLOPs, got.FLOPs, "FLOPs")
-			assert.Equal(t, tc.want.ComputeCycles, got.ComputeCycles, "ComputeCycles")
-			assert.Equal(t, tc.want.MemoryBytes, got.MemoryBytes, "MemoryBytes")
-			assert.Equal(t, tc.want.MemoryCycles, got.MemoryCycles, "MemoryCycles")
-			assert.Equal(t, tc.want.Cycles, got.Cycles, "Cycles")
-			assert.Equal(t, tc.want.Bound, got.Bound, "Bound")
-			assert.InDelta(t, tc.want.Utilization, got.Utilization, 1e-12, "Utilization")
+			assertEstimate(t, tc.want, got)
 			if tc.batch == 1 {
 				single, err := m.Estimate(tc.op)
 				require.NoError(t, err)

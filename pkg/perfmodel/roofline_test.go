@@ -30,19 +30,25 @@ type estimateCase struct {
 	want Estimate
 }
 
+// assertEstimate checks every field of got against want, Utilization to 1e-12.
+func assertEstimate(t *testing.T, want, got Estimate) {
+	t.Helper()
+	assert.Equal(t, want.FLOPs, got.FLOPs, "FLOPs")
+	assert.Equal(t, want.ComputeCycles, got.ComputeCycles, "ComputeCycles")
+	assert.Equal(t, want.MemoryBytes, got.MemoryBytes, "MemoryBytes")
+	assert.Equal(t, want.MemoryCycles, got.MemoryCycles, "MemoryCycles")
+	assert.Equal(t, want.Cycles, got.Cycles, "Cycles")
+	assert.Equal(t, want.Bound, got.Bound, "Bound")
+	assert.InDelta(t, want.Utilization, got.Utilization, 1e-12, "Utilization")
+}
+
 func runEstimateCases(t *testing.T, m Model, cases []estimateCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := m.Estimate(tc.op)
 			require.NoError(t, err)
-			assert.Equal(t, tc.want.FLOPs, got.FLOPs, "FLOPs")
-			assert.Equal(t, tc.want.ComputeCycles, got.ComputeCycles, "ComputeCycles")
-			assert.Equal(t, tc.want.MemoryBytes, got.MemoryBytes, "MemoryBytes")
-			assert.Equal(t, tc.want.MemoryCycles, got.MemoryCycles, "MemoryCycles")
-			assert.Equal(t, tc.want.Cycles, got.Cycles, "Cycles")
-			assert.Equal(t, tc.want.Bound, got.Bound, "Bound")
-			assert.InDelta(t, tc.want.Utilization, got.Utilization, 1e-12, "Utilization")
+			assertEstimate(t, tc.want, got)
 		})
 	}
 }
