@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/layering":   {},
 	"internal/references": {}, // checks the tree's references; imports nothing of it
 	"internal/refsst":     {}, // a test fake of the real SST component: speaks L5's wire only
+	"internal/syncbuffer": {}, // the tests' concurrency-safe log sink
 
 	"pkg/tcpfront":     {"pkg/deviceserver", "pkg/optrace"}, // L1 → L2, and L1's timing records
 	"pkg/deviceserver": {"pkg/sstdev"},                      // L2 → L3 (today only through its Opener)

@@ -1,7 +1,6 @@
 package deviceserver
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sstemu/sstemu/internal/syncbuffer"
 	"github.com/sstemu/sstemu/pkg/linalg"
 	"github.com/sstemu/sstemu/pkg/protocol"
 )
@@ -94,22 +94,10 @@ func (f *layer5File) Read(p []byte) (int, error) {
 func (f *layer5File) Close() error { return nil }
 
 // logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuffer struct{ syncbuffer.Buffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
+// count returns how many times s occurs in the log so far.
+func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 func gemmOp(m, n, k int) *Op {
 	return &Op{Type: OpGEMM, GEMM: &GEMM{M: m, N: n, K: k, A: make([]float32, m*k), B: make([]float32, k*n)}}
@@ -141,7 +129,7 @@ func TestComputeFallback(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, 1, logs.count(fallbackMsg), "logged once: %s", logs.b.String())
+	assert.Equal(t, 1, logs.count(fallbackMsg), "logged once: %s", logs.String())
 	assert.Equal(t, 1, logs.count(`"level":"info"`))
 	refused := s.Stats().TimingRequest - 16 // the GEMMs refused before the switch
 

@@ -1,11 +1,9 @@
 package sstdev_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sstemu/sstemu/internal/syncbuffer"
 	"github.com/sstemu/sstemu/pkg/sstdev"
 )
 
@@ -358,26 +357,8 @@ func TestEventsAndDeviceReset(t *testing.T) {
 	assert.True(t, st.LinkUp)
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLogging(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuffer.Buffer
 	var l5 fakeL5
 	r := newRig(t, sstdev.Config{Index: 2, Logger: zerolog.New(&logs)}, l5.serve)
 	require.NoError(t, r.dev.Close())

@@ -6,7 +6,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sstemu/sstemu/internal/syncbuffer"
 	"github.com/sstemu/sstemu/pkg/linalg"
 	"github.com/sstemu/sstemu/pkg/perfmodel"
 	"github.com/sstemu/sstemu/pkg/protocol"
@@ -27,24 +27,6 @@ const waitLimit = 10 * time.Second
 // tutorial is the tutorial's A100-like roofline: 64 FP32 FLOP per cycle, 900 GB/s at
 // 1.41 GHz. Its 4×16×8 GEMM costs max(1024/64, floor(896/(900/1.41))) = 16 cycles.
 var tutorial = perfmodel.Params{FLOPsPerCycle: 64, BandwidthGBps: 900, ClockGHz: 1.41}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func build(t *testing.T, opts stack.Options) *stack.Stack {
 	t.Helper()
@@ -64,7 +46,7 @@ func ready(t *testing.T, st *stack.Stack) {
 // TestInProcess builds the whole stack with two devices and times the tutorial's GEMM on
 // each of them through layers 2–5.
 func TestInProcess(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuffer.Buffer
 	st := build(t, stack.Options{Devices: 2, Model: perfmodel.KindRoofline, Params: tutorial,
 		Logger: zerolog.New(&logs)})
 	ready(t, st) // Build waited already: returns at once
@@ -129,7 +111,7 @@ func TestExternalSST(t *testing.T) {
 // TestLinkWait: with no SST on the socket, Build waits LinkWait, warns and returns a
 // stack that serves ops untimed.
 func TestLinkWait(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuffer.Buffer
 	path := filepath.Join(t.TempDir(), "nobody.sock")
 	st := build(t, stack.Options{SSTSocket: path, Devices: 3, LinkWait: 30 * time.Millisecond, Logger: zerolog.New(&logs)})
 	assert.Contains(t, logs.String(), `"devices_down":3`)
@@ -143,7 +125,7 @@ func TestLinkWait(t *testing.T) {
 // TestBuildCancelled: a context ended during the wait (a SIGTERM at start-up) ends the
 // wait without a warning.
 func TestBuildCancelled(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuffer.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	st, err := stack.Build(ctx, stack.Options{SSTSocket: filepath.Join(t.TempDir(), "nobody.sock"), Logger: zerolog.New(&logs)})

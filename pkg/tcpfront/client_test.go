@@ -11,13 +11,13 @@ import (
 	"math"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sstemu/sstemu/internal/syncbuffer"
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 )
 
@@ -239,23 +239,12 @@ func readResponse(r io.Reader) ([]float32, error) {
 }
 
 // syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type syncBuffer struct{ syncbuffer.Buffer }
 
 // lines returns the decoded JSON log lines that contain substr.
 func (b *syncBuffer) lines(t testing.TB, substr string) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		if l == "" || !strings.Contains(l, substr) {
 			continue
 		}

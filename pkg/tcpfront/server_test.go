@@ -422,12 +422,6 @@ func TestServerWarnsOnNonLoopback(t *testing.T) {
 	assert.ErrorIs(t, <-done, ErrServerClosed)
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Clients that vanish mid-header, mid-tensor or while their op executes leave no
 // goroutine behind.
 func TestServerNoGoroutineLeak(t *testing.T) {
