@@ -158,35 +158,22 @@ func TestSlowSST(t *testing.T) {
 	p.waitFor(10*time.Second, "the link to the fake SST", func(m map[string]any) bool { return m["layer"] == "virtiodev" && m["message"] == "connected to SST" })
 
 	var (
-		wg               sync.WaitGroup
 		mu               sync.Mutex
 		fastest, slowest = time.Hour, time.Duration(0)
 	)
-	for i := 0; i < slowConns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
-			if !assert.NoError(t, err) {
-				return
-			}
-			defer c.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 600))
-			for j := 0; j < slowOpsEach; j++ {
-				m, n, k := smallShape(r)
-				took, err := randomGEMM(ctx, c, r, m, n, k)
-				assert.NoError(t, err)
-				mu.Lock()
-				fastest, slowest = min(fastest, took), max(slowest, took)
-				mu.Unlock()
-				assert.GreaterOrEqual(t, took, deviceTimeout, "answered once the device timed out")
-				assert.Less(t, took, deviceTimeout+300*time.Millisecond, "answered soon after the device timed out, not when the SST answered")
-			}
-		}()
-	}
-	wg.Wait()
+	wait := goConns(t, addr, slowConns, 600, time.Minute, func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int) {
+		for j := 0; j < slowOpsEach; j++ {
+			m, n, k := smallShape(r)
+			took, err := randomGEMM(ctx, c, r, m, n, k)
+			assert.NoError(t, err)
+			mu.Lock()
+			fastest, slowest = min(fastest, took), max(slowest, took)
+			mu.Unlock()
+			assert.GreaterOrEqual(t, took, deviceTimeout, "answered once the device timed out")
+			assert.Less(t, took, deviceTimeout+300*time.Millisecond, "answered soon after the device timed out, not when the SST answered")
+		}
+	})
+	wait()
 	t.Logf("slow SST: ops answered untimed in %v … %v (device timeout %v, SST delay %v)",
 		fastest.Round(time.Millisecond), slowest.Round(time.Millisecond), deviceTimeout, slowDelay)
 	const slowOps = slowConns * slowOpsEach

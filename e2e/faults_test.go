@@ -30,43 +30,28 @@ const promptOp = time.Second
 // the test on any wrong, lost or slow (over promptOp) answer. It returns the number of ops
 // answered once every connection has stopped.
 func loadLoop(t *testing.T, addr string, conns int, stop <-chan struct{}) func() int64 {
-	var (
-		wg    sync.WaitGroup
-		count atomic.Int64
-	)
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
-			if !assert.NoError(t, err) {
+	var count atomic.Int64
+	wait := goConns(t, addr, conns, 31337, 5*time.Minute, func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int) {
+		for j := 0; ; j++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m, n, k := smallShape(r)
+			opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
+			took, err := randomGEMM(opCtx, c, r, m, n, k)
+			opCancel()
+			if !assert.NoError(t, err, "connection %d op %d", i, j) {
 				return
 			}
-			defer c.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 31337))
-			for j := 0; ; j++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m, n, k := smallShape(r)
-				opCtx, opCancel := context.WithTimeout(ctx, 10*time.Second)
-				took, err := randomGEMM(opCtx, c, r, m, n, k)
-				opCancel()
-				if !assert.NoError(t, err, "connection %d op %d", i, j) {
-					return
-				}
-				if !assert.Less(t, took, promptOp, "connection %d op %d (%dx%dx%d) answered late", i, j, m, n, k) {
-					return
-				}
-				count.Add(1)
+			if !assert.Less(t, took, promptOp, "connection %d op %d (%dx%dx%d) answered late", i, j, m, n, k) {
+				return
 			}
-		}()
-	}
-	return func() int64 { wg.Wait(); return count.Load() }
+			count.Add(1)
+		}
+	})
+	return func() int64 { wait(); return count.Load() }
 }
 
 // outageTime is how long TestSSTKilledAndRestarted keeps the SST component away.
@@ -268,7 +253,6 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	addr := p.listenAddr("tcpfront")
 	const conns = 16
 	var (
-		wg           sync.WaitGroup
 		answered     atomic.Int64
 		afterSignal  atomic.Int64 // ops started before SIGTERM was sent and answered after
 		signalled    atomic.Int64 // time of SIGTERM, UnixNano; 0 before
@@ -276,52 +260,40 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		enoughBefore = make(chan struct{})
 		once         sync.Once
 	)
-	for i := 0; i < conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
-			if !assert.NoError(t, err) {
+	wait := goConns(t, addr, conns, 15, 2*time.Minute, func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int) {
+		for j := 0; ; j++ {
+			m, n, k := smallShape(r)
+			if j%4 == 3 {
+				m, n, k = 256+r.IntN(64), 256+r.IntN(64), 256+r.IntN(64)
+			}
+			running.Add(1)
+			startedBefore := signalled.Load() == 0
+			_, err := randomGEMM(ctx, c, r, m, n, k)
+			running.Add(-1)
+			if err != nil {
+				// Only a connection closed by the shutdown may end an op, and only
+				// after the signal.
+				var oe *loadgen.OpError
+				assert.True(t, errors.As(err, &oe) && oe.Phase != loadgen.PhaseArgs && oe.Phase != loadgen.PhaseStart,
+					"connection %d op %d: %v", i, j, err)
+				assert.NotZero(t, signalled.Load(), "connection %d op %d failed before SIGTERM: %v", i, j, err)
+				assert.NotErrorIs(t, err, context.DeadlineExceeded, "connection %d op %d left hanging", i, j)
 				return
 			}
-			defer c.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 15))
-			for j := 0; ; j++ {
-				m, n, k := smallShape(r)
-				if j%4 == 3 {
-					m, n, k = 256+r.IntN(64), 256+r.IntN(64), 256+r.IntN(64)
-				}
-				running.Add(1)
-				startedBefore := signalled.Load() == 0
-				_, err := randomGEMM(ctx, c, r, m, n, k)
-				running.Add(-1)
-				if err != nil {
-					// Only a connection closed by the shutdown may end an op, and only
-					// after the signal.
-					var oe *loadgen.OpError
-					assert.True(t, errors.As(err, &oe) && oe.Phase != loadgen.PhaseArgs && oe.Phase != loadgen.PhaseStart,
-						"connection %d op %d: %v", i, j, err)
-					assert.NotZero(t, signalled.Load(), "connection %d op %d failed before SIGTERM: %v", i, j, err)
-					assert.NotErrorIs(t, err, context.DeadlineExceeded, "connection %d op %d left hanging", i, j)
-					return
-				}
-				answered.Add(1)
-				if startedBefore && signalled.Load() != 0 {
-					afterSignal.Add(1)
-				}
-				if answered.Load() >= 400 {
-					once.Do(func() { close(enoughBefore) })
-				}
+			answered.Add(1)
+			if startedBefore && signalled.Load() != 0 {
+				afterSignal.Add(1)
 			}
-		}()
-	}
+			if answered.Load() >= 400 {
+				once.Do(func() { close(enoughBefore) })
+			}
+		}
+	})
 	<-enoughBefore
 	signalled.Store(time.Now().UnixNano())
 	inFlight := running.Load()
 	err := p.signal(syscall.SIGTERM, 30*time.Second)
-	wg.Wait()
+	wait()
 	require.NoError(t, err, "exit status 0")
 	t.Logf("SIGTERM with %d ops in flight at the client side: %d ops answered, %d of them started before the signal and answered after it",
 		inFlight, answered.Load(), afterSignal.Load())

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,37 +45,24 @@ func TestLoad(t *testing.T) {
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
 
 	var (
-		wg         sync.WaitGroup
 		done       atomic.Int64
 		maxLatency atomic.Int64
 	)
 	begin := time.Now()
-	for i := 0; i < loadConns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
-			if !assert.NoError(t, err) {
+	wait := goConns(t, addr, loadConns, 2026, 10*time.Minute, func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int) {
+		for j := 0; j < ops; j++ {
+			m, n, k := smallShape(r)
+			took, err := randomGEMM(ctx, c, r, m, n, k)
+			if !assert.NoError(t, err, "connection %d op %d", i, j) {
 				return
 			}
-			defer c.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 2026))
-			for j := 0; j < ops; j++ {
-				m, n, k := smallShape(r)
-				took, err := randomGEMM(ctx, c, r, m, n, k)
-				if !assert.NoError(t, err, "connection %d op %d", i, j) {
-					return
-				}
-				done.Add(1)
-				if d := int64(took); d > maxLatency.Load() {
-					maxLatency.Store(d) // racy maximum: good enough for a log line
-				}
+			done.Add(1)
+			if d := int64(took); d > maxLatency.Load() {
+				maxLatency.Store(d) // racy maximum: good enough for a log line
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
+	wait()
 	wall := time.Since(begin)
 	total := uint64(loadConns * ops)
 	require.Equal(t, total, uint64(done.Load()), "every op answered and right")

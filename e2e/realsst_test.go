@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,29 +36,18 @@ func runAgainst(t *testing.T, k refsst.Kind, cycles func(m, n, k uint64) uint64)
 	addr, httpAddr := p.listenAddr("tcpfront"), p.listenAddr("http")
 
 	var (
-		wg   sync.WaitGroup
 		want atomic.Uint64
 	)
-	for i := range loadConns {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
-			if !assert.NoError(t, err) {
+	wait := goConns(t, addr, loadConns, 13, 5*time.Minute, func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int) {
+		for j := range realSSTOps {
+			m, n, kk := smallShape(r)
+			if _, err := randomGEMM(ctx, c, r, m, n, kk); !assert.NoError(t, err, "connection %d op %d", i, j) {
 				return
 			}
-			defer c.Close()
-			r := rand.New(rand.NewPCG(uint64(i), 13))
-			for j := range realSSTOps {
-				m, n, kk := smallShape(r)
-				if _, err := randomGEMM(ctx, c, r, m, n, kk); !assert.NoError(t, err, "connection %d op %d", i, j) {
-					return
-				}
-				want.Add(cycles(uint64(m), uint64(n), uint64(kk)))
-			}
-		})
-	}
-	wg.Wait()
+			want.Add(cycles(uint64(m), uint64(n), uint64(kk)))
+		}
+	})
+	wait()
 	return mustStats(t, httpAddr), p, fake, want.Load()
 }
 

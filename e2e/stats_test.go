@@ -10,10 +10,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/loadgen"
@@ -197,6 +199,28 @@ func smallShape(r *rand.Rand) (m, n, k int) {
 		return 1, 1, 1
 	}
 	return 1 + r.IntN(17), 1 + r.IntN(17), 1 + r.IntN(17)
+}
+
+// goConns opens conns connections to addr at once, the odd ones sending each request in
+// the reference client's five pieces, and runs body on connection i with a context of the
+// given timeout and a random source seeded (i, seed). A failed dial fails the test and
+// skips that body. The returned function waits until every connection has closed.
+func goConns(t *testing.T, addr string, conns int, seed uint64, timeout time.Duration,
+	body func(ctx context.Context, c *loadgen.Client, r *rand.Rand, i int)) (wait func()) {
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() { // reports with assert: FailNow is for the test goroutine only
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			c, err := loadgen.Dial(ctx, addr, loadgen.ClientOptions{Pieces: i%2 == 1})
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer c.Close()
+			body(ctx, c, rand.New(rand.NewPCG(uint64(i), seed)), i)
+		})
+	}
+	return wg.Wait
 }
 
 // goodClient issues small checked GEMMs on its own connection until stop is closed, as
