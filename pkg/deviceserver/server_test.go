@@ -40,8 +40,21 @@ func (d *fakeDevice) open() (DeviceFile, error) {
 }
 
 type fakeFile struct {
-	dev    *fakeDevice
-	stored []byte
+	dev *fakeDevice
+	storedAnswer
+}
+
+// storedAnswer is a fake file's pending answer: Write stores the encoded response in
+// stored, Read hands it out once and answers EAGAIN while none is pending, as /dev/sst0.
+type storedAnswer struct{ stored []byte }
+
+func (s *storedAnswer) Read(p []byte) (int, error) {
+	if s.stored == nil {
+		return 0, syscall.EAGAIN
+	}
+	n := copy(p, s.stored)
+	s.stored = nil
+	return n, nil
 }
 
 func (f *fakeFile) Write(p []byte) (int, error) {
@@ -76,15 +89,6 @@ func (f *fakeFile) Write(p []byte) (int, error) {
 	resp.SetGEMM(protocol.GEMMResult{Cycles: batch * cycles, ComputeCycles: batch * cycles, MemoryCycles: batch, MemoryBytes: batch * uint64(g.DtypeSize)})
 	f.stored, _ = resp.MarshalBinary()
 	return protocol.RequestSize, nil
-}
-
-func (f *fakeFile) Read(p []byte) (int, error) {
-	if f.stored == nil {
-		return 0, syscall.EAGAIN
-	}
-	n := copy(p, f.stored)
-	f.stored = nil
-	return n, nil
 }
 
 func (f *fakeFile) Close() error {

@@ -39,8 +39,8 @@ func (d *layer5Device) open() (DeviceFile, error) {
 }
 
 type layer5File struct {
-	dev    *layer5Device
-	stored []byte
+	dev *layer5Device
+	storedAnswer
 }
 
 // plainFile hides LinkGeneration, as *os.File does.
@@ -80,15 +80,6 @@ func (f *layer5File) Write(p []byte) (int, error) {
 	}
 	f.stored, _ = resp.MarshalBinary()
 	return protocol.RequestSize, nil
-}
-
-func (f *layer5File) Read(p []byte) (int, error) {
-	if f.stored == nil {
-		return 0, syscall.EAGAIN
-	}
-	n := copy(p, f.stored)
-	f.stored = nil
-	return n, nil
 }
 
 func (f *layer5File) Close() error { return nil }
