@@ -2,7 +2,7 @@ package perfmodel
 
 import (
 	"errors"
-	"math/big"
+	"fmt"
 	"testing"
 )
 
@@ -35,29 +35,6 @@ func FuzzGPUBatched(f *testing.F) {
 		bw, _ := toMilli("", "", p.BandwidthGBps)
 		clk, _ := toMilli("", "", p.ClockGHz)
 		want := oracleGPU(p, op, batch, clk, bw)
-		if want.overflows() {
-			if !errors.Is(err, ErrOverflow) {
-				t.Fatalf("%v batch %d %+v: oracle overflows, got %+v, %v", op, batch, p.GPU, got, err)
-			}
-			return
-		}
-		if err != nil {
-			t.Fatalf("%v batch %d %+v: %v", op, batch, p.GPU, err)
-		}
-		for _, q := range []struct {
-			name string
-			got  uint64
-			want *big.Int
-		}{
-			{"FLOPs", got.FLOPs, want.flops}, {"ComputeCycles", got.ComputeCycles, want.compute},
-			{"MemoryBytes", got.MemoryBytes, want.bytes}, {"MemoryCycles", got.MemoryCycles, want.memory},
-		} {
-			if q.want.Cmp(bi(q.got)) != 0 {
-				t.Fatalf("%v batch %d %+v: %s = %d, oracle %v", op, batch, p.GPU, q.name, q.got, q.want)
-			}
-		}
-		if got.Cycles != max(got.ComputeCycles, got.MemoryCycles) {
-			t.Fatalf("Cycles %d is not the max of %d and %d", got.Cycles, got.ComputeCycles, got.MemoryCycles)
-		}
+		matchesOracle(t, fmt.Sprintf("%v batch %d %+v", op, batch, p.GPU), got, err, want)
 	})
 }

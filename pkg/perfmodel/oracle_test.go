@@ -1,7 +1,9 @@
 package perfmodel
 
 import (
+	"errors"
 	"math/big"
+	"testing"
 )
 
 // oracle re-derives an estimate with arbitrary-precision integers straight from the
@@ -107,6 +109,39 @@ func oracleEstimate(kind string, p Params, op Op) oracle {
 	}
 	o.memory = memCycles(o.bytes, clk, bw)
 	return o
+}
+
+// matchesOracle fails t unless the answer got, err is the oracle's want: ErrOverflow
+// exactly when a quantity of want exceeds 64 bits, otherwise no error, the oracle's four
+// quantities and Cycles their maximum. what names the case in a failure. It reports
+// whether got is an estimate the caller may check further.
+func matchesOracle(t *testing.T, what string, got Estimate, err error, want oracle) bool {
+	t.Helper()
+	if want.overflows() {
+		if !errors.Is(err, ErrOverflow) {
+			t.Fatalf("%s: oracle overflows, got %+v, %v", what, got, err)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for _, q := range []struct {
+		name string
+		got  uint64
+		want *big.Int
+	}{
+		{"FLOPs", got.FLOPs, want.flops}, {"ComputeCycles", got.ComputeCycles, want.compute},
+		{"MemoryBytes", got.MemoryBytes, want.bytes}, {"MemoryCycles", got.MemoryCycles, want.memory},
+	} {
+		if q.want.Cmp(bi(q.got)) != 0 {
+			t.Fatalf("%s: %s = %d, oracle %v", what, q.name, q.got, q.want)
+		}
+	}
+	if got.Cycles != max(got.ComputeCycles, got.MemoryCycles) {
+		t.Fatalf("Cycles %d is not the max of %d and %d", got.Cycles, got.ComputeCycles, got.MemoryCycles)
+	}
+	return true
 }
 
 // overflows reports whether any quantity of the estimate exceeds 64 bits.
