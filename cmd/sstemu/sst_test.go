@@ -141,28 +141,15 @@ func TestSSTCommand(t *testing.T) {
 	require.NoError(t, build.Run())
 
 	sock, csvPath := filepath.Join(dir, "sst.sock"), filepath.Join(dir, "stats.csv")
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "sst", "--stats-csv", csvPath, "--name", "virtio_llama", "--clock", "2GHz")
-	cmd.Env = append(os.Environ(), "SSTEMU_SOCKET="+sock)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-	defer func() { _ = cmd.Process.Kill() }()
-	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
-
-	c, err := net.Dial("unix", sock)
-	require.NoError(t, err)
-	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	p := startSST(t, bin, sock, append(os.Environ(), "SSTEMU_SOCKET="+sock),
+		"sst", "--stats-csv", csvPath, "--name", "virtio_llama", "--clock", "2GHz")
 	req := make([]byte, 4104)
 	binary.LittleEndian.PutUint32(req[0:], 8) // GEMM 4×16×8, float32
 	binary.LittleEndian.PutUint64(req[8:], 77)
 	for off, v := range map[int]uint32{24: 4, 28: 16, 32: 8, 36: 4} {
 		binary.LittleEndian.PutUint32(req[off:], v)
 	}
-	_, err = c.Write(req)
-	require.NoError(t, err)
-	resp := make([]byte, 4112)
-	_, err = io.ReadFull(c, resp)
-	require.NoError(t, err)
+	resp := p.exchange(t, req)
 	assert.Equal(t, uint64(77), binary.LittleEndian.Uint64(resp[8:]))
 	assert.Equal(t, uint64(16), binary.LittleEndian.Uint64(resp[24:]), "16 cycles")
 
@@ -172,10 +159,7 @@ func TestSSTCommand(t *testing.T) {
 	binary.LittleEndian.PutUint64(req[8:], 78)
 	binary.LittleEndian.PutUint64(req[24:], 5) // compute_units
 	binary.LittleEndian.PutUint32(req[32:], 3) // latency_model
-	_, err = c.Write(req)
-	require.NoError(t, err)
-	_, err = io.ReadFull(c, resp)
-	require.NoError(t, err)
+	resp = p.exchange(t, req)
 	assert.Equal(t, uint32(0), binary.LittleEndian.Uint32(resp[16:]), "status OK")
 	assert.Equal(t, uint64(500), binary.LittleEndian.Uint64(resp[24:]), "5 units × 100 cycles")
 
@@ -184,18 +168,16 @@ func TestSSTCommand(t *testing.T) {
 	assert.Error(t, err, "a second instance on a live socket fails")
 	assert.Contains(t, string(out), "live process")
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "exit 0 on SIGTERM; stderr: %s", stderr.String())
-	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   Total requests: 2\n")
-	assert.Contains(t, stdout.String(), "VirtIODevice[virtio_llama:finish]   GEMM requests: 1\n")
-	assert.Contains(t, stdout.String(), "Simulation is complete, simulated time: 258 ns\n", "516 cycles at 2 GHz")
+	p.stop(t)
+	assert.Contains(t, p.stdout.String(), "VirtIODevice[virtio_llama:finish]   Total requests: 2\n")
+	assert.Contains(t, p.stdout.String(), "VirtIODevice[virtio_llama:finish]   GEMM requests: 1\n")
+	assert.Contains(t, p.stdout.String(), "Simulation is complete, simulated time: 258 ns\n", "516 cycles at 2 GHz")
 	assert.NoFileExists(t, sock)
 	data, err := os.ReadFile(csvPath)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(string(data), "ComponentName, StatisticName, StatisticSubId, StatisticType, SimTime, Rank, Sum.u64, SumSQ.u64, Count.u64, Min.u64, Max.u64\n"))
 	assert.Contains(t, string(data), "virtio_llama, gemm_cycles, , Accumulator, 258000, 0, 16, 256, 1, 16, 16\n")
 	assert.Contains(t, string(data), "virtio_llama, compute_cycles, , Accumulator, 258000, 0, 500, 250000, 1, 500, 500\n")
-	_ = c.Close()
 
 	t.Run("gpu model on h100-sxm answers BATCHED_GEMM", func(t *testing.T) { sstGPU(t, bin, filepath.Join(dir, "gpu.sock")) })
 }
@@ -203,16 +185,7 @@ func TestSSTCommand(t *testing.T) {
 // sstGPU runs `sstemu sst --model gpu --preset h100-sxm` and checks its answer to a
 // BATCHED_GEMM of 12 GEMMs of 64×48×32 against perfmodel.EstimateBatched.
 func sstGPU(t *testing.T, bin, sock string) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, "sst", "--model", "gpu", "--preset", "h100-sxm", "--socket", sock)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	require.NoError(t, cmd.Start())
-	defer func() { _ = cmd.Process.Kill() }()
-	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
-	c, err := net.Dial("unix", sock)
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	p := startSST(t, bin, sock, nil, "sst", "--model", "gpu", "--preset", "h100-sxm", "--socket", sock)
 	req := make([]byte, 4104)
 	binary.LittleEndian.PutUint32(req[0:], 9) // BATCHED_GEMM
 	binary.LittleEndian.PutUint64(req[8:], 90)
@@ -220,11 +193,7 @@ func sstGPU(t *testing.T, bin, sock string) {
 		binary.LittleEndian.PutUint32(req[off:], v)
 	}
 	binary.LittleEndian.PutUint64(req[40:], 12)
-	_, err = c.Write(req)
-	require.NoError(t, err)
-	resp := make([]byte, 4112)
-	_, err = io.ReadFull(c, resp)
-	require.NoError(t, err)
+	resp := p.exchange(t, req)
 	preset, err := perfmodel.LookupPreset("h100-sxm")
 	require.NoError(t, err)
 	model, err := perfmodel.New(perfmodel.KindGPU, preset.Params)
@@ -235,10 +204,54 @@ func sstGPU(t *testing.T, bin, sock string) {
 	assert.Equal(t, want.Cycles, binary.LittleEndian.Uint64(resp[24:]), "result")
 	assert.Equal(t, want.Cycles, binary.LittleEndian.Uint64(resp[32:]), "cycles")
 	assert.Equal(t, want.MemoryBytes, binary.LittleEndian.Uint64(resp[56:]), "memory bytes")
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "stderr: %s", stderr.String())
-	assert.Contains(t, stdout.String(), "GEMM model: gpu\n")
-	assert.Contains(t, stdout.String(), "BATCHED_GEMM requests: 1, carrying 12 GEMMs\n")
+	p.stop(t)
+	assert.Contains(t, p.stdout.String(), "GEMM model: gpu\n")
+	assert.Contains(t, p.stdout.String(), "BATCHED_GEMM requests: 1, carrying 12 GEMMs\n")
+}
+
+// sstProcess is a running `sstemu sst` with its output captured and a connection to its
+// socket.
+type sstProcess struct {
+	cmd            *exec.Cmd
+	conn           net.Conn
+	stdout, stderr bytes.Buffer
+}
+
+// startSST runs bin with args and environment env (nil: this process's), waits for the
+// socket sock to appear and connects to it; the test's cleanup kills the process and
+// closes the connection.
+func startSST(t *testing.T, bin, sock string, env []string, args ...string) *sstProcess {
+	t.Helper()
+	p := &sstProcess{cmd: exec.Command(bin, args...)}
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	c, err := net.Dial("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	p.conn = c
+	return p
+}
+
+// exchange sends one request frame and returns the response frame.
+func (p *sstProcess) exchange(t *testing.T, req []byte) []byte {
+	t.Helper()
+	_, err := p.conn.Write(req)
+	require.NoError(t, err)
+	resp := make([]byte, 4112)
+	_, err = io.ReadFull(p.conn, resp)
+	require.NoError(t, err)
+	return resp
+}
+
+// stop sends SIGTERM and requires exit status 0.
+func (p *sstProcess) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Wait(), "exit 0 on SIGTERM; stderr: %s", p.stderr.String())
 }
 
 func TestParseComputeCosts(t *testing.T) {
