@@ -52,19 +52,26 @@ func BenchmarkTimingLayers2to5(b *testing.B) {
 	srv := newTimingStack(b)
 	ctx := context.Background()
 	checkTimed(b, srv.Time(ctx, benchShape)) // link up, one handle open
+	timeInParallel(b, srv, benchShape)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// timeInParallel times shapes from timingCallers goroutines at once for b.N calls in all,
+// failing unless every answer is timed with one request per shape.
+func timeInParallel(b *testing.B, srv *deviceserver.Server, shapes []linalg.GEMMShape) {
+	ctx := context.Background()
 	b.ReportAllocs()
 	procs := runtime.GOMAXPROCS(0)
 	b.SetParallelism((timingCallers + procs - 1) / procs)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if t := srv.Time(ctx, benchShape); !t.Timed {
-				b.Errorf("untimed: %s", t.UntimedErr)
+			if t := srv.Time(ctx, shapes); !t.Timed || t.Requests != len(shapes) {
+				b.Errorf("timing %+v: want %d timed requests (%v)", t, len(shapes), t.UntimedErr)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
 
 // BenchmarkTimingLayers2to5Serial is the same with one caller: the latency of one timing
@@ -97,17 +104,6 @@ func BenchmarkTimingFrame1000(b *testing.B) {
 		frame[i] = linalg.GEMMShape{M: 1 + i, N: 64, K: 64}
 	}
 	checkTimed(b, srv.Time(ctx, benchShape))
-	b.ReportAllocs()
-	procs := runtime.GOMAXPROCS(0)
-	b.SetParallelism((timingCallers + procs - 1) / procs)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if t := srv.Time(ctx, frame); !t.Timed || t.Requests != frameGEMMs {
-				b.Errorf("timing %+v: want %d timed requests", t, frameGEMMs)
-				return
-			}
-		}
-	})
+	timeInParallel(b, srv, frame)
 	b.ReportMetric(float64(b.N)*frameGEMMs/b.Elapsed().Seconds(), "gemms/s")
 }
