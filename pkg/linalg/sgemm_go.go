@@ -49,6 +49,12 @@ func gemmGonum(m, n, k int, a, b, c []float32) {
 	gonum.Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, b, n, 0, c, n)
 }
 
+// sgemmAccGo computes c = a[:, :k]·b + beta·c with gonum's Sgemm: a is m×k with leading
+// dimension lda, b is k×n and c is m×n, both dense.
+func sgemmAccGo(m, n, k int, a []float32, lda int, b, c []float32, beta float32) {
+	gonum.Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, lda, b, n, beta, c, n)
+}
+
 // gemmBlocked computes c = a·b with the cache-blocked register kernel, splitting the larger
 // of M and N between goroutines in whole mr or nr multiples.
 func gemmBlocked(m, n, k int, a, b, c []float32) {

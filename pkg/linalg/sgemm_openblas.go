@@ -56,6 +56,31 @@ func sgemmOpenBLAS(m, n, k int, a, b, c []float32) {
 	}
 }
 
+// sgemmAcc computes c = a·b + beta·c, a being m×k with leading dimension lda (a block of
+// A's columns), b k×n and c m×n dense, with OpenBLAS (matrix–vector products for m or
+// n = 1, as sgemm), or with gonum where sgemm would use the pure-Go kernel.
+func sgemmAcc(m, n, k int, a []float32, lda int, b, c []float32, beta float32) {
+	if kernels().Fallback || m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 || lda > math.MaxInt32 {
+		sgemmAccGo(m, n, k, a, lda, b, c, beta)
+		return
+	}
+	pa := (*C.float)(unsafe.Pointer(&a[0]))
+	pb := (*C.float)(unsafe.Pointer(&b[0]))
+	pc := (*C.float)(unsafe.Pointer(&c[0]))
+	switch {
+	case m == 1:
+		C.cblas_sgemv(C.CblasRowMajor, C.CblasTrans, C.blasint(k), C.blasint(n),
+			1, pb, C.blasint(n), pa, 1, C.float(beta), pc, 1)
+	case n == 1:
+		C.cblas_sgemv(C.CblasRowMajor, C.CblasNoTrans, C.blasint(m), C.blasint(k),
+			1, pa, C.blasint(lda), pb, 1, C.float(beta), pc, 1)
+	default:
+		C.cblas_sgemm(C.CblasRowMajor, C.CblasNoTrans, C.CblasNoTrans,
+			C.blasint(m), C.blasint(n), C.blasint(k),
+			1, pa, C.blasint(lda), pb, C.blasint(n), C.float(beta), pc, C.blasint(n))
+	}
+}
+
 // checkBackend runs the start-up check of OpenBLAS's kernels (see Kernels).
 func checkBackend() KernelInfo {
 	requested, source := coreChoice()

@@ -7,6 +7,11 @@ func sgemm(m, n, k int, a, b, c []float32) {
 	sgemmGo(m, n, k, a, b, c)
 }
 
+// sgemmAcc computes c = a·b + beta·c for a strided A (see sgemmAccGo).
+func sgemmAcc(m, n, k int, a []float32, lda int, b, c []float32, beta float32) {
+	sgemmAccGo(m, n, k, a, lda, b, c, beta)
+}
+
 func backendName() string {
 	return goBackendName
 }
