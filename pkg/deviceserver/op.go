@@ -117,3 +117,27 @@ type Result struct {
 type Executor interface {
 	Execute(ctx context.Context, op *Op) (*Result, error)
 }
+
+// GEMMStreamer is an Executor that can compute a GEMM while its B is still arriving (B
+// comes row by row, i.e. K-block by K-block, so C += A[:, kb]·B[kb, :] can run meanwhile).
+// The front end, having read A, calls StartGEMM, adds B's rows in order and then calls
+// Finish, or Abort if B never arrives whole. It is optional: the front end falls back to
+// Execute when its Executor does not implement it.
+type GEMMStreamer interface {
+	StartGEMM(ctx context.Context, op *Op) (GEMMStream, error)
+}
+
+// GEMMStream is one GEMM being computed as its B arrives. Its methods are called one at a
+// time (Add possibly on another goroutine than Start and Finish, ordered by the caller).
+type GEMMStream interface {
+	// BlockRows is how many rows of B the stream wants per Add.
+	BlockRows() int
+	// Add accumulates the next rows of B (row-major, whole rows of N); b is not kept
+	// after Add returns.
+	Add(b []float32) error
+	// Finish returns the op's result and timing once all K rows have been added.
+	Finish(ctx context.Context) (*Result, error)
+	// Abort ends the stream without a result; it returns once nothing started for the
+	// op is still running.
+	Abort()
+}

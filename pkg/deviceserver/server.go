@@ -112,6 +112,12 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 	computed := time.Now()
 	res.Timing, res.Device = s.timeBatches(ctx, gemms)
 	res.ComputeTime, res.TimingTime = computed.Sub(start), time.Since(computed)
+	s.done(op, res)
+	return res, nil
+}
+
+// done counts a finished op and logs it.
+func (s *Server) done(op *Op, res *Result) {
 	s.stats.record(op.Type, res.Timing)
 	ev := s.log.Debug()
 	if cause := res.Timing.Untimed; !res.Timing.Timed {
@@ -129,7 +135,6 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 		Int("gemm_requests", res.Timing.Requests).Uint64("cycles", res.Timing.Cycles).
 		Uint64("compute_cycles", res.Timing.ComputeCycles).Uint64("memory_cycles", res.Timing.MemoryCycles).
 		Uint64("memory_bytes", res.Timing.MemoryBytes).Msg("op")
-	return res, nil
 }
 
 // compute runs op on the host, from its Plan (planned here if the caller did not), and
