@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
+	"github.com/sstemu/sstemu/pkg/linalg"
 	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
@@ -51,6 +52,8 @@ type conn struct {
 	state connState
 
 	reserved int64 // bytes of the server's in-flight budget held by the current op
+
+	streamer deviceserver.GEMMStreamer // the Executor, if it computes GEMMs as B arrives
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
@@ -71,7 +74,83 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		log: s.Logger.With().Uint64("conn", id).Str("remote", nc.RemoteAddr().String()).Logger(),
 	}
 	c.dec.admit = c.admit
+	if gs, ok := s.Executor.(deviceserver.GEMMStreamer); ok && !s.DisableStreaming {
+		c.streamer = gs
+		c.dec.streamB = streamable
+	}
 	return c
+}
+
+// streamable tells which GEMMs are computed while B arrives: those whose B spans more
+// than one K-block (smaller ones gain nothing from the hand-off to another goroutine).
+func streamable(op *deviceserver.Op) bool {
+	g := op.GEMM
+	s := linalg.GEMMShape{M: g.M, N: g.N, K: g.K}
+	return g.M > 0 && g.N > 0 && g.K > linalg.StreamBlockRows(s)
+}
+
+// streamBlocks is how many K-blocks of B a streamed GEMM holds at once: one being read
+// while the other is being added, each at most linalg's block (≈ 1 MiB), less than the
+// B the op's budget already counts.
+const streamBlocks = 2
+
+// executeStreamed reads a streamed GEMM's B block by block while the executor's stream
+// adds the previous block on another goroutine; it returns the result, when the last
+// byte of B arrived, and the error of whichever side failed (reading: a *FrameError).
+func (c *conn) executeStreamed(req *Request) (*deviceserver.Result, time.Time, error) {
+	ctx := c.s.baseCtx
+	st, err := c.streamer.StartGEMM(ctx, req.Op)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	g := req.Op.GEMM
+	rows := st.BlockRows()
+	full := make(chan []float32, streamBlocks)
+	free := make(chan []float32, streamBlocks)
+	for range streamBlocks {
+		free <- make([]float32, rows*g.N)
+	}
+	added := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic adding B's rows: %v", p)
+				for b := range full {
+					free <- b
+				}
+			}
+			added <- err
+		}()
+		for b := range full {
+			if err == nil {
+				err = st.Add(b)
+			}
+			free <- b
+		}
+	}()
+	var rerr error
+	for left := g.K; left > 0; {
+		kb := min(rows, left)
+		b := (<-free)[:kb*g.N]
+		if rerr = c.dec.ReadB(b); rerr != nil {
+			break
+		}
+		full <- b
+		left -= kb
+	}
+	close(full)
+	arrived := time.Now()
+	aerr := <-added
+	if rerr == nil {
+		rerr = aerr
+	}
+	if rerr != nil {
+		st.Abort()
+		return nil, arrived, rerr
+	}
+	res, err := st.Finish(ctx)
+	return res, arrived, err
 }
 
 // admit reserves an op's memory in the server-wide budget before its tensors are read,
@@ -201,18 +280,35 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	decode := time.Since(start)
-	s.counters.bytesIn.Add(uint64(req.Size))
 	s.counters.inFlight.Add(1)
 	defer s.counters.inFlight.Add(-1)
 	switch req.Type {
 	case OpTime:
+		s.counters.bytesIn.Add(uint64(req.Size))
 		return c.serveTime(req, start, decode)
 	case OpInfo:
+		s.counters.bytesIn.Add(uint64(req.Size))
 		return c.serveInfo(req, start, decode)
 	}
 	op := req.Op
 	c.op = op // not cleared by a defer: serve's recover needs it during a panic
-	res, err := s.Executor.Execute(s.baseCtx, op)
+	var res *deviceserver.Result
+	if req.StreamB {
+		var arrived time.Time
+		res, arrived, err = c.executeStreamed(req)
+		req.Size = c.dec.pos
+		var fe *FrameError
+		if errors.As(err, &fe) {
+			c.fail(fe, zerolog.WarnLevel)
+			return false
+		}
+		if err == nil {
+			decode = arrived.Sub(start)
+		}
+	} else {
+		res, err = s.Executor.Execute(s.baseCtx, op)
+	}
+	s.counters.bytesIn.Add(uint64(req.Size))
 	if err == nil {
 		err = checkResult(res, req)
 	}

@@ -52,8 +52,11 @@ type Request struct {
 	OutShape []int
 	// OutElems is the element count of OutShape (1 for a 0-d result).
 	OutElems int64
-	// Size is the frame's length in bytes.
+	// Size is the frame's length in bytes (so far, if StreamB).
 	Size int64
+	// StreamB tells that the GEMM's B is still unread (Op.GEMM.B is nil): the caller must
+	// read all K·N of its elements with the Decoder's ReadB before the next Decode.
+	StreamB bool
 }
 
 // Decoder reads DeviceGEMM request frames from a byte stream. It validates every length
@@ -69,6 +72,11 @@ type Decoder struct {
 	// admit, if set, is asked for an op's memory (inputs, output, workspace) once its JSON
 	// is checked and before any tensor is read; an error rejects the frame.
 	admit func(bytes int64) *FrameError
+	// streamB, if set, is asked about every op once A is read: true leaves B unread
+	// (Request.StreamB), for the caller to read with ReadB while it computes.
+	streamB func(op *deviceserver.Op) bool
+	bLeft   int64 // elements of a streamed B still unread
+	bOpID   int64 // the op whose B they are, for errors
 }
 
 // NewDecoder returns a Decoder reading from r that rejects ops whose inputs and output
@@ -85,6 +93,10 @@ func NewDecoder(r io.Reader, maxOpBytes int64) *Decoder {
 // first byte of a frame, and a *FrameError for anything else that goes wrong, after which
 // the stream is out of step and must be abandoned.
 func (d *Decoder) Decode() (*Request, error) {
+	if d.bLeft > 0 {
+		return nil, &FrameError{Kind: KindRead, Field: namesAB[1].data, Offset: d.pos, FrameSize: d.pos, OpID: d.bOpID, HasOpID: true,
+			Reason: "Decode called with " + strconv.FormatInt(d.bLeft, 10) + " elements of a streamed B unread"}
+	}
 	d.pos = 0
 	var hdr [HeaderSize]byte
 	if err := d.readMagic(hdr[:4]); err != nil {
@@ -147,6 +159,14 @@ func (d *Decoder) Decode() (*Request, error) {
 	}
 	var tensors [2][]float32
 	for i := range tensors {
+		if i == 1 && t == deviceserver.OpGEMM && d.streamB != nil && d.streamB(&p.op) {
+			if err := d.readPrefix(i, p); err != nil {
+				return nil, err
+			}
+			d.bLeft, d.bOpID = p.inputs[1], p.op.ID
+			p.op.GEMM.A = tensors[0]
+			return &Request{Type: t, Op: &p.op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos, StreamB: true}, nil
+		}
 		data, err := d.readTensor(i, p)
 		if err != nil {
 			var fe *FrameError
@@ -236,21 +256,49 @@ func (d *Decoder) readFull(b []byte, field string) error {
 	return nil
 }
 
-// readTensor reads the length prefix and data of tensor i of p.
-func (d *Decoder) readTensor(i int, p *plan) ([]float32, error) {
+// ReadB reads the next len(dst) elements of a streamed B (Request.StreamB), in order;
+// errors are *FrameError like Decode's, with the op's id. Asking for more elements than
+// are left is an error that reads nothing.
+func (d *Decoder) ReadB(dst []float32) error {
+	if int64(len(dst)) > d.bLeft {
+		return &FrameError{Kind: KindLength, Field: namesAB[1].data, Offset: d.pos, FrameSize: d.pos, OpID: d.bOpID, HasOpID: true,
+			Reason: strconv.Itoa(len(dst)) + " elements asked of B, " + strconv.FormatInt(d.bLeft, 10) + " left"}
+	}
+	if err := d.readFloats(dst, namesAB[1].data); err != nil {
+		var fe *FrameError
+		if errors.As(err, &fe) {
+			fe.OpID, fe.HasOpID = d.bOpID, true
+		}
+		return err
+	}
+	d.bLeft -= int64(len(dst))
+	return nil
+}
+
+// readPrefix reads and checks the length prefix of tensor i of p.
+func (d *Decoder) readPrefix(i int, p *plan) error {
 	name := &p.names[i]
 	var pre [LengthPrefixSize]byte
 	start := d.pos
 	if err := d.readFull(pre[:], name.length); err != nil {
-		return nil, err
+		return err
 	}
 	n := p.inputs[i]
 	if got := int64(binary.BigEndian.Uint32(pre[:])); got != n*float32Size {
-		return nil, d.errAt(start, &FrameError{Kind: KindLength, Field: name.length,
+		return d.errAt(start, &FrameError{Kind: KindLength, Field: name.length,
 			Reason: "length prefix " + strconv.FormatInt(got, 10) + " disagrees with the " +
 				strconv.FormatInt(n*float32Size, 10) + " bytes its shape implies"})
 	}
-	field := name.data
+	return nil
+}
+
+// readTensor reads the length prefix and data of tensor i of p.
+func (d *Decoder) readTensor(i int, p *plan) ([]float32, error) {
+	if err := d.readPrefix(i, p); err != nil {
+		return nil, err
+	}
+	n := p.inputs[i]
+	field := p.names[i].data
 	buf := d.bufs[i]
 	if int64(cap(buf)) >= n {
 		buf = buf[:n]

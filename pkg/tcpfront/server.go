@@ -72,6 +72,9 @@ type Server struct {
 	// DisableQuickAck turns off TCP_QUICKACK re-arming, for measurement only: with it, a
 	// client that writes a frame in pieces with Nagle on waits ≈ 40 ms per op.
 	DisableQuickAck bool
+	// DisableStreaming turns off computing a large GEMM while its B is still arriving
+	// (when the Executor is a deviceserver.GEMMStreamer), for measurement only.
+	DisableStreaming bool
 	// Recorder, if set, receives every op's timing record (one per TIME entry) and the
 	// frame's wall-clock spans: the trace, the op log, the ring behind /ops.
 	Recorder *optrace.Recorder
