@@ -2,6 +2,8 @@ package tcpfront
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -133,4 +135,37 @@ func TestStreamingDisabled(t *testing.T) {
 	ts := startServer(t, exec, func(s *Server) { s.DisableStreaming = true })
 	require.NoError(t, doGEMM(t, ts.dial(t), 1, streamM, streamN, streamK))
 	assert.Equal(t, int64(0), exec.starts.Load())
+}
+
+// BenchmarkLargeGEMM is one large GEMM end to end over loopback TCP (one write of the
+// frame, the answer read whole) through layer 2 without devices, with B streamed into
+// the arithmetic and without (DisableStreaming), for before/after ratios in one run:
+//
+//	go test -run '^$' -bench LargeGEMM -count 5 ./pkg/tcpfront
+func BenchmarkLargeGEMM(b *testing.B) {
+	for _, sh := range []struct{ m, n, k int }{{1024, 1024, 1024}, {128, 4096, 4096}} {
+		a, bm := ramp(sh.m*sh.k, 1), ramp(sh.k*sh.n, 2)
+		f := frame(1, gemmJSONFor(1, sh.m, sh.n, sh.k), a, bm)
+		for _, mode := range []string{"streamed", "whole"} {
+			b.Run(fmt.Sprintf("%dx%dx%d/%s", sh.m, sh.n, sh.k, mode), func(b *testing.B) {
+				s := deviceserver.New(deviceserver.Config{Logger: zerolog.Nop()})
+				defer s.Close()
+				ts := startServer(b, s, func(srv *Server) {
+					srv.DisableStreaming = mode == "whole"
+					srv.Logger = zerolog.Nop()
+				})
+				c := ts.dial(b)
+				resp := make([]byte, 4+4*sh.m*sh.n)
+				b.SetBytes(int64(len(f) + len(resp)))
+				for b.Loop() {
+					if _, err := c.Write(f); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(c, resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
