@@ -161,6 +161,10 @@ func (d *Decoder) Decode() (*Request, error) {
 	for i := range tensors {
 		if i == 1 && t == deviceserver.OpGEMM && d.streamB != nil && d.streamB(&p.op) {
 			if err := d.readPrefix(i, p); err != nil {
+				var fe *FrameError
+				if errors.As(err, &fe) {
+					fe.OpID, fe.HasOpID = p.op.ID, true
+				}
 				return nil, err
 			}
 			d.bLeft, d.bOpID = p.inputs[1], p.op.ID

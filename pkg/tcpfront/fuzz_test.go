@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -264,6 +265,56 @@ func FuzzParseInfo(f *testing.F) {
 		var back int64
 		if err := json.Unmarshal(v["op_id"], &back); err != nil || back != id {
 			t.Fatalf("op_id %d from %q", id, js)
+		}
+	})
+}
+
+// FuzzDecodeStreamed decodes the same bytes twice, once whole and once with every GEMM's
+// B streamed (Request.StreamB, read with ReadB in pieces of 3 elements): both must agree
+// on every frame's tensors, and on the kind and offset of the error that ends the stream.
+func FuzzDecodeStreamed(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		whole := NewDecoder(bytes.NewReader(data), fuzzMaxOpBytes)
+		streamed := NewDecoder(bytes.NewReader(data), fuzzMaxOpBytes)
+		streamed.streamB = func(*deviceserver.Op) bool { return true }
+		for {
+			wreq, werr := whole.Decode()
+			sreq, serr := streamed.Decode()
+			var b []float32
+			if serr == nil && sreq.StreamB {
+				n := sreq.Op.GEMM.K * sreq.Op.GEMM.N
+				b = make([]float32, n)
+				for i := 0; i < n && serr == nil; i += 3 {
+					serr = streamed.ReadB(b[i:min(i+3, n)])
+				}
+				if serr == nil {
+					sreq.Op.GEMM.B = b
+				}
+			}
+			if (werr == nil) != (serr == nil) {
+				t.Fatalf("whole: %v, streamed: %v", werr, serr)
+			}
+			if werr != nil {
+				var wfe, sfe *FrameError
+				if errors.As(werr, &wfe) != errors.As(serr, &sfe) {
+					t.Fatalf("whole: %v, streamed: %v", werr, serr)
+				}
+				if wfe != nil && (wfe.Kind != sfe.Kind || wfe.Offset != sfe.Offset || wfe.OpID != sfe.OpID) {
+					t.Fatalf("whole: %v at %d, streamed: %v at %d", wfe, wfe.Offset, sfe, sfe.Offset)
+				}
+				return
+			}
+			if sreq.StreamB {
+				if wreq.Type != deviceserver.OpGEMM || !slices.Equal(wreq.Op.GEMM.B, b) || !slices.Equal(wreq.Op.GEMM.A, sreq.Op.GEMM.A) {
+					t.Fatalf("streamed GEMM differs from the whole one")
+				}
+				if streamed.pos != wreq.Size {
+					t.Fatalf("streamed frame of %d bytes, whole %d", streamed.pos, wreq.Size)
+				}
+			}
 		}
 	})
 }
