@@ -7,10 +7,14 @@ package linalg
 // docs/gemm.md (γₖ·Σ|a||b|, valid for any order of summation) holds unchanged.
 
 // Streamed K-blocks: about streamBlockBytes of B per block, at least streamMinRows rows
-// (fewer rows make each partial product too thin for the BLAS kernels to run at speed).
+// (fewer rows make each partial product too thin for the BLAS kernels to run at speed),
+// and at least min(M, streamMaxCRows) rows: every block reads and writes all of C again,
+// 8·M·N bytes for 2·M·N·rows FLOPs, which with 128-row blocks made 2048³ slower than
+// unstreamed (measured, docs/gemm.md).
 const (
 	streamBlockBytes = 1 << 20
 	streamMinRows    = 128
+	streamMaxCRows   = 512
 )
 
 // GEMMStream accumulates one GEMM C = A·B from B's rows as they arrive, in order. It is
@@ -35,16 +39,16 @@ func (p *Plan) StreamGEMM(a []float32) (*GEMMStream, error) {
 }
 
 // BlockRows is the number of B rows the stream wants per Add (the last block may be
-// shorter): about streamBlockBytes of B, at least streamMinRows rows, at most K.
+// shorter): StreamBlockRows of its shape.
 func (g *GEMMStream) BlockRows() int {
 	return StreamBlockRows(g.s)
 }
 
 // StreamBlockRows is the K-block size, in rows of B, a stream of shape s uses.
 func StreamBlockRows(s GEMMShape) int {
-	rows := streamMinRows
+	rows := max(streamMinRows, min(s.M, streamMaxCRows))
 	if s.N > 0 {
-		rows = max(streamBlockBytes/(4*s.N), streamMinRows)
+		rows = max(streamBlockBytes/(4*s.N), rows)
 	}
 	return max(min(rows, s.K), 1)
 }

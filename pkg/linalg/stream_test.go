@@ -89,7 +89,9 @@ func TestStreamBlockRows(t *testing.T) {
 		s    GEMMShape
 		want int
 	}{
-		{GEMMShape{M: 1024, N: 1024, K: 1024}, 256},
+		{GEMMShape{M: 1024, N: 1024, K: 1024}, 512},
+		{GEMMShape{M: 2048, N: 2048, K: 2048}, 512},
+		{GEMMShape{M: 1, N: 1024, K: 4096}, 256},
 		{GEMMShape{M: 128, N: 4096, K: 11008}, 128},
 		{GEMMShape{M: 8, N: 8, K: 100}, 100},
 		{GEMMShape{M: 8, N: 0, K: 0}, 1},
