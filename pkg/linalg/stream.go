@@ -44,6 +44,19 @@ func (g *GEMMStream) BlockRows() int {
 	return StreamBlockRows(g.s)
 }
 
+// streamMaxM is the largest M worth streaming: a GEMM does 2·M FLOPs per 4-byte element
+// of B, so the larger M, the less of its time is B's transfer; beyond it the reading
+// goroutine only competes with OpenBLAS's threads for the cores (measured on 2 cores:
+// 1024³ slower streamed, 2048³ even, 512×4096×4096 and 128×11008×4096 faster;
+// docs/gemm.md).
+const streamMaxM = 512
+
+// StreamPays reports whether streaming a GEMM of shape s is worth it: B spans more than
+// one block and M is at most streamMaxM.
+func StreamPays(s GEMMShape) bool {
+	return s.M > 0 && s.N > 0 && s.M <= streamMaxM && s.K > StreamBlockRows(s)
+}
+
 // StreamBlockRows is the K-block size, in rows of B, a stream of shape s uses.
 func StreamBlockRows(s GEMMShape) int {
 	rows := max(streamMinRows, min(s.M, streamMaxCRows))

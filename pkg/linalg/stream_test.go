@@ -99,3 +99,18 @@ func TestStreamBlockRows(t *testing.T) {
 		require.Equal(t, tc.want, StreamBlockRows(tc.s), "%+v", tc.s)
 	}
 }
+
+func TestStreamPays(t *testing.T) {
+	for _, tc := range []struct {
+		s    GEMMShape
+		want bool
+	}{
+		{GEMMShape{M: 128, N: 4096, K: 11008}, true},
+		{GEMMShape{M: 512, N: 4096, K: 4096}, true},
+		{GEMMShape{M: 1024, N: 1024, K: 1024}, false}, // M too large
+		{GEMMShape{M: 4, N: 16, K: 8}, false},         // one block
+		{GEMMShape{M: 0, N: 16, K: 8000}, false},
+	} {
+		require.Equal(t, tc.want, StreamPays(tc.s), "%+v", tc.s)
+	}
+}

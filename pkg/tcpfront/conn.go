@@ -81,12 +81,12 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	return c
 }
 
-// streamable tells which GEMMs are computed while B arrives: those whose B spans more
-// than one K-block (smaller ones gain nothing from the hand-off to another goroutine).
+// streamable tells which GEMMs are computed while B arrives: those for which linalg says
+// it pays (B spans more than one K-block, and M is small enough that B's transfer is a
+// real part of the op's time).
 func streamable(op *deviceserver.Op) bool {
 	g := op.GEMM
-	s := linalg.GEMMShape{M: g.M, N: g.N, K: g.K}
-	return g.M > 0 && g.N > 0 && g.K > linalg.StreamBlockRows(s)
+	return linalg.StreamPays(linalg.GEMMShape{M: g.M, N: g.N, K: g.K})
 }
 
 // streamBlocks is how many K-blocks of B a streamed GEMM holds at once: one being read
