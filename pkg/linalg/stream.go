@@ -9,8 +9,7 @@ package linalg
 // Streamed K-blocks: about streamBlockBytes of B per block, at least streamMinRows rows
 // (fewer rows make each partial product too thin for the BLAS kernels to run at speed),
 // and at least min(M, streamMaxCRows) rows: every block reads and writes all of C again,
-// 8·M·N bytes for 2·M·N·rows FLOPs, which with 128-row blocks made 2048³ slower than
-// unstreamed (measured, docs/gemm.md).
+// 8·M·N bytes for 2·M·N·rows FLOPs.
 const (
 	streamBlockBytes = 1 << 20
 	streamMinRows    = 128
