@@ -18,15 +18,93 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 	var out gemmJSON
 	var ints [4]int64 // storage for op_id, M, N and K
 	var timing bool   // storage for timing
-	var seen uint8
 	p.space()
+	ok := p.object(false, func(key []byte) (uint16, bool) {
+		if bit, matched, ok := p.gemmKey(key, gemmFields{&out.OpID, &out.M, &out.N, &out.K, &out.AShape, &out.BShape}, &ints); matched {
+			return bit, ok
+		}
+		switch string(key) {
+		case "dtype":
+			b, ok := p.plainBytes()
+			if !ok {
+				return 0, false
+			}
+			s := string(b)
+			out.DType = &s
+			return 1 << 6, true
+		case "timing":
+			switch {
+			case p.literal("true"):
+				timing = true
+			case p.literal("false"):
+				timing = false
+			default:
+				return 0, false
+			}
+			out.Timing = &timing
+			return 1 << 7, true
+		}
+		return 0, false // unknown, or a case variant encoding/json would fold onto a field
+	})
+	p.space()
+	if !ok || p.i != len(js) {
+		return false
+	}
+	*v = out
+	return true
+}
+
+// gemmFields points at where the keys a GEMM op and a TIME entry share are decoded to.
+type gemmFields struct {
+	opID, m, n, k  **int64
+	aShape, bShape *[]int64
+}
+
+// gemmKey reads the value of key into f if key is one of op_id, M, N, K, A_shape and
+// B_shape (matched), with ints as the storage of the four integers, and returns the key's
+// bit for object's seen mask (bits 0–5).
+func (p *fastParser) gemmKey(key []byte, f gemmFields, ints *[4]int64) (bit uint16, matched, ok bool) {
+	var i int
+	var dst **int64
+	switch string(key) { // no allocation: the compiler compares the bytes in place
+	case "op_id":
+		i, dst = 0, f.opID
+	case "M":
+		i, dst = 1, f.m
+	case "N":
+		i, dst = 2, f.n
+	case "K":
+		i, dst = 3, f.k
+	case "A_shape", "B_shape":
+		bit, arr := uint16(1<<4), f.aShape
+		if string(key) == "B_shape" {
+			bit, arr = 1<<5, f.bShape
+		}
+		*arr, ok = p.intArray()
+		return bit, true, ok
+	default:
+		return 0, false, false
+	}
+	if ints[i], ok = p.integer(); !ok {
+		return 0, true, false
+	}
+	*dst = &ints[i]
+	return 1 << i, true, true
+}
+
+// object reads one JSON object, handing each key to field, which reads the key's value and
+// returns the key's bit (a distinct bit per known key) or false to reject the object. A
+// repeated key is rejected too: encoding/json's last-one-wins is left to it. An empty object
+// is accepted only if allowEmpty.
+func (p *fastParser) object(allowEmpty bool, field func(key []byte) (uint16, bool)) bool {
 	if !p.take('{') {
 		return false
 	}
 	p.space()
 	if p.take('}') {
-		return false // no fields: let encoding/json report what is missing
+		return allowEmpty
 	}
+	var seen uint16
 	for {
 		p.space()
 		key, ok := p.plainBytes()
@@ -38,75 +116,19 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 			return false
 		}
 		p.space()
-		var bit uint8
-		switch string(key) { // no allocation: the compiler compares the bytes in place
-		case "op_id", "M", "N", "K":
-			var i int
-			var dst **int64
-			switch string(key) {
-			case "op_id":
-				i, dst = 0, &out.OpID
-			case "M":
-				i, dst = 1, &out.M
-			case "N":
-				i, dst = 2, &out.N
-			default:
-				i, dst = 3, &out.K
-			}
-			bit = 1 << i
-			if ints[i], ok = p.integer(); !ok {
-				return false
-			}
-			*dst = &ints[i]
-		case "A_shape", "B_shape":
-			bit = 1 << 4
-			dst := &out.AShape
-			if string(key) == "B_shape" {
-				bit, dst = 1<<5, &out.BShape
-			}
-			if *dst, ok = p.intArray(); !ok {
-				return false
-			}
-		case "dtype":
-			bit = 1 << 6
-			b, ok := p.plainBytes()
-			if !ok {
-				return false
-			}
-			s := string(b)
-			out.DType = &s
-		case "timing":
-			bit = 1 << 7
-			switch {
-			case p.literal("true"):
-				timing = true
-			case p.literal("false"):
-				timing = false
-			default:
-				return false
-			}
-			out.Timing = &timing
-		default:
-			return false // unknown, or a case variant encoding/json would fold onto a field
-		}
-		if seen&bit != 0 {
-			return false // a repeated key: encoding/json's last-one-wins is left to it
+		bit, ok := field(key)
+		if !ok || seen&bit != 0 {
+			return false
 		}
 		seen |= bit
 		p.space()
 		if p.take('}') {
-			break
+			return true
 		}
 		if !p.take(',') {
 			return false
 		}
 	}
-	p.space()
-	if p.i != len(js) {
-		return false
-	}
-	*v = out
-	return true
 }
 
 // fastParser walks JSON bytes for parseGEMMFast.

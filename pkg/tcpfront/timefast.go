@@ -22,47 +22,22 @@ func parseTimeFast(js []byte) (*TimeFrame, bool) {
 	var f *TimeFrame
 	var own []bool // whether each entry has an op_id of its own
 	p.space()
-	if !p.take('{') {
-		return nil, false
-	}
-	for {
-		p.space()
-		key, ok := p.plainBytes()
-		if !ok {
-			return nil, false
-		}
-		p.space()
-		if !p.take(':') {
-			return nil, false
-		}
-		p.space()
+	ok := p.object(false, func(key []byte) (uint16, bool) {
+		var ok bool
 		switch string(key) {
 		case "op_id":
-			if seenID {
-				return nil, false
-			}
-			if opID, ok = p.integer(); !ok {
-				return nil, false
-			}
+			opID, ok = p.integer()
 			seenID = true
+			return 1 << 0, ok
 		case "ops":
-			if seenOps {
-				return nil, false
-			}
-			if f, own, ok = p.timeEntries(); !ok {
-				return nil, false
-			}
+			f, own, ok = p.timeEntries()
 			seenOps = true
-		default:
-			return nil, false
+			return 1 << 1, ok
 		}
-		p.space()
-		if p.take('}') {
-			break
-		}
-		if !p.take(',') {
-			return nil, false
-		}
+		return 0, false
+	})
+	if !ok {
+		return nil, false
 	}
 	p.space()
 	if p.i != len(js) || !seenID || !seenOps {
@@ -119,79 +94,24 @@ func (p *fastParser) timeEntries() (*TimeFrame, []bool, bool) {
 // timeEntry reads one entry object into v, with ints, op and dtype as the storage its
 // pointers refer to.
 func (p *fastParser) timeEntry(v *timeEntryJSON, ints *[4]int64, op, dtype *string) bool {
-	if !p.take('{') {
-		return false
-	}
-	var seen uint8
-	p.space()
-	if p.take('}') {
-		return true
-	}
-	for {
-		p.space()
-		key, ok := p.plainBytes()
-		if !ok {
-			return false
+	return p.object(true, func(key []byte) (uint16, bool) {
+		if bit, matched, ok := p.gemmKey(key, gemmFields{&v.OpID, &v.M, &v.N, &v.K, &v.AShape, &v.BShape}, ints); matched {
+			return bit, ok
 		}
-		p.space()
-		if !p.take(':') {
-			return false
-		}
-		p.space()
-		var bit uint8
+		bit, dst, s := uint16(1<<6), &v.Op, op
 		switch string(key) {
-		case "op_id", "M", "N", "K":
-			var i int
-			var dst **int64
-			switch string(key) {
-			case "op_id":
-				i, dst = 0, &v.OpID
-			case "M":
-				i, dst = 1, &v.M
-			case "N":
-				i, dst = 2, &v.N
-			default:
-				i, dst = 3, &v.K
-			}
-			bit = 1 << i
-			if ints[i], ok = p.integer(); !ok {
-				return false
-			}
-			*dst = &ints[i]
-		case "A_shape", "B_shape":
-			bit = 1 << 4
-			dst := &v.AShape
-			if string(key) == "B_shape" {
-				bit, dst = 1<<5, &v.BShape
-			}
-			if *dst, ok = p.intArray(); !ok {
-				return false
-			}
-		case "op", "dtype":
-			bit = 1 << 6
-			dst, s := &v.Op, op
-			if string(key) == "dtype" {
-				bit, dst, s = 1<<7, &v.DType, dtype
-			}
-			b, ok := p.plainBytes()
-			if !ok {
-				return false
-			}
-			*s = string(b)
-			*dst = s
+		case "op":
+		case "dtype":
+			bit, dst, s = 1<<7, &v.DType, dtype
 		default:
-			return false // another op's key, or one encoding/json would fold or reject
+			return 0, false // another op's key, or one encoding/json would fold or reject
 		}
-		if seen&bit != 0 {
-			return false
+		b, ok := p.plainBytes()
+		if !ok {
+			return 0, false
 		}
-		seen |= bit
-		p.space()
-		if p.take('}') {
-			return true
-		}
-		if !p.take(',') {
-			return false
-		}
-	}
+		*s = string(b)
+		*dst = s
+		return bit, true
+	})
 }
