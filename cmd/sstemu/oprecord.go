@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,14 +46,14 @@ func newOpRecorder(c *cli.Context, devices int, clockHz float64) (*opRecorder, e
 		}
 		r.files = append(r.files, f)
 		if r.Trace, err = optrace.NewTrace(f, optrace.TraceOptions{Devices: devices, ClockHz: clockHz, BufferBytes: buffer}); err != nil {
-			r.close()
+			r.close(context.Background())
 			return nil, fmt.Errorf("--trace: %w", err)
 		}
 	}
 	if path := c.String("op-log"); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			r.close()
+			r.close(context.Background())
 			return nil, fmt.Errorf("--op-log: %w", err)
 		}
 		r.files = append(r.files, f)
@@ -65,14 +66,15 @@ func newOpRecorder(c *cli.Context, devices int, clockHz float64) (*opRecorder, e
 }
 
 // close finishes the trace and the log (their pending records and the trace's closing
-// brackets) and closes the files.
-func (r *opRecorder) close() error {
+// brackets) and closes the files. A writer still stuck when ctx ends (a FIFO nobody reads,
+// a stalled NFS) is given up on: its records are counted as dropped and the file closed.
+func (r *opRecorder) close(ctx context.Context) error {
 	var errs []error
 	if r.Trace != nil {
-		errs = append(errs, r.Trace.Close())
+		errs = append(errs, r.Trace.CloseContext(ctx))
 	}
 	if r.Log != nil {
-		errs = append(errs, r.Log.Close())
+		errs = append(errs, r.Log.CloseContext(ctx))
 	}
 	for _, f := range r.files {
 		errs = append(errs, f.Close())

@@ -42,7 +42,7 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "read-timeout", Value: tcpfront.DefaultReadTimeout, EnvVars: []string{"SSTEMU_READ_TIMEOUT"}, Category: catFront,
 			Usage: "a client that stalls this long in the middle of a frame is disconnected"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, EnvVars: []string{"SSTEMU_SHUTDOWN_TIMEOUT"}, Category: catFront,
-			Usage: "on SIGINT/SIGTERM, how long ops in flight may take to finish"},
+			Usage: "on SIGINT/SIGTERM, how long ops in flight and then the last writes of --trace/--op-log may take (a writer stuck longer is given up on, its records counted as dropped)"},
 		&cli.IntFlag{Name: "devices", Value: 1, EnvVars: []string{"SSTEMU_DEVICES"}, Category: catLayers,
 			Usage: "how many emulated devices, /dev/sst0 … (1–16), each an in-process layer 3 and 4 with its own link to layer 5; ops are spread over them"},
 		&cli.StringFlag{Name: "device", EnvVars: []string{"SSTEMU_DEVICE"}, Category: catLayers,
@@ -129,7 +129,9 @@ func runServe(c *cli.Context) error {
 			hl.Close()
 		}
 		closeStack(st, log)
-		_ = rec.close()
+		sctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
+		defer cancel()
+		_ = rec.close(sctx)
 	}
 	if addr := c.String("listen"); addr != "" { // "": no front end, for a layer 2 of one's own
 		if ln, err = net.Listen("tcp", addr); err != nil {
@@ -155,6 +157,10 @@ func runServe(c *cli.Context) error {
 		}
 	}
 
+	// The shutdown's deadline, set when the shutdown begins: it bounds the ops in flight and
+	// then the trace and op log's last writes (a writer stuck on a FIFO nobody reads must not
+	// keep a SIGTERM waiting for ever).
+	var deadline time.Time
 	g, gctx := errgroup.WithContext(ctx)
 	if ln != nil {
 		g.Go(func() error {
@@ -179,7 +185,8 @@ func runServe(c *cli.Context) error {
 		<-gctx.Done()
 		stop()
 		log.Info().Msg("shutting down: finishing the ops in flight")
-		sctx, cancel := context.WithTimeout(context.Background(), c.Duration("shutdown-timeout"))
+		deadline = time.Now().Add(c.Duration("shutdown-timeout"))
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
 		var err error
 		if mnt != nil {
@@ -193,7 +200,9 @@ func runServe(c *cli.Context) error {
 	})
 	runErr := g.Wait()
 	closeStack(st, log)
-	if err := rec.close(); err != nil {
+	rctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := rec.close(rctx); err != nil {
 		log.Warn().Err(err).Msg("finishing the trace and op log")
 	}
 	if err := st.WriteReport(c.App.Writer); err != nil {

@@ -1,6 +1,9 @@
 package optrace
 
-import "io"
+import (
+	"context"
+	"io"
+)
 
 // Log writes the JSON Lines op log: one timing record per line, per op and per TIME entry.
 // Lines are written by a goroutine from a bounded buffer; what does not fit is dropped and
@@ -43,4 +46,8 @@ func (l *Log) addEncoded(encoded [][]byte, scratch []byte) []byte {
 func (l *Log) Stats() SinkStats { return l.sink.stats() }
 
 // Close writes the lines still pending. It does not close the underlying writer.
-func (l *Log) Close() error { return l.sink.close(nil) }
+func (l *Log) Close() error { return l.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx: if the writer is still stuck in a write when ctx
+// ends, the lines not written are counted as dropped and the error wraps ErrWriterStuck.
+func (l *Log) CloseContext(ctx context.Context) error { return l.sink.close(ctx, nil) }

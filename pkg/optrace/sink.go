@@ -1,6 +1,9 @@
 package optrace
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -36,12 +39,14 @@ type sink struct {
 	w     io.Writer
 	limit int
 
-	mu      sync.Mutex
-	pending []byte // whole items not yet handed to the writer
-	spare   []byte // the writer's previous buffer, reused
-	queued  uint64 // items in pending
-	closing bool
-	err     error
+	mu        sync.Mutex
+	pending   []byte // whole items not yet handed to the writer
+	spare     []byte // the writer's previous buffer, reused
+	queued    uint64 // items in pending
+	inflight  uint64 // items in the writer's current write
+	closing   bool
+	abandoned bool // close gave up on a stuck writer: what it still writes is not counted
+	err       error
 
 	wake chan struct{} // capacity 1: pending has data, or closing
 	done chan struct{} // the writer goroutine has ended
@@ -130,10 +135,15 @@ func (s *sink) drain() {
 			s.mu.Unlock()
 			return
 		}
-		s.pending, s.spare, s.queued = s.spare[:0], nil, 0
+		s.pending, s.spare, s.queued, s.inflight = s.spare[:0], nil, 0, n
 		s.mu.Unlock()
 		_, err := s.w.Write(buf)
 		s.mu.Lock()
+		s.inflight = 0
+		if s.abandoned { // close already counted these items as dropped
+			s.mu.Unlock()
+			return
+		}
 		if err != nil {
 			if s.err == nil {
 				s.err = err
@@ -150,9 +160,17 @@ func (s *sink) drain() {
 	}
 }
 
+// ErrWriterStuck is returned by a close whose context ended while the writer was still
+// blocked in a write (a FIFO nobody reads, a stalled network file system): the items not
+// yet written are counted as dropped and the tail is not written.
+var ErrWriterStuck = errors.New("optrace: the writer did not finish in time")
+
 // close writes what is pending, then what tail returns (directly, after the writer has
-// stopped; tail may be nil), and returns the first write error.
-func (s *sink) close(tail func(SinkStats) []byte) error {
+// stopped; tail may be nil), and returns the first write error. If ctx ends first, close
+// counts every item not yet written as dropped, writes nothing more and returns
+// ErrWriterStuck; the writer goroutine is left to return when its write does (closing the
+// underlying file usually ends it).
+func (s *sink) close(ctx context.Context, tail func(SinkStats) []byte) error {
 	s.mu.Lock()
 	already := s.closing
 	s.closing = true
@@ -160,7 +178,13 @@ func (s *sink) close(tail func(SinkStats) []byte) error {
 		close(s.wake)
 	}
 	s.mu.Unlock()
-	<-s.done
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		if stuck, err := s.abandon(ctx); stuck {
+			return err
+		}
+	}
 	var b []byte
 	if !already && tail != nil {
 		b = tail(s.stats())
@@ -175,6 +199,26 @@ func (s *sink) close(tail func(SinkStats) []byte) error {
 		}
 	}
 	return s.err
+}
+
+// abandon gives up on a writer still running when ctx ended: it counts the items not yet
+// written as dropped and reports true, or false if the writer has finished after all.
+func (s *sink) abandon(ctx context.Context) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		return false, nil
+	default:
+	}
+	if !s.abandoned {
+		s.abandoned = true
+		lost := s.queued + s.inflight
+		s.dropped.Add(lost)
+		s.queued, s.inflight, s.pending = 0, 0, nil
+		s.err = fmt.Errorf("%w (%d items dropped): %w", ErrWriterStuck, lost, context.Cause(ctx))
+	}
+	return true, s.err
 }
 
 // stats returns the counters.

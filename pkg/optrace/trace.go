@@ -1,6 +1,7 @@
 package optrace
 
 import (
+	"context"
 	"io"
 	"math"
 	"strconv"
@@ -241,8 +242,13 @@ func (t *Trace) Stats() SinkStats { return t.sink.stats() }
 
 // Close writes the pending events and the closing brackets, with the dropped count in
 // otherData. It does not close the underlying writer.
-func (t *Trace) Close() error {
-	return t.sink.close(func(st SinkStats) []byte {
+func (t *Trace) Close() error { return t.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx: if the writer is still stuck in a write when ctx
+// ends, the events not written are counted as dropped, the brackets are not written and
+// the error wraps ErrWriterStuck.
+func (t *Trace) CloseContext(ctx context.Context) error {
+	return t.sink.close(ctx, func(st SinkStats) []byte {
 		tail := []byte("\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"generator\":\"sstemu\",\"clock_hz\":")
 		tail = AppendFloat(tail, t.clockHz)
 		tail = append(tail, `,"dropped_frames":`...)

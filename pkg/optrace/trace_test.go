@@ -3,10 +3,12 @@ package optrace
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,6 +198,60 @@ func TestCheckTraceRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := CheckTrace([]byte(`{"traceEvents":[` + ev + `]}`))
 			assert.Error(t, err)
+		})
+	}
+}
+
+// stuckWriter lets the first free writes through and blocks the others until release is
+// closed, like a FIFO nobody reads.
+type stuckWriter struct {
+	free             *atomic.Int32
+	entered, release chan struct{}
+}
+
+func (w stuckWriter) Write(b []byte) (int, error) {
+	if w.free.Add(-1) >= 0 {
+		return len(b), nil
+	}
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-w.release
+	return len(b), nil
+}
+
+func TestCloseContextGivesUpOnAStuckWriter(t *testing.T) {
+	for _, name := range []string{"trace", "log"} {
+		t.Run(name, func(t *testing.T) {
+			w := stuckWriter{free: new(atomic.Int32), entered: make(chan struct{}, 1), release: make(chan struct{})}
+			defer close(w.release)
+			var add func([]Record)
+			var closeCtx func(context.Context) error
+			var stats func() SinkStats
+			if name == "trace" {
+				w.free.Store(1) // NewTrace's header
+				tr, err := NewTrace(w, TraceOptions{Devices: 1, ClockHz: 1e9})
+				require.NoError(t, err)
+				add = func(r []Record) { tr.Add(r, nil) }
+				closeCtx, stats = tr.CloseContext, tr.Stats
+			} else {
+				l := NewLog(w, 0)
+				add = func(r []Record) { l.Add(r, nil) }
+				closeCtx, stats = l.CloseContext, l.Stats
+			}
+			add([]Record{sampleRecord()})
+			<-w.entered // the writer is stuck in its first write
+			add([]Record{sampleRecord()})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			err := closeCtx(ctx)
+			require.ErrorIs(t, err, ErrWriterStuck)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			st := stats()
+			assert.Equal(t, uint64(0), st.Items, "nothing finished writing")
+			assert.GreaterOrEqual(t, st.Dropped, uint64(2), "the stuck write and the pending item are dropped")
+			assert.Contains(t, st.Error, "did not finish in time")
 		})
 	}
 }
