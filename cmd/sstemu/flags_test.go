@@ -129,3 +129,30 @@ func TestServeHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestServeRejectsBadRecordAndWindowFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"record-buffer zero", []string{"--record-buffer", "0"}, "--record-buffer 0: want 1 byte"},
+		{"record-buffer not a size", []string{"--record-buffer", "-5"}, "record-buffer"},
+		{"ops-ring too large", []string{"--ops-ring", "100000000"}, "--ops-ring 100000000: want 0 (no /ops) … 1048576"},
+		{"ops-ring negative", []string{"--ops-ring", "-1"}, "--ops-ring -1"},
+		{"sst-window below -1", []string{"--sst-window", "-2"}, "--sst-window -2: want -1 (no bound) or more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := &cli.App{Name: "sstemu", Commands: []*cli.Command{serveCommand()}, Writer: &bytes.Buffer{}, ErrWriter: &bytes.Buffer{}}
+			err := app.Run(append([]string{"sstemu", "serve", "--listen", "127.0.0.1:0"}, tt.args...))
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+	cmd := serveCommand()
+	var buffer int64
+	cmd.Action = func(c *cli.Context) error { buffer = byteFlag(c, "record-buffer"); return checkRecordFlags(c) }
+	app := &cli.App{Name: "sstemu", Commands: []*cli.Command{cmd}, Writer: &bytes.Buffer{}, ErrWriter: &bytes.Buffer{}}
+	require.NoError(t, app.Run([]string{"sstemu", "serve", "--record-buffer", "8MiB"}))
+	assert.Equal(t, int64(8<<20), buffer)
+}

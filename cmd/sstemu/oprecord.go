@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 
@@ -22,10 +23,25 @@ func opRecordFlags() []cli.Flag {
 		&cli.StringFlag{Name: "op-log", EnvVars: []string{"SSTEMU_OP_LOG"}, Category: catRecords,
 			Usage: "write every op's timing record to `FILE`, one JSON object per line"},
 		&cli.IntFlag{Name: "ops-ring", Value: optrace.DefaultRingSize, EnvVars: []string{"SSTEMU_OPS_RING"}, Category: catRecords,
-			Usage: "how many recent timing records /ops on --http keeps (0: no /ops)"},
-		&cli.IntFlag{Name: "record-buffer", Value: optrace.DefaultBufferBytes, EnvVars: []string{"SSTEMU_RECORD_BUFFER"}, Category: catRecords,
-			Usage: "bytes of trace events or log lines that may wait for a slow disk, each; beyond them records are dropped and counted"},
+			Usage: fmt.Sprintf("how many recent timing records /ops on --http keeps (0: no /ops; at most %d)", maxOpsRing)},
+		&cli.GenericFlag{Name: "record-buffer", Value: ptr(byteSize(optrace.DefaultBufferBytes)), EnvVars: []string{"SSTEMU_RECORD_BUFFER"}, Category: catRecords,
+			Usage: "`SIZE` of trace events or log lines that may wait for a slow disk, each; beyond it records are dropped and counted"},
 	}
+}
+
+// maxOpsRing bounds --ops-ring: a ring is allocated whole at start-up, and a million
+// records (a few hundred MB) is already more than /ops is useful for.
+const maxOpsRing = 1 << 20
+
+// checkRecordFlags rejects --record-buffer and --ops-ring values that cannot work.
+func checkRecordFlags(c *cli.Context) error {
+	if b := byteFlag(c, "record-buffer"); b <= 0 || b > math.MaxInt32 {
+		return fmt.Errorf("--record-buffer %d: want 1 byte … 2GiB", b)
+	}
+	if n := c.Int("ops-ring"); n < 0 || n > maxOpsRing {
+		return fmt.Errorf("--ops-ring %d: want 0 (no /ops) … %d", n, maxOpsRing)
+	}
+	return nil
 }
 
 // opRecorder is the recorder of a run and the files it writes.
@@ -37,8 +53,11 @@ type opRecorder struct {
 // newOpRecorder opens the files the flags name; with none of them set (and no --http) it
 // returns a recorder that records nothing.
 func newOpRecorder(c *cli.Context, devices int, clockHz float64) (*opRecorder, error) {
+	if err := checkRecordFlags(c); err != nil {
+		return nil, err
+	}
 	r := &opRecorder{Recorder: &optrace.Recorder{}}
-	buffer := c.Int("record-buffer")
+	buffer := int(byteFlag(c, "record-buffer"))
 	if path := c.String("trace"); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {

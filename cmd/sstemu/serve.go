@@ -89,6 +89,12 @@ func runServe(c *cli.Context) error {
 	if n := c.Int("devices"); n < 1 || n > sstdev.MaxDevices {
 		return fmt.Errorf("--devices %d: want 1 … %d", n, sstdev.MaxDevices)
 	}
+	if w := c.Int("sst-window"); w < -1 {
+		return fmt.Errorf("--sst-window %d: want -1 (no bound) or more", w)
+	}
+	if err := checkRecordFlags(c); err != nil {
+		return err
+	}
 	if c.String("mount") != "" && c.IsSet("device") {
 		return errors.New("--mount and --device: --mount serves the emulated devices, --device replaces them by a real one")
 	}
