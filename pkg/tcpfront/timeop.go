@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/bits"
 	"strconv"
+	"strings"
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/linalg"
@@ -148,10 +149,45 @@ func planEntry(raw json.RawMessage, frameID int64, e *TimeEntry) {
 	}
 	var v timeEntryJSON
 	if fe := unmarshal(raw, &v, true); fe != nil {
+		// Decoded leniently, the entry still says which op (and op_id) it is, so that
+		// the record names them, and an unknown key is reported as matmul's are.
+		var id struct {
+			Op   *string `json:"op"`
+			OpID *int64  `json:"op_id"`
+		}
+		if unmarshal(raw, &id, false) == nil {
+			if id.OpID != nil {
+				e.OpID = *id.OpID
+			}
+			if id.Op != nil {
+				e.Op = *id.Op
+			}
+			if name, ok := unknownField(fe); ok {
+				if id.Op == nil {
+					e.Err = name + ": not a field of a TIME entry"
+				} else {
+					e.Err = name + ": not a field of op " + *id.Op
+				}
+				return
+			}
+		}
 		e.Err = entryErr(fe)
 		return
 	}
 	planDecoded(&v, e)
+}
+
+// unknownField returns the key a strict decode refused, from encoding/json's error (which
+// has no type of its own for it).
+func unknownField(fe *FrameError) (string, bool) {
+	if fe.Err == nil {
+		return "", false
+	}
+	name, ok := strings.CutPrefix(fe.Err.Error(), `json: unknown field "`)
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSuffix(name, `"`), true
 }
 
 // planDecoded checks a decoded entry and plans it into e (whose OpID is the frame's), or
@@ -195,10 +231,14 @@ func planDecoded(v *timeEntryJSON, e *TimeEntry) {
 
 // entryErr formats a field error for a record's "error".
 func entryErr(fe *FrameError) string {
-	if fe.Field == "" {
-		return fe.Reason
+	msg := fe.Reason
+	if fe.Field != "" {
+		msg = fe.Field + ": " + msg
 	}
-	return fe.Field + ": " + fe.Reason
+	if fe.Err != nil && fe.Kind == KindJSON {
+		msg += " (" + fe.Err.Error() + ")"
+	}
+	return msg
 }
 
 // Which entry keys each op takes (op, op_id and dtype: all of them).

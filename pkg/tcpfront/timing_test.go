@@ -410,3 +410,26 @@ func BenchmarkParseTime(b *testing.B) {
 		}
 	}
 }
+
+func TestTimeEntryUnknownKeyNamesTheKeyAndTheOp(t *testing.T) {
+	tests := []struct {
+		name, entry, op, want string
+		opID                  int64
+	}{
+		{"unknown key", `{"op": "gemm", "op_id": 3, "M": 1, "N": 1, "K": 1, "x": 1}`, "gemm", "x: not a field of op gemm", 3},
+		{"timing in an entry", `{"op": "matmul", "A_shape": [1, 2], "B_shape": [2, 1], "timing": false}`, "matmul", "timing: not a field of op matmul", 9},
+		{"unknown key, no op", `{"M": 1, "y": 2}`, "", "y: not a field of a TIME entry", 9},
+		{"wrong type keeps the cause", `{"op": "gemm", "M": "1", "N": 1, "K": 1}`, "gemm", "M: field has the wrong type", 9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, fe := parseTime([]byte(`{"op_id": 9, "ops": [` + tt.entry + `]}`))
+			require.Nil(t, fe)
+			require.Len(t, f.Entries, 1)
+			e := f.Entries[0]
+			assert.Equal(t, tt.want, e.Err[:min(len(e.Err), len(tt.want))], "whole error: %s", e.Err)
+			assert.Equal(t, tt.op, e.Op)
+			assert.Equal(t, tt.opID, e.OpID)
+		})
+	}
+}
