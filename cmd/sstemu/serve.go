@@ -52,7 +52,7 @@ func serveCommand() *cli.Command {
 		&cli.IntFlag{Name: "sst-window", Value: virtiodev.DefaultSSTWindow, EnvVars: []string{"SSTEMU_SST_WINDOW"}, Category: catLayers,
 			Usage: "with --sst-socket, most requests each device has sent to the SST unanswered (the real component closes its link at about 40; -1: no bound)"},
 		&cli.StringFlag{Name: "mount", EnvVars: []string{"SSTEMU_MOUNT"}, Category: catLayers,
-			Usage: "also expose the emulated devices as files `DIR`/sst0 … through FUSE, for unmodified /dev/sstN programs (ln -s DIR/sst0 /dev/sst0)"},
+			Usage: "also expose the emulated devices as files `DIR`/sst0 … (DIR must exist) through FUSE, for unmodified /dev/sstN programs (ln -s DIR/sst0 /dev/sst0)"},
 		&cli.StringFlag{Name: "timing-request", Value: deviceserver.TimingAuto.String(), EnvVars: []string{"SSTEMU_TIMING_REQUEST"}, Category: catLayers,
 			Usage: "how GEMMs are timed: gemm (the tutorial's request; a batch of equal GEMMs as one BATCHED_GEMM, or GEMM × count on a device that answers it INVALID), " +
 				"compute (one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server), " +

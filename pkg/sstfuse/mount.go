@@ -51,7 +51,7 @@ type Options struct {
 // ErrBusy is returned by New when a live FUSE file system is mounted at the directory.
 var ErrBusy = errors.New("sstfuse: a live FUSE file system is mounted there")
 
-// New mounts devs at dir as dir/sst0, dir/sst1, …: it creates dir if needed, replaces a
+// New mounts devs at dir (an existing directory) as dir/sst0, dir/sst1, …: it replaces a
 // stale mount a crash left there, and returns once the files can be opened.
 func New(dir string, devs []Device, opts Options) (*Mount, error) {
 	if len(devs) == 0 || len(devs) > sstdev.MaxDevices {
@@ -64,8 +64,11 @@ func New(dir string, devs []Device, opts Options) (*Mount, error) {
 	if err := clearStale(abs, opts.Logger); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("sstfuse: %w", err)
+	// The directory must exist, like mount(8)'s: creating it would hide a typo in the path.
+	if fi, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("sstfuse: the mount point must be an existing directory: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("sstfuse: the mount point %s is not a directory", abs)
 	}
 	root := &rootNode{devs: devs}
 	var zero time.Duration // no kernel caching of entries or attributes

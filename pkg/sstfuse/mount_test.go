@@ -38,7 +38,7 @@ func mounted(t testing.TB, opts stack.Options) (*sstfuse.Mount, *stack.Stack) {
 	for _, d := range st.Devices().All() {
 		devs = append(devs, d)
 	}
-	m, err := sstfuse.New(filepath.Join(t.TempDir(), "dev"), devs, sstfuse.Options{})
+	m, err := sstfuse.New(t.TempDir(), devs, sstfuse.Options{})
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 		t.Skipf("cannot mount FUSE here (%v): run as root or with fusermount", err)
 	}
@@ -183,4 +183,23 @@ func TestLiveMountRefused(t *testing.T) {
 	require.NoError(t, m.Unmount(), "a second Unmount returns the first's result")
 	_, err = os.Stat(m.Path(0))
 	assert.ErrorIs(t, err, os.ErrNotExist, "unmounted: the directory is empty")
+}
+
+// TestMountPointMustExist: a missing or non-directory mount point is refused, not created.
+func TestMountPointMustExist(t *testing.T) {
+	st, err := stack.Build(context.Background(), stack.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	devs := []sstfuse.Device{st.Devices().All()[0]}
+	missing := filepath.Join(t.TempDir(), "no", "such")
+	_, err = sstfuse.New(missing, devs, sstfuse.Options{})
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.ErrorContains(t, err, "must be an existing directory")
+	_, statErr := os.Stat(missing)
+	assert.ErrorIs(t, statErr, os.ErrNotExist, "not created")
+
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err = sstfuse.New(file, devs, sstfuse.Options{})
+	assert.ErrorContains(t, err, "is not a directory")
 }
