@@ -19,7 +19,7 @@ import (
 func estimateCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "clock", Value: sstcomponent.FormatFrequency(sstcomponent.DefaultClockHz), EnvVars: []string{"SSTEMU_CLOCK"},
-			Usage: "the SST component's clock, as serve's --clock: converts cycles to simulated time"},
+			Usage: "the SST component's clock, as serve's --clock: converts cycles to simulated time", DefaultText: "the model's clock (--model-clock, the preset's), 1GHz for a model without one"},
 		&cli.BoolFlag{Name: "json", Usage: "print the timing records (a JSON array, the keys of docs/wire.md) instead of a table"},
 	}
 	flags = append(flags, modelFlags()...)
@@ -45,9 +45,9 @@ func runEstimate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	hz, err := sstcomponent.ParseFrequency(c.String("clock"))
+	hz, err := componentClock(c, spec)
 	if err != nil {
-		return fmt.Errorf("--clock: %w", err)
+		return err
 	}
 	model, err := spec.build()
 	if err != nil {

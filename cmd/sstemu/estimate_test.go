@@ -66,7 +66,8 @@ func TestEstimateMatchesThePerfModel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "roofline (preset a100-tutorial)")
 	assert.Contains(t, out, "33554432", "2·1024³ FLOPs at 64 FLOP/cycle")
-	assert.Contains(t, out, "33.55 ms")
+	assert.Contains(t, out, "clock 1.41GHz", "the preset's model clock")
+	assert.Contains(t, out, "23.8 ms", "33554432 cycles at 1.41 GHz")
 }
 
 // A leading fourth size is a batch count, answered with perfmodel.EstimateBatched.
@@ -100,5 +101,37 @@ func TestEstimateBadInput(t *testing.T) {
 		{"estimate", "1x1x1x1x1"}, {"estimate", "--preset", "nope", "1x1x1"}} {
 		_, err := runApp(t, args...)
 		assert.Error(t, err, "%v", args)
+	}
+}
+
+// TestEstimateClockIsTheModelClock: without --clock, cycles become time at the modelled
+// device's clock (the preset's, or --model-clock); --clock still overrides it.
+func TestEstimateClockIsTheModelClock(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		hz   float64
+	}{
+		{"h100 gpu preset", []string{"--preset", "h100-sxm", "--model", "gpu"}, 1.98e9},
+		{"tpu preset", []string{"--preset", "tpu-128"}, 0.7e9},
+		{"default preset", nil, 1.41e9},
+		{"model clock", []string{"--preset", "tpu-128", "--model-clock", "1.2GHz"}, 1.2e9},
+		{"explicit clock", []string{"--preset", "h100-sxm", "--model", "gpu", "--clock", "1GHz"}, 1e9},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"estimate", "--json"}, tt.args...), "1024x1024x1024")
+			out, err := runApp(t, args...)
+			require.NoError(t, err, out)
+			var recs []struct {
+				ClockHz float64 `json:"clock_hz"`
+				Cycles  uint64  `json:"cycles"`
+				SimNS   float64 `json:"sim_ns"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &recs), out)
+			require.Len(t, recs, 1)
+			assert.InDelta(t, tt.hz, recs[0].ClockHz, 1)
+			assert.InDelta(t, float64(recs[0].Cycles)/tt.hz*1e9, recs[0].SimNS, 1, "sim_ns = cycles at the clock")
+		})
 	}
 }

@@ -25,7 +25,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "model", EnvVars: []string{"SSTEMU_MODEL"}, Category: catModel,
 			Usage: "performance model: " + strings.Join(perfmodel.Kinds(), ", ") + " (default: the preset's)"},
 		&cli.StringFlag{Name: "preset", Value: perfmodel.DefaultPreset, EnvVars: []string{"SSTEMU_PRESET"}, Category: catModel,
-			Usage: "hardware preset: " + strings.Join(names, ", ")},
+			Usage: "hardware preset, with the model it selects unless --model says otherwise: " + presetHelp(presets)},
 		&cli.StringFlag{Name: "array", EnvVars: []string{"SSTEMU_ARRAY"}, Category: catModel,
 			Usage: "systolic array size `RxC`, e.g. 128x128"},
 		&cli.StringFlag{Name: "dataflow", EnvVars: []string{"SSTEMU_DATAFLOW"}, Category: catModel,
@@ -49,6 +49,31 @@ func modelFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "model-param", EnvVars: []string{"SSTEMU_MODEL_PARAM"}, Category: catModel,
 			Usage: "set any model parameter `name=value` by its CONFIGURE name and integer encoding (docs/models.md), e.g. gpu_sms=108; repeatable, applied last"},
 	}
+}
+
+// componentClock is the clock that converts the model's cycles to simulated time for
+// `serve` and `estimate`: --clock if the user set it, else the modelled device's own clock
+// (the preset's, or --model-clock), so that a 1.98 GHz H100's cycles are 1.98 GHz cycles;
+// a model with no clock gets DefaultClockHz. `sstemu sst`, the reference component's
+// drop-in, keeps the reference's 1GHz default instead.
+func componentClock(c *cli.Context, spec modelSpec) (float64, error) {
+	if c.IsSet("clock") || spec.Params.ClockGHz <= 0 {
+		hz, err := sstcomponent.ParseFrequency(c.String("clock"))
+		if err != nil {
+			return 0, fmt.Errorf("--clock: %w", err)
+		}
+		return hz, nil
+	}
+	return spec.Params.ClockGHz * 1e9, nil
+}
+
+// presetHelp lists the presets as name (model).
+func presetHelp(presets []perfmodel.Preset) string {
+	parts := make([]string, len(presets))
+	for i, p := range presets {
+		parts[i] = p.Name + " (" + p.Model + ")"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // modelSpec is the model the flags select.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/linalg"
-	"github.com/sstemu/sstemu/pkg/sstcomponent"
 	"github.com/sstemu/sstemu/pkg/sstdev"
 	"github.com/sstemu/sstemu/pkg/sstfuse"
 	"github.com/sstemu/sstemu/pkg/stack"
@@ -60,7 +59,7 @@ func serveCommand() *cli.Command {
 		&cli.DurationFlag{Name: "device-timeout", Value: sstdev.DefaultTimeout, EnvVars: []string{"SSTEMU_DEVICE_TIMEOUT"}, Category: catLayers,
 			Usage: "how long a timing request may wait for the device (the driver's 5 s); the op is then untimed"},
 		&cli.StringFlag{Name: "clock", Value: "1GHz", EnvVars: []string{"SSTEMU_CLOCK"}, Category: catLayers,
-			Usage: "in-process SST component's clock: converts simulated cycles to simulated time"},
+			Usage: "in-process SST component's clock: converts simulated cycles to simulated time (sim_ns, the trace, INFO's clock_hz)", DefaultText: "the model's clock (--model-clock, the preset's), 1GHz for a model without one"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, opRecordFlags()...)
@@ -256,8 +255,8 @@ func stackOptions(c *cli.Context, root zerolog.Logger) (stack.Options, error) {
 			return stack.Options{}, err
 		}
 		opts.Model, opts.Params, opts.Preset = spec.Kind, spec.Params, spec.Preset
-		if opts.ClockHz, err = sstcomponent.ParseFrequency(c.String("clock")); err != nil {
-			return stack.Options{}, fmt.Errorf("--clock: %w", err)
+		if opts.ClockHz, err = componentClock(c, spec); err != nil {
+			return stack.Options{}, err
 		}
 	}
 	return opts, nil
