@@ -31,12 +31,12 @@ func TestRecordJSONKeys(t *testing.T) {
 		`"bound":"compute","utilization":1,"sim_ns":16,"gemms":1,"requests":1,"timing_request":"gemm","start_cycle":32,"end_cycle":48,`+
 		`"server_us":{"decode":1.5,"compute":0.25,"timing":12,"total":14}}`, got)
 
-	r = Record{OpID: -3, Index: 4, Op: "matmul", UntimedReason: "bad_entry", Error: "B_shape: inner dimensions disagree", Device: -1, FLOPs: 8}
+	r = Record{OpID: -3, Index: 4, Op: "matmul", UntimedReason: "invalid_shape", Error: "B_shape: inner dimensions disagree", Device: -1, FLOPs: 8}
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(r.AppendJSON(nil), &m))
 	assert.Equal(t, float64(4), m["index"])
 	assert.Equal(t, false, m["timed"])
-	assert.Equal(t, "bad_entry", m["untimed_reason"])
+	assert.Equal(t, "invalid_shape", m["untimed_reason"])
 	assert.Equal(t, "B_shape: inner dimensions disagree", m["error"])
 	assert.Equal(t, "", m["bound"], "an untimed op has no bound")
 	assert.Equal(t, float64(8), m["flops"], "an untimed op still carries its FLOPs")
