@@ -223,6 +223,7 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 	var t Timing
 	kind := s.kindFor(pool)
 	opKind := kind
+	fellBack := false // a GEMM was refused: an answer
 	for i := 0; i < len(batches); i++ {
 		b := batches[i]
 		r, sent, scale, cause, err := s.timeBatch(h, pool, b, kind)
@@ -232,7 +233,7 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 		}
 		if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
 			s.fallBack(pool, err)
-			kind, opKind = protocol.ReqCompute, protocol.ReqCompute
+			kind, opKind, fellBack = protocol.ReqCompute, protocol.ReqCompute, true
 			t = Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests}
 			i = -1 // the whole op again, with COMPUTE
 			continue
@@ -251,7 +252,13 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 			if cause == UntimedRefused {
 				cause = UntimedDeviceError // the stable name of a status other than OK
 			}
-			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: opKind, Untimed: cause, UntimedErr: err}
+			// Kind names the request that was answered; a device that never got to
+			// answer (link down, timeout, gone) leaves it zero, the record's "".
+			k := protocol.RequestType(0)
+			if i > 0 || fellBack || cause == UntimedDeviceError {
+				k = opKind
+			}
+			return Timing{Requests: t.Requests, ComputeRequests: t.ComputeRequests, Kind: k, Untimed: cause, UntimedErr: err}
 		}
 		if scale == 1 && b.Count > 1 {
 			opKind = protocol.ReqBatchedGEMM

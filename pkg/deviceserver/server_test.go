@@ -177,6 +177,11 @@ func TestUntimedWhenTheDeviceFails(t *testing.T) {
 			assert.False(t, res.Timing.Timed)
 			assert.Equal(t, tt.cause, res.Timing.Untimed)
 			assert.Equal(t, tt.wantName, res.Timing.Untimed.String())
+			if tt.cause == UntimedDeviceError {
+				assert.Equal(t, protocol.ReqGEMM, res.Timing.Kind, "the device answered (or failed) the GEMM")
+			} else {
+				assert.Zero(t, res.Timing.Kind, "no request was answered")
+			}
 			require.Error(t, res.Timing.UntimedErr)
 			assert.Contains(t, res.Timing.UntimedErr.Error(), tt.detail)
 			st := s.Stats()
