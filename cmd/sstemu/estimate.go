@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/sstemu/sstemu/pkg/optrace"
 	"github.com/sstemu/sstemu/pkg/perfmodel"
 	"github.com/sstemu/sstemu/pkg/sstcomponent"
+	"github.com/sstemu/sstemu/pkg/tcpfront"
 )
 
 // estimateCommand is `sstemu estimate`: what-if GEMM timings straight from pkg/perfmodel,
@@ -70,6 +72,9 @@ func runEstimate(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("estimate: shape %w (or BxMxNxK, a batch count first)", err)
 		}
+		if te := tcpfront.PlanTimeGEMMs(toInt64(batch), toInt64(dims[0]), toInt64(dims[1]), toInt64(dims[2])); te.Err != "" {
+			return fmt.Errorf("estimate: %s: %s (TIME's rule)", s, te.Err)
+		}
 		e, err := perfmodel.EstimateBatched(model, perfmodel.Op{M: dims[0], N: dims[1], K: dims[2], DtypeSize: float32Bytes}, batch)
 		if err != nil {
 			return fmt.Errorf("estimate: %s: %w", s, err)
@@ -88,6 +93,11 @@ func runEstimate(c *cli.Context) error {
 		return err
 	}
 	return writeEstimateTable(c.App.Writer, spec, hz, shapes, recs)
+}
+
+// toInt64 is d as the wire's int64, saturated (any size that large exceeds tcpfront.MaxDim).
+func toInt64(d uint64) int64 {
+	return int64(min(d, math.MaxInt64))
 }
 
 // float32Bytes is the element size of every tensor sstemu serves.

@@ -135,3 +135,19 @@ func TestEstimateClockIsTheModelClock(t *testing.T) {
 		})
 	}
 }
+
+// TestEstimateRefusesWhatTIMERefuses: estimate plans its shapes with TIME's rule.
+func TestEstimateRefusesWhatTIMERefuses(t *testing.T) {
+	for shape, want := range map[string]string{
+		"2147483648x1x1":          "M: dimension 2147483648 exceeds 2147483647",
+		"1x2147483648x1":          "dimension 2147483648 exceeds 2147483647",
+		"70000x70000x70000x70000": "overflow",
+		"8589934592x1x1x1":        "exceeds",
+	} {
+		_, err := runApp(t, "estimate", shape)
+		require.Error(t, err, shape)
+		assert.ErrorContains(t, err, want, shape)
+	}
+	_, err := runApp(t, "estimate", "2147483647x1x1")
+	assert.NoError(t, err, "MaxDim itself is timeable")
+}

@@ -413,3 +413,23 @@ func parseInfo(js []byte) (int64, *FrameError) {
 	}
 	return *v.OpID, nil
 }
+
+// PlanTimeGEMMs plans count GEMMs of M×N×K exactly as a TIME entry of them would be
+// planned (a gemm entry for count 1, else a matmul of [count, M, K] by [count, K, N]), with
+// TIME's shape rules, MaxDim and work limits, so that `sstemu estimate` refuses what TIME
+// refuses. The entry's Err says why it cannot be timed, "" if it can.
+func PlanTimeGEMMs(count, m, n, k int64) TimeEntry {
+	var v timeEntryJSON
+	op := opNameGEMM
+	if count == 1 {
+		v.M, v.N, v.K = &m, &n, &k
+	} else {
+		op = opNameMatmul
+		v.AShape, v.BShape = []int64{count, m, k}, []int64{count, k, n}
+	}
+	v.Op = &op
+	f := TimeFrame{Entries: make([]TimeEntry, 1)}
+	planDecoded(&v, &f.Entries[0])
+	f.bound()
+	return f.Entries[0]
+}

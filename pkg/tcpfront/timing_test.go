@@ -433,3 +433,19 @@ func TestTimeEntryUnknownKeyNamesTheKeyAndTheOp(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanTimeGEMMsIsTIMEsRule(t *testing.T) {
+	for _, tt := range []struct {
+		js             string
+		count, m, n, k int64
+	}{
+		{`{"op": "gemm", "M": 4, "N": 16, "K": 8}`, 1, 4, 16, 8},
+		{`{"op": "matmul", "A_shape": [3, 4, 8], "B_shape": [3, 8, 16]}`, 3, 4, 16, 8},
+		{`{"op": "gemm", "M": 2147483648, "N": 1, "K": 1}`, 1, 1 << 31, 1, 1},
+		{`{"op": "matmul", "A_shape": [4294967297, 1, 1], "B_shape": [4294967297, 1, 1]}`, 1<<32 + 1, 1, 1, 1},
+	} {
+		f, fe := parseTime([]byte(`{"op_id": 0, "ops": [` + tt.js + `]}`))
+		require.Nil(t, fe)
+		assert.Equal(t, f.Entries[0], PlanTimeGEMMs(tt.count, tt.m, tt.n, tt.k), tt.js)
+	}
+}
