@@ -137,6 +137,10 @@ func writeEstimateTable(w io.Writer, spec modelSpec, hz float64, shapes []string
 // formatSimTime prints simulated nanoseconds with a unit that keeps 3–4 significant digits.
 func formatSimTime(ns float64) string {
 	switch {
+	case ns >= 3600e9:
+		return fmt.Sprintf("%.4g h", ns/3600e9)
+	case ns >= 60e9:
+		return fmt.Sprintf("%.4g min", ns/60e9)
 	case ns >= 1e9:
 		return fmt.Sprintf("%.4g s", ns/1e9)
 	case ns >= 1e6:

@@ -151,3 +151,12 @@ func TestEstimateRefusesWhatTIMERefuses(t *testing.T) {
 	_, err := runApp(t, "estimate", "2147483647x1x1")
 	assert.NoError(t, err, "MaxDim itself is timeable")
 }
+
+func TestFormatSimTime(t *testing.T) {
+	for ns, want := range map[float64]string{
+		12: "12 ns", 1500: "1.5 µs", 23.8e6: "23.8 ms", 59e9: "59 s",
+		90e9: "1.5 min", 31250e9: "8.681 h", 7200e9: "2 h",
+	} {
+		assert.Equal(t, want, formatSimTime(ns), "%g ns", ns)
+	}
+}

@@ -2,6 +2,7 @@ package deviceserver
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/sstemu/sstemu/pkg/linalg"
@@ -31,6 +32,10 @@ func (t OpType) String() string {
 		return "UNKNOWN"
 	}
 }
+
+// Name is the op's lower-case name, as logs and timing records write it: "gemm", "conv",
+// "matmul" or "unknown".
+func (t OpType) Name() string { return strings.ToLower(t.String()) }
 
 // GEMM is C[M,N] = A[M,K] × B[K,N] on row-major float32 matrices.
 type GEMM struct {

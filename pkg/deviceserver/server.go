@@ -131,7 +131,7 @@ func (s *Server) done(op *Op, res *Result) {
 	} else {
 		s.lastUntimed.Store(uint32(UntimedNone))
 	}
-	ev.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", res.Shape).
+	ev.Int64("op_id", op.ID).Str("op", op.Type.Name()).Ints("shape", res.Shape).
 		Int("gemm_requests", res.Timing.Requests).Uint64("cycles", res.Timing.Cycles).
 		Uint64("compute_cycles", res.Timing.ComputeCycles).Uint64("memory_cycles", res.Timing.MemoryCycles).
 		Uint64("memory_bytes", res.Timing.MemoryBytes).Msg("op")

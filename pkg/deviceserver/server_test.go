@@ -473,3 +473,9 @@ func TestExecuteUsesTheOpsPlan(t *testing.T) {
 	_, err = s.Execute(context.Background(), &Op{Type: OpMatmul, Matmul: &Matmul{A: []float32{1}, B: []float32{1, 2}}, Plan: &plan})
 	assert.ErrorIs(t, err, linalg.ErrLength, "tensors that do not fit the plan")
 }
+
+func TestOpTypeNameIsLowerCase(t *testing.T) {
+	for op, want := range map[OpType]string{OpGEMM: "gemm", OpConv: "conv", OpMatmul: "matmul"} {
+		assert.Equal(t, want, op.Name())
+	}
+}

@@ -686,13 +686,13 @@ func (d *Device) recordEvent(addr uint64, n uint32, raw []byte) {
 			close(d.linkUpCh)
 		}
 		d.linkUp = true
-		d.log.Info().Uint64("connection", e.Data).Msg("device connected to the SST component")
+		d.log.Info().Uint64("conn", e.Data).Msg("device connected to the SST component")
 	case protocol.EventLinkDown:
 		if d.linkUp {
 			d.linkUpCh = make(chan struct{})
 		}
 		d.linkUp = false
-		d.log.Warn().Uint64("connection", e.Data).Msg("device lost the SST component")
+		d.log.Warn().Uint64("conn", e.Data).Msg("device lost the SST component")
 	default:
 		d.log.Debug().Stringer("event", &e).Msg("event")
 	}

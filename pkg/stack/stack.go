@@ -257,7 +257,7 @@ func (st *Stack) waitForLinks(ctx context.Context, limit time.Duration) {
 				down++
 			}
 		}
-		st.log.Warn().Int("devices_down", down).Dur("waited", limit).
+		st.log.Warn().Int("devices_down", down).Dur("waited_ms", limit).
 			Msg("layer 5 is not reachable yet: ops are served untimed until it is")
 	}
 }

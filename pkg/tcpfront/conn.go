@@ -348,8 +348,8 @@ func (c *conn) serveOne() bool {
 	}
 	if e := c.log.Debug(); e.Enabled() {
 		t := res.Timing
-		e.Int64("op_id", op.ID).Stringer("op", op.Type).Ints("shape", req.OutShape).
-			Bool("timed", t.Timed).Uint64("cycles", t.Cycles).Dur("took", time.Since(start)).Msg("op done")
+		e.Int64("op_id", op.ID).Str("op", opName(op.Type)).Ints("shape", req.OutShape).
+			Bool("timed", t.Timed).Uint64("cycles", t.Cycles).Dur("took_ms", time.Since(start)).Msg("op done")
 	}
 	return true
 }
@@ -390,7 +390,7 @@ func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bo
 		s.Recorder.Add(recs, &optrace.Spans{Conn: c.id, Frame: c.frame, Name: "time", Start: start,
 			Decode: decode, Timing: timing, Total: total, HasTiming: true})
 	}
-	c.log.Debug().Int64("op_id", f.OpID).Int("entries", len(recs)).Dur("took", time.Since(start)).Msg("time done")
+	c.log.Debug().Int64("op_id", f.OpID).Int("entries", len(recs)).Dur("took_ms", time.Since(start)).Msg("time done")
 	return true
 }
 

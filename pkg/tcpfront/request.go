@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -168,7 +169,7 @@ func jsonErr(err error, at int64) *FrameError {
 	case errors.As(err, &syn):
 		fe.Offset = max(syn.Offset-1, 0) // syn.Offset counts the offending byte; point at it
 	case errors.As(err, &typ):
-		fe.Offset, fe.Field, fe.Reason = typ.Offset, typ.Field, "field has the wrong type (want "+typ.Type.String()+")"
+		fe.Offset, fe.Field, fe.Reason = typ.Offset, typ.Field, "field has the wrong type (want "+jsonTypeName(typ.Type)+")"
 		if lit, ok := strings.CutPrefix(typ.Value, "number "); ok && isIntegerLiteral(lit) {
 			// An integer too large for its field exceeds a limit, like any other
 			// dimension above MaxDim; it is not a JSON type error.
@@ -178,6 +179,21 @@ func jsonErr(err error, at int64) *FrameError {
 		fe.Reason = "JSON ends early"
 	}
 	return fe
+}
+
+// jsonTypeName names the JSON a Go type decodes from: "a JSON object" for a struct or map
+// (whose Go name, e.g. tcpfront.timeJSON, means nothing to a client), "a JSON array" for a
+// slice, the Go type's name (int64, string, …) otherwise.
+func jsonTypeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	case reflect.Pointer:
+		return jsonTypeName(t.Elem())
+	}
+	return t.String()
 }
 
 // isIntegerLiteral reports whether lit is a JSON number without fraction or exponent.

@@ -449,3 +449,13 @@ func TestPlanTimeGEMMsIsTIMEsRule(t *testing.T) {
 		assert.Equal(t, f.Entries[0], PlanTimeGEMMs(tt.count, tt.m, tt.n, tt.k), tt.js)
 	}
 }
+
+func TestTimeFrameOfTheWrongJSONTypeSaysWhatItWants(t *testing.T) {
+	_, fe := parseTime([]byte(`[{"op": "gemm", "M": 1, "N": 1, "K": 1}]`))
+	require.NotNil(t, fe)
+	assert.Contains(t, fe.Reason, "want a JSON object")
+	assert.NotContains(t, fe.Reason, "tcpfront.")
+	_, fe = parseTime([]byte(`{"op_id": 1, "ops": {}}`))
+	require.NotNil(t, fe)
+	assert.Contains(t, fe.Reason, "want a JSON array")
+}
