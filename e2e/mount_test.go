@@ -37,7 +37,7 @@ func TestServeMount(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skipf("%s is missing: %v", python, err)
 	}
-	dir := t.TempDir()
+	dir := mountPoint(t)
 	p := startMounted(t, dir, "--devices", "2")
 	link := filepath.Join(t.TempDir(), "sst0") // as `ln -s DIR/sst0 /dev/sst0`
 	require.NoError(t, os.Symlink(filepath.Join(dir, "sst1"), link))
@@ -56,7 +56,7 @@ func TestServeMount(t *testing.T) {
 // TestServeMountStale: a mount left by a process killed with SIGKILL is detected and
 // replaced at the next start.
 func TestServeMountStale(t *testing.T) {
-	dir := t.TempDir()
+	dir := mountPoint(t)
 	p := startMounted(t, dir)
 	p.kill()
 	_, err := os.Stat(dir)
@@ -81,4 +81,12 @@ func TestServeNothing(t *testing.T) {
 	out, err := exec.Command(sstemuBin, "serve", "--listen", "").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "--mount must serve the devices")
+}
+
+// mountPoint returns a new, empty directory to mount on (--mount requires one that exists).
+func mountPoint(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "dev")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	return dir
 }

@@ -38,7 +38,9 @@ func mounted(t testing.TB, opts stack.Options) (*sstfuse.Mount, *stack.Stack) {
 	for _, d := range st.Devices().All() {
 		devs = append(devs, d)
 	}
-	m, err := sstfuse.New(t.TempDir(), devs, sstfuse.Options{})
+	dir := filepath.Join(t.TempDir(), "dev") // the mount point must exist
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	m, err := sstfuse.New(dir, devs, sstfuse.Options{})
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 		t.Skipf("cannot mount FUSE here (%v): run as root or with fusermount", err)
 	}
