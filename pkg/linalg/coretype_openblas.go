@@ -10,7 +10,7 @@ package linalg
 // os.Setenv in Go (even in an init function) comes too late, and OpenBLAS has no call to
 // re-initialise. sstemu_choose_core is a C constructor of priority 101, which the linker
 // runs before every default-priority constructor (OpenBLAS's included): if the user left
-// OPENBLAS_CORETYPE unset it chooses a kernel set from the CPU's features (cpuid, with the
+// OPENBLAS_CORETYPE unset (or empty, which OpenBLAS ignores too) it chooses a kernel set from the CPU's features (cpuid, with the
 // OS's support for the AVX register state, via __builtin_cpu_supports; on other
 // architectures it leaves the choice to OpenBLAS) and sets the
 // variable in the C environment only. Go's os.Getenv and the environment of processes Go
@@ -25,7 +25,7 @@ static const char *sstemu_core_user;
 
 __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 	const char *user = getenv("OPENBLAS_CORETYPE");
-	if (user != NULL) {
+	if (user != NULL && user[0] != '\0') { // an empty value: OpenBLAS ignores it too, so choose
 		sstemu_core_user = user;
 		return;
 	}

@@ -18,9 +18,9 @@ import (
 // what OpenBLAS runs and never appears in Go's environment.
 func TestCoreChoice(t *testing.T) {
 	info := Kernels()
-	user, set := os.LookupEnv("OPENBLAS_CORETYPE")
+	user := os.Getenv("OPENBLAS_CORETYPE")
 	switch {
-	case set:
+	case user != "":
 		assert.Equal(t, CoreUser, info.Source)
 		assert.Equal(t, user, info.Requested)
 	case info.Source == CoreAuto:
@@ -58,6 +58,30 @@ func TestCoreUserValue(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCoreUserValue$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"=1", "OPENBLAS_CORETYPE=Prescott")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "PASS")
+}
+
+// emptyChildEnv marks the test binary run by TestCoreEmptyValue.
+const emptyChildEnv = "SSTEMU_LINALG_CORE_EMPTY_CHILD"
+
+// TestCoreEmptyValue runs this test binary again with OPENBLAS_CORETYPE set but empty (as
+// `export OPENBLAS_CORETYPE=$UNSET` leaves it), which OpenBLAS ignores: it is not the user's
+// choice, so the automatic one (or OpenBLAS's own) applies.
+func TestCoreEmptyValue(t *testing.T) {
+	if os.Getenv(emptyChildEnv) != "" {
+		info := Kernels()
+		require.NotEqual(t, CoreUser, info.Source, "an empty OPENBLAS_CORETYPE counted as the user's choice")
+		require.NotEmpty(t, info.Core)
+		require.False(t, info.Fallback, info.CheckError)
+		return
+	}
+	if _, set := os.LookupEnv("OPENBLAS_CORETYPE"); set {
+		t.Skip("OPENBLAS_CORETYPE is set here; TestCoreChoice checks it is kept")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCoreEmptyValue$", "-test.count=1")
+	cmd.Env = append(os.Environ(), emptyChildEnv+"=1", "OPENBLAS_CORETYPE=")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "PASS")

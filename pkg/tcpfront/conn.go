@@ -129,6 +129,15 @@ func (c *conn) executeStreamed(req *Request) (*deviceserver.Result, time.Time, e
 			free <- b
 		}
 	}()
+	// If reading B panics (serve recovers it), the adder and the timing request still end.
+	closed := false
+	defer func() {
+		if !closed {
+			close(full)
+			<-added
+			st.Abort()
+		}
+	}()
 	var rerr error
 	for left := g.K; left > 0; {
 		kb := min(rows, left)
@@ -140,6 +149,7 @@ func (c *conn) executeStreamed(req *Request) (*deviceserver.Result, time.Time, e
 		left -= kb
 	}
 	close(full)
+	closed = true
 	arrived := time.Now()
 	aerr := <-added
 	if rerr == nil {
