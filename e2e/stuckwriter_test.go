@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
 // TestSIGTERMWithAStuckOpLog: an --op-log FIFO that is open but never read stops the log's
@@ -31,7 +33,7 @@ func TestSIGTERMWithAStuckOpLog(t *testing.T) {
 	// 4096 records of ~600 bytes: far more than the pipe's 64 KiB.
 	entries := strings.TrimSuffix(strings.Repeat(`{"op": "gemm", "M": 4, "N": 16, "K": 8}, `, 4096), ", ")
 	var resp struct {
-		Results []timingRecord `json:"results"`
+		Results []optrace.WireRecord `json:"results"`
 	}
 	jsonOp(t, c, 0x04, `{"op_id": 1, "ops": [`+entries+`]}`, &resp)
 	require.Len(t, resp.Results, 4096)

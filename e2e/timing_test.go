@@ -22,36 +22,12 @@ import (
 	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
-// timingRecord is the part of a timing record these tests compare.
-type timingRecord struct {
-	OpID          int64   `json:"op_id"`
-	Op            string  `json:"op"`
-	Timed         bool    `json:"timed"`
-	UntimedReason string  `json:"untimed_reason"`
-	Error         string  `json:"error"`
-	Device        int     `json:"device"`
-	Model         string  `json:"model"`
-	Preset        string  `json:"preset"`
-	ClockHz       float64 `json:"clock_hz"`
-	Cycles        uint64  `json:"cycles"`
-	ComputeCycles uint64  `json:"compute_cycles"`
-	MemoryCycles  uint64  `json:"memory_cycles"`
-	MemoryBytes   uint64  `json:"memory_bytes"`
-	FLOPs         uint64  `json:"flops"`
-	Bound         string  `json:"bound"`
-	Utilization   float64 `json:"utilization"`
-	SimNS         float64 `json:"sim_ns"`
-	GEMMs         uint64  `json:"gemms"`
-	StartCycle    uint64  `json:"start_cycle"`
-	EndCycle      uint64  `json:"end_cycle"`
-}
-
 // estimate runs `sstemu estimate --json args…` and returns its records.
-func estimate(t *testing.T, args ...string) []timingRecord {
+func estimate(t *testing.T, args ...string) []optrace.WireRecord {
 	t.Helper()
 	out, err := exec.Command(sstemuBin, append([]string{"estimate", "--json"}, args...)...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	var recs []timingRecord
+	var recs []optrace.WireRecord
 	require.NoError(t, json.Unmarshal(out, &recs), "%s", out)
 	return recs
 }
@@ -103,7 +79,7 @@ func TestTimingRecordsEqualEstimate(t *testing.T) {
 			a, b, out := randomMatrix(r, m*k), randomMatrix(r, k*n), make([]float32, m*n)
 			require.NoError(t, c.GEMM(withTimeout(t, 30*time.Second), m, n, k, a, b, out))
 			checkGEMM(t, m, n, k, a, b, out)
-			var got timingRecord
+			var got optrace.WireRecord
 			require.NoError(t, json.Unmarshal(c.LastTiming(), &got), "%s", c.LastTiming())
 			w := want[i]
 			assert.True(t, got.Timed, "round %d %v: %s", round, s, got.UntimedReason)
@@ -177,8 +153,8 @@ func TestTimeLLaMA70BThroughTheStack(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	var resp struct {
-		OpID    int64          `json:"op_id"`
-		Results []timingRecord `json:"results"`
+		OpID    int64                `json:"op_id"`
+		Results []optrace.WireRecord `json:"results"`
 	}
 	jsonOp(t, c, 0x04, `{"op_id": 70, "ops": [`+strings.Join(js, ", ")+`]}`, &resp)
 	require.Len(t, resp.Results, len(entries))

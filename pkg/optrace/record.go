@@ -250,3 +250,41 @@ func AppendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// WireRecord is a timing record as a client decodes its JSON (docs/wire.md, "The timing
+// record"): the keys with their JSON types. Pointers mark keys that may be absent: Index
+// outside TIME, ServerUS where a record carries no wall-clock times.
+type WireRecord struct {
+	OpID          int64         `json:"op_id"`
+	Index         *int          `json:"index"`
+	Op            string        `json:"op"`
+	Timed         bool          `json:"timed"`
+	UntimedReason string        `json:"untimed_reason"`
+	Error         string        `json:"error"`
+	Device        int           `json:"device"`
+	Model         string        `json:"model"`
+	Preset        string        `json:"preset"`
+	ClockHz       float64       `json:"clock_hz"`
+	Cycles        uint64        `json:"cycles"`
+	ComputeCycles uint64        `json:"compute_cycles"`
+	MemoryCycles  uint64        `json:"memory_cycles"`
+	MemoryBytes   uint64        `json:"memory_bytes"`
+	FLOPs         uint64        `json:"flops"`
+	Bound         string        `json:"bound"`
+	Utilization   float64       `json:"utilization"`
+	SimNS         float64       `json:"sim_ns"`
+	GEMMs         uint64        `json:"gemms"`
+	Requests      int           `json:"requests"`
+	TimingRequest string        `json:"timing_request"`
+	StartCycle    uint64        `json:"start_cycle"`
+	EndCycle      uint64        `json:"end_cycle"`
+	ServerUS      *WireServerUS `json:"server_us"`
+}
+
+// WireServerUS is a record's server_us object as decoded: microseconds, nil where absent.
+type WireServerUS struct {
+	Decode  *float64 `json:"decode"`
+	Compute *float64 `json:"compute"`
+	Timing  *float64 `json:"timing"`
+	Total   *float64 `json:"total"`
+}

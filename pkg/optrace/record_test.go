@@ -43,36 +43,6 @@ func TestRecordJSONKeys(t *testing.T) {
 	assert.Equal(t, float64(-1), m["device"])
 }
 
-// decoded is the record as a client decodes it, for the round-trip checks.
-type decoded struct {
-	OpID          int64   `json:"op_id"`
-	Index         *int    `json:"index"`
-	Op            string  `json:"op"`
-	Timed         bool    `json:"timed"`
-	UntimedReason string  `json:"untimed_reason"`
-	Error         string  `json:"error"`
-	Device        int     `json:"device"`
-	Model         string  `json:"model"`
-	Preset        string  `json:"preset"`
-	ClockHz       float64 `json:"clock_hz"`
-	Cycles        uint64  `json:"cycles"`
-	ComputeCycles uint64  `json:"compute_cycles"`
-	MemoryCycles  uint64  `json:"memory_cycles"`
-	MemoryBytes   uint64  `json:"memory_bytes"`
-	FLOPs         uint64  `json:"flops"`
-	Bound         string  `json:"bound"`
-	Utilization   float64 `json:"utilization"`
-	SimNS         float64 `json:"sim_ns"`
-	GEMMs         uint64  `json:"gemms"`
-	Requests      int     `json:"requests"`
-	TimingRequest string  `json:"timing_request"`
-	StartCycle    uint64  `json:"start_cycle"`
-	EndCycle      uint64  `json:"end_cycle"`
-	ServerUS      struct {
-		Decode, Compute, Timing, Total float64
-	} `json:"server_us"`
-}
-
 // validString is what a JSON encoder makes of s: invalid bytes become U+FFFD.
 func validString(s string) string {
 	if utf8.ValidString(s) {
@@ -109,7 +79,7 @@ func FuzzRecordJSON(f *testing.F) {
 			StartCycle: cycles, EndCycle: bytes, ServerUS: ServerUS{us, -us, us / 3, us / 7}}
 		b := r.AppendJSON([]byte("prefix"))[len("prefix"):]
 		require.True(t, json.Valid(b), "invalid JSON: %q", b)
-		var d decoded
+		var d WireRecord
 		require.NoError(t, json.Unmarshal(b, &d))
 		assert.Equal(t, opID, d.OpID)
 		if index >= 0 {
@@ -128,8 +98,11 @@ func FuzzRecordJSON(f *testing.F) {
 		assert.Equal(t, bytes, d.MemoryBytes)
 		assert.Equal(t, bytes^cycles, d.FLOPs)
 		assert.Equal(t, finite(util), d.Utilization)
-		assert.InDelta(t, float64(max(us, 0))/1e3, d.ServerUS.Decode, 1e-9*math.Abs(float64(us))+1e-9, "µs with ns digits")
-		assert.Equal(t, float64(max(-us, 0))/1e3, d.ServerUS.Compute)
+		require.NotNil(t, d.ServerUS)
+		require.NotNil(t, d.ServerUS.Decode)
+		require.NotNil(t, d.ServerUS.Compute)
+		assert.InDelta(t, float64(max(us, 0))/1e3, *d.ServerUS.Decode, 1e-9*math.Abs(float64(us))+1e-9, "µs with ns digits")
+		assert.Equal(t, float64(max(-us, 0))/1e3, *d.ServerUS.Compute)
 		assert.Equal(t, r.Bound(), d.Bound)
 		assert.Equal(t, finite(r.SimNS()), d.SimNS)
 	})

@@ -153,7 +153,7 @@ func TestLogLinesAndWriteError(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(string(buf.Bytes())))
 	var ids []int64
 	for sc.Scan() {
-		var d decoded
+		var d WireRecord
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &d), "each line is one record")
 		ids = append(ids, d.OpID)
 	}
@@ -176,9 +176,9 @@ func TestRingKeepsTheLatest(t *testing.T) {
 	require.Len(t, recs, 3)
 	assert.Equal(t, []int64{2, 3, 4}, []int64{recs[0].OpID, recs[1].OpID, recs[2].OpID})
 	var doc struct {
-		Total uint64    `json:"total"`
-		Size  int       `json:"size"`
-		Ops   []decoded `json:"ops"`
+		Total uint64       `json:"total"`
+		Size  int          `json:"size"`
+		Ops   []WireRecord `json:"ops"`
 	}
 	require.NoError(t, json.Unmarshal(r.AppendJSON(nil), &doc))
 	assert.Equal(t, uint64(5), doc.Total)

@@ -61,34 +61,6 @@ func (e *timingExecutor) TimeEntries(_ context.Context, entries [][]linalg.GEMMB
 	return 0, out
 }
 
-// record is a timing record as a client decodes it.
-type record struct {
-	OpID          int64   `json:"op_id"`
-	Index         *int    `json:"index"`
-	Op            string  `json:"op"`
-	Timed         bool    `json:"timed"`
-	UntimedReason string  `json:"untimed_reason"`
-	Error         string  `json:"error"`
-	Device        int     `json:"device"`
-	Model         string  `json:"model"`
-	ClockHz       float64 `json:"clock_hz"`
-	Cycles        uint64  `json:"cycles"`
-	ComputeCycles uint64  `json:"compute_cycles"`
-	MemoryCycles  uint64  `json:"memory_cycles"`
-	MemoryBytes   uint64  `json:"memory_bytes"`
-	FLOPs         uint64  `json:"flops"`
-	Bound         string  `json:"bound"`
-	Utilization   float64 `json:"utilization"`
-	SimNS         float64 `json:"sim_ns"`
-	GEMMs         uint64  `json:"gemms"`
-	Requests      int     `json:"requests"`
-	StartCycle    uint64  `json:"start_cycle"`
-	EndCycle      uint64  `json:"end_cycle"`
-	ServerUS      *struct {
-		Decode, Compute, Timing, Total *float64
-	} `json:"server_us"`
-}
-
 // readTrailer reads u32 BE T | T bytes and decodes them into v.
 func readJSONFrame(t *testing.T, r io.Reader, v any) []byte {
 	t.Helper()
@@ -119,7 +91,7 @@ func TestServerTimingTrailer(t *testing.T) {
 		_, err = io.ReadFull(c, got)
 		require.NoError(t, err)
 		assert.Equal(t, handGEMMResponse, got, "the result is exactly the untimed answer")
-		var r record
+		var r optrace.WireRecord
 		readJSONFrame(t, c, &r)
 		assert.Equal(t, int64(7), r.OpID)
 		assert.Nil(t, r.Index, "no index outside TIME")
@@ -164,7 +136,7 @@ func TestServerTimingUntimedAndFalse(t *testing.T) {
 	res := make([]byte, 4+8)
 	_, err = io.ReadFull(c, res)
 	require.NoError(t, err)
-	var r record
+	var r optrace.WireRecord
 	readJSONFrame(t, c, &r)
 	assert.Equal(t, "matmul", r.Op)
 	assert.False(t, r.Timed)
@@ -217,8 +189,8 @@ func TestServerTimeLLaMA70BDecoderLayer(t *testing.T) {
 	_, err := c.Write(frame(4, js))
 	require.NoError(t, err)
 	var resp struct {
-		OpID    int64    `json:"op_id"`
-		Results []record `json:"results"`
+		OpID    int64                `json:"op_id"`
+		Results []optrace.WireRecord `json:"results"`
 	}
 	readJSONFrame(t, c, &resp)
 	assert.Equal(t, int64(70), resp.OpID)
@@ -262,7 +234,7 @@ func TestServerTimeBadEntriesAndFrames(t *testing.T) {
 	_, err := c.Write(frame(4, js))
 	require.NoError(t, err)
 	var resp struct {
-		Results []record `json:"results"`
+		Results []optrace.WireRecord `json:"results"`
 	}
 	readJSONFrame(t, c, &resp)
 	require.Len(t, resp.Results, 10)
@@ -383,7 +355,7 @@ func TestServerRecorder(t *testing.T) {
 	require.Len(t, recs, 4)
 	var cycles uint64
 	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
-		var r record
+		var r optrace.WireRecord
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		cycles += r.Cycles
 	}
