@@ -311,16 +311,20 @@ func (p *plan) size(maxOpBytes int64) *FrameError {
 	return nil
 }
 
+// gemmDims reads a GEMM's M, N and K, each by dim's rule.
+func gemmDims(mv, nv, kv *int64) (m, n, k int, fe *FrameError) {
+	if m, fe = dim("M", mv); fe != nil {
+		return
+	}
+	if n, fe = dim("N", nv); fe != nil {
+		return
+	}
+	k, fe = dim("K", kv)
+	return
+}
+
 func planGEMM(v *gemmJSON) (*plan, *FrameError) {
-	m, fe := dim("M", v.M)
-	if fe != nil {
-		return nil, fe
-	}
-	n, fe := dim("N", v.N)
-	if fe != nil {
-		return nil, fe
-	}
-	k, fe := dim("K", v.K)
+	m, n, k, fe := gemmDims(v.M, v.N, v.K)
 	if fe != nil {
 		return nil, fe
 	}

@@ -318,15 +318,7 @@ func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 // applies planGEMM's rules (the shapes [M, K] and [K, N] it would build agree by
 // construction) without building a tensor plan, which no TIME entry needs.
 func entryGEMMDims(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
-	m, fe := dim("M", v.M)
-	if fe != nil {
-		return nil, fe
-	}
-	n, fe := dim("N", v.N)
-	if fe != nil {
-		return nil, fe
-	}
-	k, fe := dim("K", v.K)
+	m, n, k, fe := gemmDims(v.M, v.N, v.K)
 	if fe != nil {
 		return nil, fe
 	}
