@@ -41,16 +41,20 @@ def _target(device):
     return _Local if context.timing_only_active() else _dev(device)
 
 
+def _save(ctx, a, b, device):
+    """Keeps what a product's backward needs on ctx and returns where to compute it."""
+    ctx.dev = _target(device)
+    ctx.modules = context.module_stack()
+    ctx.save_for_backward(a, b)
+    return ctx.dev
+
+
 class DeviceGEMM(torch.autograd.Function):
     """C = A·B on the device for 2-D float32 tensors: ``DeviceGEMM.apply(A, B[, device])``."""
 
     @staticmethod
     def forward(ctx, a, b, device=None):
-        dev = _target(device)
-        ctx.dev = dev
-        ctx.modules = context.module_stack()
-        ctx.save_for_backward(a, b)
-        return dev.gemm(a, b)
+        return _save(ctx, a, b, device).gemm(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -73,11 +77,7 @@ class DeviceMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, device=None):
-        dev = _target(device)
-        ctx.dev = dev
-        ctx.modules = context.module_stack()
-        ctx.save_for_backward(a, b)
-        return dev.matmul(a, b)
+        return _save(ctx, a, b, device).matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):

@@ -205,34 +205,25 @@ def _scaled(out, self_t, beta, alpha):
 
 # Numerics: each handler computes the op on the device, or returns NotImplemented (run locally).
 
-def _mm(mode, args, kwargs):
-    a, b = args
-    if not (_ok(a, False) and _ok(b, False)):
-        return NotImplemented
-    return mode.device._gemm(a, b, "aten.mm")
+def _product(method, name):
+    """Handler of a plain product (aten.mm, aten.bmm) through Device.<method>."""
+    def h(mode, args, kwargs):
+        a, b = args
+        if not (_ok(a, False) and _ok(b, False)):
+            return NotImplemented
+        return getattr(mode.device, method)(a, b, name)
+    return h
 
 
-def _addmm(mode, args, kwargs):
-    s, a, b = args[:3]
-    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
-    if not (_ok(s, False) and _ok(a, False) and _ok(b, False)):
-        return NotImplemented
-    return _scaled(mode.device._gemm(a, b, "aten.addmm"), s, beta, alpha)
-
-
-def _bmm(mode, args, kwargs):
-    a, b = args
-    if not (_ok(a, False) and _ok(b, False)):
-        return NotImplemented
-    return mode.device._matmul(a, b, "aten.bmm")
-
-
-def _baddbmm(mode, args, kwargs):
-    s, a, b = args[:3]
-    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
-    if not (_ok(s, False) and _ok(a, False) and _ok(b, False)):
-        return NotImplemented
-    return _scaled(mode.device._matmul(a, b, "aten.baddbmm"), s, beta, alpha)
+def _scaled_product(method, name):
+    """Handler of beta·self + alpha·(A·B) (aten.addmm, aten.baddbmm) through Device.<method>."""
+    def h(mode, args, kwargs):
+        s, a, b = args[:3]
+        beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
+        if not (_ok(s, False) and _ok(a, False) and _ok(b, False)):
+            return NotImplemented
+        return _scaled(getattr(mode.device, method)(a, b, name), s, beta, alpha)
+    return h
 
 
 def _vec(name):
@@ -337,10 +328,10 @@ _FUNCS = {
 
 _OPS = {}  # id -> OpOverload of every op counted as local
 _HANDLERS = {id(f): h for f, h in (
-    (aten.mm.default, (_mm, _t_mm)),
-    (aten.addmm.default, (_addmm, _t_addmm)),
-    (aten.bmm.default, (_bmm, _t_matmul("aten.bmm"))),
-    (aten.baddbmm.default, (_baddbmm, _t_matmul("aten.baddbmm"))),
+    (aten.mm.default, (_product("_gemm", "aten.mm"), _t_mm)),
+    (aten.addmm.default, (_scaled_product("_gemm", "aten.addmm"), _t_addmm)),
+    (aten.bmm.default, (_product("_matmul", "aten.bmm"), _t_matmul("aten.bmm"))),
+    (aten.baddbmm.default, (_scaled_product("_matmul", "aten.baddbmm"), _t_matmul("aten.baddbmm"))),
     (aten.mv.default, (_vec("aten.mv"), _t_matmul("aten.mv"))),
     (aten.dot.default, (_vec("aten.dot"), _t_matmul("aten.dot"))),
     (aten.convolution.default, (_conv, _t_conv)),
