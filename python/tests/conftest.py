@@ -44,6 +44,7 @@ class Server:
     def __init__(self, binary, *flags, listen="127.0.0.1:0"):
         self.binary, self.flags = binary, flags
         self.log = tempfile.TemporaryFile()
+        self.logged = threading.Condition()  # notified after each chunk the drain thread writes
         self.proc = subprocess.Popen([binary, "serve", "--listen", listen, "--log-format", "json", *flags],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addr = self._wait_listening()
@@ -53,13 +54,35 @@ class Server:
 
     def _drain(self):
         for chunk in iter(lambda: os.read(self.proc.stderr.fileno(), 65536), b""):
-            self.log.write(chunk)
+            with self.logged:
+                self.log.write(chunk)
+                self.logged.notify_all()
+        with self.logged:
+            self.drained = True
+            self.logged.notify_all()
+
+    drained = False  # the server's stderr has ended
 
     def log_text(self):
         """Everything the server logged so far."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        with self.logged:
+            self.log.flush()
+            self.log.seek(0)
+            text = self.log.read().decode(errors="replace")
+            self.log.seek(0, os.SEEK_END)
+            return text
+
+    def wait_log(self, needle, timeout=10.0):
+        """The log once it contains ``needle``: the server writes a line after the event a
+        client sees (a closed connection), and the drain thread reads it later still."""
+        deadline = time.monotonic() + timeout
+        with self.logged:
+            while True:
+                text = self.log_text()
+                left = deadline - time.monotonic()
+                if needle in text or self.drained or left <= 0:
+                    return text
+                self.logged.wait(left)
 
     def _wait_listening(self):
         deadline = time.monotonic() + START_TIMEOUT
