@@ -107,3 +107,27 @@ func BenchmarkTimingFrame1000(b *testing.B) {
 	timeInParallel(b, srv, frame)
 	b.ReportMetric(float64(b.N)*frameGEMMs/b.Elapsed().Seconds(), "gemms/s")
 }
+
+// BenchmarkTimeEntries1000 is target (6) as a TIME op runs it: one client's frames of
+// frameGEMMs entries of one GEMM each, all of distinct shapes, through TimeEntries (what
+// layer 1 calls for a TIME frame) on the stack serve builds, one frame after the other.
+// Reports GEMMs timed per second.
+func BenchmarkTimeEntries1000(b *testing.B) {
+	srv := newTimingStack(b)
+	ctx := context.Background()
+	entries := make([][]linalg.GEMMBatch, frameGEMMs)
+	for i := range entries {
+		entries[i] = []linalg.GEMMBatch{{Shape: linalg.GEMMShape{M: 1 + i, N: 64, K: 64}, Count: 1}}
+	}
+	checkTimed(b, srv.Time(ctx, benchShape))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, out := srv.TimeEntries(ctx, entries)
+		for i, t := range out {
+			if !t.Timed || t.Requests != 1 || t.Cycles == 0 {
+				b.Fatalf("entry %d: timing %+v: want one timed request with cycles", i, t)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)*frameGEMMs/b.Elapsed().Seconds(), "gemms/s")
+}

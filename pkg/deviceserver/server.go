@@ -53,6 +53,11 @@ type Config struct {
 	// TimingRequest is the request GEMMs are timed with (TimingAuto: GEMM, falling back
 	// per device to COMPUTE as the reference device server sends it).
 	TimingRequest TimingRequest
+	// EntryWorkers bounds the timing requests of one TIME frame in flight at once
+	// (default DefaultEntryWorkers). A device whose layer 5 answers in the notifying
+	// goroutine (in-process) is best served by 1: it gains nothing from depth, and
+	// concurrent writers only contend for its one queue (docs/performance.md, target 6).
+	EntryWorkers int
 	// Logger receives one debug line per op with its cycles, and warnings for untimed ops.
 	Logger zerolog.Logger
 }
@@ -60,11 +65,12 @@ type Config struct {
 // Server is layer 2: it computes every op on the host and times it on the device. It
 // implements Executor and is safe for concurrent use.
 type Server struct {
-	log     zerolog.Logger
-	timing  TimingRequest
-	devices []*handlePool
-	next    atomic.Uint64 // round-robin cursor over devices
-	tag     atomic.Uint64 // user_data of the next timing request, to match its response
+	log          zerolog.Logger
+	timing       TimingRequest
+	entryWorkers int // Config.EntryWorkers or its default
+	devices      []*handlePool
+	next         atomic.Uint64 // round-robin cursor over devices
+	tag          atomic.Uint64 // user_data of the next timing request, to match its response
 	// lastUntimed is the cause of the latest untimed op while the device is failing,
 	// UntimedNone while ops are timed: warnings are logged once per change of cause.
 	lastUntimed atomic.Uint32
@@ -78,7 +84,10 @@ func New(cfg Config) *Server {
 	if handles <= 0 {
 		handles = DefaultMaxHandles
 	}
-	s := &Server{log: cfg.Logger, timing: cfg.TimingRequest}
+	s := &Server{log: cfg.Logger, timing: cfg.TimingRequest, entryWorkers: cfg.EntryWorkers}
+	if s.entryWorkers <= 0 {
+		s.entryWorkers = DefaultEntryWorkers
+	}
 	if s.timing >= numTimingRequests {
 		s.timing = TimingAuto
 	}

@@ -9,14 +9,15 @@ import (
 	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
-// maxEntryWorkers bounds the timing requests one TIME frame has in flight at once (each on
-// its own device handle, within the device's MaxHandles).
-const maxEntryWorkers = 16
+// DefaultEntryWorkers is how many timing requests one TIME frame has in flight at once
+// unless Config.EntryWorkers says otherwise (each on its own device handle, within the
+// device's MaxHandles): enough to hide the round trip of an SST behind a socket.
+const DefaultEntryWorkers = 16
 
 // TimeEntries times the GEMM batches of many ops with no numerics (a TIME frame), all on
 // one device, the next in round-robin order, whose index it returns (-1 with no device).
 // The device's models are deterministic functions of the request, so each distinct
-// request of the frame is sent once, with up to maxEntryWorkers in flight: while the
+// request of the frame is sent once, with up to Config.EntryWorkers in flight: while the
 // device may take BATCHED_GEMM, one per distinct batch (shape and count) of more than one
 // GEMM and one GEMM per distinct shape of the single ones; otherwise one request per
 // distinct shape, scaled by each batch's count (a device that refuses BATCHED_GEMM in the
@@ -91,7 +92,7 @@ type failure struct {
 	err   error
 }
 
-// timeShapes asks the device behind pool for each batch, from up to maxEntryWorkers
+// timeShapes asks the device behind pool for each batch, from up to s.entryWorkers
 // goroutines with a handle each, filling answers (the whole batch's cost) or fails at the
 // batch's index. kinds gets the request each batch was timed with (see TimingRequest).
 func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMBatch, answers []protocol.GEMMResult, fails []failure, kinds []protocol.RequestType) {
@@ -160,7 +161,7 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 			pool.put(h)
 		}
 	}
-	workers := min(len(shapes), maxEntryWorkers, cap(pool.slots))
+	workers := min(len(shapes), s.entryWorkers, cap(pool.slots))
 	var wg sync.WaitGroup
 	for range workers - 1 {
 		wg.Add(1)

@@ -221,9 +221,13 @@ func Build(ctx context.Context, opts Options) (*Stack, error) {
 	}
 
 	// Layer 2: the device server, timing ops through the device handles.
+	entryWorkers := 0 // the default depth, for an SST behind a socket
+	if st.component != nil {
+		entryWorkers = 1 // answered on the writer's goroutine: depth only contends
+	}
 	st.server = deviceserver.New(deviceserver.Config{
 		Devices: openers, MaxHandles: opts.MaxHandles, TimingRequest: opts.TimingRequest,
-		Logger: layerLogger(root, "deviceserver"),
+		EntryWorkers: entryWorkers, Logger: layerLogger(root, "deviceserver"),
 	})
 
 	// Layer 1: the DeviceGEMM front end; the caller serves it.

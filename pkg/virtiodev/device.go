@@ -354,6 +354,9 @@ func (d *Device) popFailed(q *virtqueue.DeviceQueue, queue int, err error) (brok
 // of its own or a hand-off to the link.
 func (d *Device) process(a *attachment, c virtqueue.Chain) {
 	d.stats.requests.Add(1)
+	if d.cfg.Handler != nil && d.handleInPlace(a, c) {
+		return
+	}
 	s := d.getForwarded()
 	n, err := c.Gather(s.req[:])
 	resp := d.scratch[:]
@@ -370,7 +373,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 		switch t := requestType(s.req[:]); RouteOf(t) {
 		case RouteForward:
 			if d.cfg.Handler != nil {
-				d.handleDirect(s, c, resp)
+				d.handleDirect(s.req[:], resp)
 				break
 			}
 			s.chain, s.gen = c, a.gen
@@ -401,6 +404,11 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 // chain with the number of bytes written.
 func (d *Device) reply(q *virtqueue.DeviceQueue, c virtqueue.Chain, resp []byte) {
 	n, _ := c.Scatter(resp)
+	d.returnChain(q, c, n)
+}
+
+// returnChain gives the chain back to the driver with n bytes of answer written.
+func (d *Device) returnChain(q *virtqueue.DeviceQueue, c virtqueue.Chain, n int) {
 	if err := q.PushUsed(c.Head, uint32(n)); err != nil {
 		d.stats.errors.Add(1)
 		d.log.Warn().Uint16("head", c.Head).Err(err).Msg("cannot return chain")

@@ -36,14 +36,33 @@ func (d *Device) kickRequests() {
 	}
 }
 
+// handleInPlace answers a request for layer 5 through the Handler in guest memory itself:
+// when the chain's first readable and first writable descriptors hold a whole SSTRequest
+// and SSTResponse apart from each other (as every driver lays them out, sstdev's
+// included), the component reads the request where the driver wrote it and writes its
+// answer where the driver reads it, so neither is copied through the device. It reports
+// false, having done nothing, for any other chain or request type; process then copies.
+func (d *Device) handleInPlace(a *attachment, c virtqueue.Chain) bool {
+	req, resp, ok := c.Views(protocol.RequestSize, protocol.ResponseSize)
+	if !ok || RouteOf(requestType(req)) != RouteForward {
+		return false
+	}
+	d.handleDirect(req, resp)
+	d.returnChain(a.req, c, protocol.ResponseSize)
+	return true
+}
+
 // handleDirect answers a request for layer 5 through the Handler, into resp, with the
-// request's ids as the link's answers carry them.
-func (d *Device) handleDirect(s *forwarded, c virtqueue.Chain, resp []byte) {
-	if d.linkUp.Load() && d.cfg.Handler.Handle(s.req[:], resp) {
+// request's ids as the link's answers carry them. The ids are read before Handle: req
+// may be guest memory, which only the driver's layout keeps apart from resp.
+func (d *Device) handleDirect(req, resp []byte) {
+	var ids [protocol.IDsSize]byte
+	copy(ids[:], req[protocol.RequestIDOffset:])
+	if d.linkUp.Load() && d.cfg.Handler.Handle(req, resp) {
 		d.stats.forwarded.Add(1)
-		copy(resp[protocol.ResponseRequestIDOffset:][:protocol.IDsSize], s.req[protocol.RequestIDOffset:][:protocol.IDsSize])
+		copy(resp[protocol.ResponseRequestIDOffset:], ids[:])
 		return
 	}
 	d.stats.noDevice.Add(1)
-	statusResponse(resp, protocol.StatusNoDevice, s.req[:])
+	statusResponse(resp, protocol.StatusNoDevice, req)
 }

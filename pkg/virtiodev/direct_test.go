@@ -16,6 +16,7 @@ import (
 // records the goroutine-free facts a test can check: how many calls, and whether two
 // ever overlapped on one device.
 type fakeHandler struct {
+	lastReq []byte // the request slice of the last call (guest memory when in place)
 	down    atomic.Bool
 	calls   atomic.Uint64
 	busy    atomic.Int32
@@ -31,6 +32,7 @@ func (f *fakeHandler) Handle(req, resp []byte) bool {
 	}
 	defer f.busy.Add(-1)
 	f.calls.Add(1)
+	f.lastReq = req
 	var r protocol.Request
 	if err := r.Decode(req); err != nil {
 		panic(err)
@@ -86,6 +88,58 @@ func TestDirectAnswersOnNotify(t *testing.T) {
 	assert.Equal(t, uint64(3), f.calls.Load())
 	assert.Equal(t, uint64(3), st.Forwarded)
 	assert.Equal(t, uint64(3), st.Responses)
+}
+
+// TestDirectLayouts checks the answer of a forwarded request for the buffer layouts a
+// driver may choose: layer 5 works in guest memory itself only when the request and the
+// response each lie in one descriptor, apart; every other layout is copied, and answered
+// the same.
+func TestDirectLayouts(t *testing.T) {
+	const half = protocol.RequestSize / 2
+	cases := []struct {
+		name        string
+		inPlace     bool
+		overRequest bool // the answer is written over the request
+		bufs        func(req, resp uint64) []virtqueue.Buffer
+	}{
+		{"one descriptor each", true, false, func(req, resp uint64) []virtqueue.Buffer {
+			return []virtqueue.Buffer{{Addr: req, Len: protocol.RequestSize}, {Addr: resp, Len: protocol.ResponseSize, Writable: true}}
+		}},
+		{"request in two descriptors", false, false, func(req, resp uint64) []virtqueue.Buffer {
+			return []virtqueue.Buffer{{Addr: req, Len: half}, {Addr: req + half, Len: protocol.RequestSize - half},
+				{Addr: resp, Len: protocol.ResponseSize, Writable: true}}
+		}},
+		{"response in two descriptors", false, false, func(req, resp uint64) []virtqueue.Buffer {
+			return []virtqueue.Buffer{{Addr: req, Len: protocol.RequestSize},
+				{Addr: resp, Len: half, Writable: true}, {Addr: resp + half, Len: protocol.ResponseSize - half, Writable: true}}
+		}},
+		{"response over the request", false, true, func(req, _ uint64) []virtqueue.Buffer {
+			return []virtqueue.Buffer{{Addr: req, Len: protocol.RequestSize}, {Addr: req, Len: protocol.ResponseSize, Writable: true}}
+		}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeHandler{}
+			h := newHarness(t, Config{Handler: f}, harnessOpts{})
+			r := &protocol.Request{Type: protocol.ReqGEMM, RequestID: uint64(200 + i), UserData: 9}
+			r.SetGEMM(protocol.GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
+			p := <-h.pairs
+			enc, err := r.MarshalBinary()
+			require.NoError(t, err)
+			require.NoError(t, h.mem.WriteAt(enc, p.reqAddr))
+			u := h.wait(h.submit(tc.bufs(p.reqAddr, p.respAddr)))
+			assert.Equal(t, uint32(protocol.ResponseSize), u.Len)
+			respAddr := p.respAddr
+			if tc.overRequest {
+				respAddr = p.reqAddr
+			}
+			assert.Equal(t, fakeAnswer(r), h.readResponse(respAddr))
+			// In place, the handler's request is guest memory: a byte the driver writes
+			// now shows in it.
+			require.NoError(t, h.mem.WriteAt([]byte{0xA5}, p.reqAddr+protocol.RequestSize-1))
+			assert.Equal(t, tc.inPlace, f.lastReq[protocol.RequestSize-1] == 0xA5, "request read in place")
+		})
+	}
 }
 
 // TestDirectGone checks that a Handler that refuses (the component shut down) gives

@@ -16,7 +16,9 @@ type Segment struct {
 // Chain is one descriptor chain popped by the device, already walked and validated. Its
 // segments are copies of the descriptors taken at Pop time, so later changes to the
 // descriptor table by the driver cannot redirect the device (no time-of-check to
-// time-of-use gap); only the buffer contents live in guest memory.
+// time-of-use gap); only the buffer contents live in guest memory. The segments are the
+// queue's storage for the head, valid until the chain is returned with PushUsed (the
+// next Pop of the same head reuses them), so a Pop allocates nothing once warm.
 type Chain struct {
 	Head     uint16    // head descriptor index, to pass to PushUsed
 	Readable []Segment // device-readable buffers, in chain order
@@ -77,6 +79,31 @@ func (c *Chain) Scatter(src []byte) (int, error) {
 	return n, nil
 }
 
+// Views returns the first r bytes of the chain's first readable segment and the first w
+// bytes of its first writable segment as views of guest memory (GuestMemory.Slice), for a
+// device that answers a fixed-size request in place. It reports false, and the caller
+// copies with Gather and Scatter instead, unless both segments are that long and the two
+// ranges do not overlap: a driver may lay out its buffers as it likes (VirtIO 1.2
+// §2.7.4), and a device reading a request it is overwriting would answer garbage.
+func (c *Chain) Views(r, w uint64) (readable, writable []byte, ok bool) {
+	if len(c.Readable) == 0 || len(c.Writable) == 0 {
+		return nil, nil, false
+	}
+	rs, ws := c.Readable[0], c.Writable[0]
+	if uint64(rs.Len) < r || uint64(ws.Len) < w || (rs.Addr < ws.Addr+w && ws.Addr < rs.Addr+r) {
+		return nil, nil, false
+	}
+	readable, err := c.mem.Slice(rs.Addr, r)
+	if err != nil {
+		return nil, nil, false
+	}
+	writable, err = c.mem.Slice(ws.Addr, w)
+	if err != nil {
+		return nil, nil, false
+	}
+	return readable, writable, true
+}
+
 // DeviceQueue is the device side of one split virtqueue: it pops available chains, validating
 // every descriptor, returns them through the used ring, and decides whether the driver
 // must be interrupted. It keeps its own copy of which heads it holds, so it can refuse a
@@ -92,8 +119,9 @@ type DeviceQueue struct {
 	lastAvail uint16   // next available ring index to read
 	usedIdx   uint16   // next used ring index to fill (mirrors used.idx)
 	signalled uint16   // used idx at the last NeedsInterrupt
-	held      []bool   // per head: popped and not yet pushed
-	writeCap  []uint64 // per head: writable bytes of the held chain
+	held      []bool      // per head: popped and not yet pushed
+	writeCap  []uint64    // per head: writable bytes of the held chain
+	segs      [][]Segment // per head: the held chain's segments (storage reused by the next Pop of the head)
 	notifyOff bool     // DisableNotifications in force
 	broken    error    // sticky *RingError
 	steps     uint64   // descriptors read, for tests of bounded work
@@ -109,6 +137,7 @@ func NewDeviceQueue(mem *GuestMemory, l Layout, f Features) (*DeviceQueue, error
 		mem: mem, l: l, f: f,
 		held:     make([]bool, l.Size),
 		writeCap: make([]uint64, l.Size),
+		segs:     make([][]Segment, l.Size),
 	}, nil
 }
 
@@ -180,6 +209,8 @@ func (d *DeviceQueue) walk(head uint16) (Chain, uint64, error) {
 		return fail(head, false, RuleHeadInFlight, "head %d not yet returned", head)
 	}
 	c := Chain{Head: head, mem: d.mem}
+	segs, readable := d.segs[head][:0], 0 // readable: how many of segs come first, device-readable
+	defer func() { d.segs[head] = segs }()
 	table, tableLen := d.l.Desc, uint32(d.l.Size)
 	idx, indirect := head, false
 	var count uint32 // buffer descriptors so far
@@ -236,18 +267,23 @@ func (d *DeviceQueue) walk(head uint16) (Chain, uint64, error) {
 		if total > MaxChainBytes {
 			return fail(idx, indirect, RuleTotalLen, "total %d bytes", total)
 		}
-		seg := Segment{Addr: ds.addr, Len: ds.len}
+		segs = append(segs, Segment{Addr: ds.addr, Len: ds.len})
 		if ds.flags&DescFWrite != 0 {
-			c.Writable = append(c.Writable, seg)
 			writable += uint64(ds.len)
 		} else {
 			// §2.7.4.2: readable buffers come before writable ones.
-			if len(c.Writable) > 0 {
-				return fail(idx, indirect, RuleReadAfterWrite, "readable after %d writable", len(c.Writable))
+			if readable < len(segs)-1 {
+				return fail(idx, indirect, RuleReadAfterWrite, "readable after %d writable", len(segs)-1-readable)
 			}
-			c.Readable = append(c.Readable, seg)
+			readable++
 		}
 		if ds.flags&DescFNext == 0 {
+			if readable > 0 {
+				c.Readable = segs[:readable:readable]
+			}
+			if readable < len(segs) {
+				c.Writable = segs[readable:]
+			}
 			return c, writable, nil
 		}
 		idx = ds.next

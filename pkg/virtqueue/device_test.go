@@ -353,3 +353,70 @@ func TestChainGatherOrder(t *testing.T) {
 	assert.Equal(t, "abcdef", string(long[:n]))
 	assert.Empty(t, c.Writable)
 }
+
+func TestChainViews(t *testing.T) {
+	// Each chain is a readable descriptor at rAddr of rLen bytes and a writable one at wAddr
+	// of wLen bytes; Views(8, 8) must give views only when both hold 8 bytes apart.
+	cases := []struct {
+		name         string
+		rAddr, wAddr uint64
+		rLen, wLen   uint32
+		want         bool
+	}{
+		{"apart", bufArea, bufArea + 0x20, 8, 8, true},
+		{"adjacent", bufArea, bufArea + 8, 8, 8, true},
+		{"longer segments", bufArea, bufArea + 0x40, 0x20, 0x20, true},
+		{"response overlaps the request's end", bufArea, bufArea + 4, 8, 8, false},
+		{"request overlaps the response's end", bufArea + 4, bufArea, 8, 8, false},
+		{"same buffer", bufArea, bufArea, 8, 8, false},
+		{"short request", bufArea, bufArea + 0x20, 7, 8, false},
+		{"short response", bufArea, bufArea + 0x20, 8, 7, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, negMemSize, 8, Features{})
+			rawDesc(t, p.mem, p.l.Desc, 0, tc.rAddr, tc.rLen, DescFNext, 1)
+			rawDesc(t, p.mem, p.l.Desc, 1, tc.wAddr, tc.wLen, DescFWrite, 0)
+			rawOffer(t, p, 0)
+			c, ok, err := p.dev.Pop()
+			require.NoError(t, err)
+			require.True(t, ok)
+			r, w, ok := c.Views(8, 8)
+			require.Equal(t, tc.want, ok)
+			if !ok {
+				assert.Nil(t, r)
+				assert.Nil(t, w)
+				return
+			}
+			require.Len(t, r, 8)
+			require.Len(t, w, 8)
+			// The views are guest memory: what the driver wrote is in r, what the device
+			// writes into w is what the driver reads, and neither reaches past 8 bytes.
+			require.NoError(t, p.mem.WriteAt([]byte("request!"), tc.rAddr))
+			assert.Equal(t, "request!", string(r))
+			copy(w, "answered")
+			got := make([]byte, 8)
+			require.NoError(t, p.mem.ReadAt(got, tc.wAddr))
+			assert.Equal(t, "answered", string(got))
+			assert.Equal(t, 8, cap(w), "a view cannot be appended into the next bytes")
+		})
+	}
+}
+
+func TestGuestMemorySliceChecksBounds(t *testing.T) {
+	m := NewGuestMemory(64)
+	for _, tc := range []struct {
+		addr, n uint64
+		ok      bool
+	}{{0, 64, true}, {60, 4, true}, {64, 0, true}, {61, 4, false}, {65, 0, false}, {1, ^uint64(0), false}} {
+		v, err := m.Slice(tc.addr, tc.n)
+		if !tc.ok {
+			var me *MemoryError
+			assert.ErrorAs(t, err, &me, "[%d, +%d)", tc.addr, tc.n)
+			assert.Nil(t, v)
+			continue
+		}
+		require.NoError(t, err, "[%d, +%d)", tc.addr, tc.n)
+		assert.Len(t, v, int(tc.n))
+	}
+}

@@ -99,6 +99,18 @@ func (m *GuestMemory) WriteAt(p []byte, addr uint64) error {
 	return nil
 }
 
+// Slice returns the n bytes at guest address addr as a view of the arena itself, for a
+// device that works on a buffer in place (as QEMU's devices do on mapped guest memory)
+// instead of copying it out and back. The range is checked first. Accesses through the
+// view are plain, like ReadAt and WriteAt, and ordered the same way (by the ring
+// indices); the caller must not keep it past the buffer's return to the driver.
+func (m *GuestMemory) Slice(addr, n uint64) ([]byte, error) {
+	if err := m.check(addr, n); err != nil {
+		return nil, err
+	}
+	return m.buf[addr : addr+n : addr+n], nil
+}
+
 // Zero clears n bytes at guest address addr.
 func (m *GuestMemory) Zero(addr, n uint64) error {
 	if err := m.check(addr, n); err != nil {
