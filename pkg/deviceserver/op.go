@@ -140,8 +140,9 @@ type GEMMStream interface {
 	// Add accumulates the next rows of B (row-major, whole rows of N); b is not kept
 	// after Add returns.
 	Add(b []float32) error
-	// Finish returns the op's result and timing once all K rows have been added.
-	Finish(ctx context.Context) (*Result, error)
+	// Finish returns the op's result and timing once all K rows have been added; it
+	// waits for the timing request, which StartGEMM's context bounds.
+	Finish() (*Result, error)
 	// Abort ends the stream without a result; it returns once nothing started for the
 	// op is still running.
 	Abort()

@@ -70,8 +70,9 @@ func (st *gemmStream) Add(b []float32) error {
 	return err
 }
 
-// Finish waits for the timing request and returns the result.
-func (st *gemmStream) Finish(ctx context.Context) (*Result, error) {
+// Finish waits for the timing request and returns the result. The wait is bounded as the
+// request is: by StartGEMM's context and the device timeout.
+func (st *gemmStream) Finish() (*Result, error) {
 	data, err := st.gemm.Result()
 	if err != nil {
 		st.wait()

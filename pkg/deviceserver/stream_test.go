@@ -28,7 +28,7 @@ func TestStreamedGEMMMatchesExecute(t *testing.T) {
 		k1 := min(k0+rows, k)
 		require.NoError(t, st.Add(b[k0*n:k1*n]))
 	}
-	res, err := st.Finish(context.Background())
+	res, err := st.Finish()
 	require.NoError(t, err)
 	st.Abort() // harmless after Finish
 	checkAgainstFloat64(t, m, n, k, a, b, res.Data)
@@ -51,7 +51,7 @@ func TestStreamedGEMMErrors(t *testing.T) {
 	st, err := s.StartGEMM(ctx, &Op{ID: 3, Type: OpGEMM, GEMM: &GEMM{M: 2, N: 2, K: 2, A: make([]float32, 4)}})
 	require.NoError(t, err)
 	require.NoError(t, st.Add(make([]float32, 2)))
-	_, err = st.Finish(ctx) // one row of two missing
+	_, err = st.Finish() // one row of two missing
 	require.Error(t, err)
 	st.Abort()
 

@@ -159,7 +159,7 @@ func (c *conn) executeStreamed(req *Request) (*deviceserver.Result, time.Time, e
 		st.Abort()
 		return nil, arrived, rerr
 	}
-	res, err := st.Finish(ctx)
+	res, err := st.Finish()
 	return res, arrived, err
 }
 

@@ -246,7 +246,10 @@ func (d *Device) Stats() Stats {
 // Shutdown stops the device gracefully: it keeps serving until every request in flight to
 // the SST component is answered or ctx ends, then disconnects (answering what is left
 // NO_DEVICE) and stops its goroutines. It returns ctx.Err() if it had to cut the wait
-// short. Later calls return the first call's result.
+// short. Later calls return the first call's result. With a Handler no request is in
+// flight between calls: each is answered inside the Notify that submitted it, so Shutdown
+// does not wait for a Notify under way on another goroutine; that one completes on its
+// own, answered NO_DEVICE if the Handler is closed meanwhile.
 func (d *Device) Shutdown(ctx context.Context) error {
 	d.closeOnce.Do(func() {
 		d.closing.Store(true)
