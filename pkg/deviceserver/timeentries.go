@@ -45,14 +45,23 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 		}
 		return linalg.GEMMBatch{Shape: b.Shape, Count: 1}
 	}
-	index := make(map[linalg.GEMMBatch]int)
-	var shapes []linalg.GEMMBatch
+	n := 0
+	for _, e := range entries {
+		n += len(e)
+	}
+	index := make(map[linalg.GEMMBatch]int, n)
+	shapes := make([]linalg.GEMMBatch, 0, n)
+	which := make([]int, 0, n) // per batch of every entry in order: its request in shapes
 	for _, e := range entries {
 		for _, b := range e {
-			if k := keyOf(b); index[k] == 0 {
+			k := keyOf(b)
+			j, ok := index[k]
+			if !ok {
+				j = len(shapes)
 				shapes = append(shapes, k)
-				index[k] = len(shapes) // 1-based: 0 is absent
+				index[k] = j
 			}
+			which = append(which, j)
 		}
 	}
 	answers := make([]protocol.GEMMResult, len(shapes))
@@ -62,8 +71,10 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 
 	for i, e := range entries {
 		t := Timing{Timed: true}
-		for _, b := range e {
-			j := index[keyOf(b)] - 1
+		requests := which[:len(e)]
+		which = which[len(e):]
+		for bi, b := range e {
+			j := requests[bi]
 			t.Requests++
 			if t.Kind != protocol.ReqBatchedGEMM || kinds[j] == protocol.ReqCompute {
 				t.Kind = kinds[j]

@@ -78,3 +78,23 @@ func TestTimeEntriesUntimed(t *testing.T) {
 	}
 	assert.LessOrEqual(t, dev.opened.Load(), int64(4), "within MaxHandles")
 }
+
+// TestTimeEntriesUntimedBatchKeepsOthersAligned: an entry whose first batch cannot be
+// timed is untimed as a whole, and the entries after it still get their own answers.
+func TestTimeEntriesUntimedBatchKeepsOthersAligned(t *testing.T) {
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+	bad := linalg.GEMMBatch{Shape: linalg.GEMMShape{M: 0, N: 1, K: 1}, Count: 1}
+	batch := func(m int) linalg.GEMMBatch { return linalg.GEMMBatch{Shape: linalg.GEMMShape{M: m, N: 2, K: 3}, Count: 1} }
+	_, got := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{
+		{bad, batch(2)}, {batch(4)}, {batch(5), batch(2)},
+	})
+	require.Len(t, got, 3)
+	assert.False(t, got[0].Timed)
+	assert.Equal(t, UntimedInvalidShape, got[0].Untimed)
+	assert.True(t, got[1].Timed)
+	assert.Equal(t, uint64(24), got[1].Cycles)
+	assert.True(t, got[2].Timed)
+	assert.Equal(t, uint64(30+12), got[2].Cycles)
+}
