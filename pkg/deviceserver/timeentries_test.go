@@ -86,7 +86,9 @@ func TestTimeEntriesUntimedBatchKeepsOthersAligned(t *testing.T) {
 	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
 	defer s.Close()
 	bad := linalg.GEMMBatch{Shape: linalg.GEMMShape{M: 0, N: 1, K: 1}, Count: 1}
-	batch := func(m int) linalg.GEMMBatch { return linalg.GEMMBatch{Shape: linalg.GEMMShape{M: m, N: 2, K: 3}, Count: 1} }
+	batch := func(m int) linalg.GEMMBatch {
+		return linalg.GEMMBatch{Shape: linalg.GEMMShape{M: m, N: 2, K: 3}, Count: 1}
+	}
 	_, got := s.TimeEntries(context.Background(), [][]linalg.GEMMBatch{
 		{bad, batch(2)}, {batch(4)}, {batch(5), batch(2)},
 	})

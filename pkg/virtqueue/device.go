@@ -116,15 +116,15 @@ type DeviceQueue struct {
 	l   Layout
 	f   Features
 
-	lastAvail uint16   // next available ring index to read
-	usedIdx   uint16   // next used ring index to fill (mirrors used.idx)
-	signalled uint16   // used idx at the last NeedsInterrupt
+	lastAvail uint16      // next available ring index to read
+	usedIdx   uint16      // next used ring index to fill (mirrors used.idx)
+	signalled uint16      // used idx at the last NeedsInterrupt
 	held      []bool      // per head: popped and not yet pushed
 	writeCap  []uint64    // per head: writable bytes of the held chain
 	segs      [][]Segment // per head: the held chain's segments (storage reused by the next Pop of the head)
-	notifyOff bool     // DisableNotifications in force
-	broken    error    // sticky *RingError
-	steps     uint64   // descriptors read, for tests of bounded work
+	notifyOff bool        // DisableNotifications in force
+	broken    error       // sticky *RingError
+	steps     uint64      // descriptors read, for tests of bounded work
 }
 
 // NewDeviceQueue returns the device side of the queue at l in mem, which the driver has
