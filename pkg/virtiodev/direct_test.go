@@ -57,6 +57,19 @@ func TestDirectConfig(t *testing.T) {
 	assert.Equal(t, "Handler", ce.Field)
 }
 
+// writeGEMM takes a buffer pair of h and writes into its request buffer a 4×16×8 GEMM
+// request with the given ids, which it returns with the pair.
+func writeGEMM(t *testing.T, h *harness, id, userData uint64) (bufPair, *protocol.Request) {
+	t.Helper()
+	r := &protocol.Request{Type: protocol.ReqGEMM, RequestID: id, UserData: userData}
+	r.SetGEMM(protocol.GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
+	p := <-h.pairs
+	enc, err := r.MarshalBinary()
+	require.NoError(t, err)
+	require.NoError(t, h.mem.WriteAt(enc, p.reqAddr))
+	return p, r
+}
+
 // TestDirectAnswersOnNotify checks that with a Handler a forwarded request is answered
 // (and its interrupt raised) before Notify returns, on the notifying goroutine.
 func TestDirectAnswersOnNotify(t *testing.T) {
@@ -64,12 +77,7 @@ func TestDirectAnswersOnNotify(t *testing.T) {
 	h := newHarness(t, Config{Handler: f}, harnessOpts{})
 	require.True(t, h.dev.Stats().LinkUp)
 	for i := range 3 {
-		r := &protocol.Request{Type: protocol.ReqGEMM, RequestID: uint64(100 + i), UserData: 7}
-		r.SetGEMM(protocol.GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
-		p := <-h.pairs
-		enc, err := r.MarshalBinary()
-		require.NoError(t, err)
-		require.NoError(t, h.mem.WriteAt(enc, p.reqAddr))
+		p, r := writeGEMM(t, h, uint64(100+i), 7)
 		ch := h.submit([]virtqueue.Buffer{
 			{Addr: p.reqAddr, Len: protocol.RequestSize},
 			{Addr: p.respAddr, Len: protocol.ResponseSize, Writable: true},
@@ -121,12 +129,7 @@ func TestDirectLayouts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeHandler{}
 			h := newHarness(t, Config{Handler: f}, harnessOpts{})
-			r := &protocol.Request{Type: protocol.ReqGEMM, RequestID: uint64(200 + i), UserData: 9}
-			r.SetGEMM(protocol.GEMM{M: 4, N: 16, K: 8, DtypeSize: 4})
-			p := <-h.pairs
-			enc, err := r.MarshalBinary()
-			require.NoError(t, err)
-			require.NoError(t, h.mem.WriteAt(enc, p.reqAddr))
+			p, r := writeGEMM(t, h, uint64(200+i), 9)
 			u := h.wait(h.submit(tc.bufs(p.reqAddr, p.respAddr)))
 			assert.Equal(t, uint32(protocol.ResponseSize), u.Len)
 			respAddr := p.respAddr
