@@ -22,8 +22,9 @@ const DefaultEntryWorkers = 16
 // GEMM and one GEMM per distinct shape of the single ones; otherwise one request per
 // distinct shape, scaled by each batch's count (a device that refuses BATCHED_GEMM in the
 // middle of a frame has that batch timed as a GEMM × count; see TimingRequest). An
-// entry's timing is the sum of its batches' answers, and its Requests the distinct
-// requests it needed. An entry whose shape the device could not time is
+// entry's timing is the sum of its batches' answers, and its Requests the number of its
+// batches (each timed by one request, which equal batches of the frame share). An entry
+// whose shape the device could not time is
 // untimed with the reason; the others are not affected.
 func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
 	out = make([]Timing, len(entries))

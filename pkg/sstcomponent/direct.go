@@ -31,17 +31,20 @@ func (c *Component) OpenDirect() (*Direct, error) {
 	return d, nil
 }
 
-// Handle answers the request encoded in req (RequestSize bytes) into resp
+// Handle answers the request encoded in req (RequestSize bytes), of type t, into resp
 // (ResponseSize bytes) and reports true, or reports false, writing nothing, once the
-// session is closed (by Close or the component's Shutdown).
-func (d *Direct) Handle(req, resp []byte) bool {
+// session is closed (by Close or the component's Shutdown). t is the type the caller
+// routed the request by; req's own type field is not read, and every other byte of req is
+// read once, before resp is written: req and resp may be guest memory a driver can change
+// meanwhile (virtiodev.Handler).
+func (d *Direct) Handle(t protocol.RequestType, req, resp []byte) bool {
 	cn := d.cn
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.closing.Load() {
 		return false
 	}
-	decodeRequest(&cn.req, req[:protocol.RequestSize])
+	decodeRequestAs(&cn.req, t, req[:protocol.RequestSize])
 	cn.comp.handle(&cn.req, &cn.resp, &cn.stats, &d.log)
 	cn.resp.encode(resp[:protocol.ResponseSize])
 	return true

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
 // TestDirectAnswersAsStream sends the same requests to two equal components, one over a
@@ -35,7 +37,7 @@ func TestDirectAnswersAsStream(t *testing.T) {
 		if want.status() == statusInvalid {
 			invalid++
 		}
-		require.True(t, d.Handle(r, resp))
+		require.True(t, d.Handle(typeOf(r), r, resp))
 		assert.Equal(t, []byte(want), resp, "request type %d id %d", le.Uint32(r[offType:]), le.Uint64(r[offRequestID:]))
 	}
 	st := other.comp.Stats()
@@ -44,8 +46,32 @@ func TestDirectAnswersAsStream(t *testing.T) {
 	assert.Equal(t, invalid, st.Invalid)
 	assert.NotZero(t, invalid, "the requests include invalid ones")
 	require.NoError(t, d.Close())
-	assert.False(t, d.Handle(reqs[0], resp), "a closed session answers")
+	assert.False(t, d.Handle(typeOf(reqs[0]), reqs[0], resp), "a closed session answers")
 	assert.Equal(t, uint64(len(reqs)), other.comp.Stats().Total, "statistics kept after Close")
+}
+
+// TestDirectTakesTheRoutedType: Handle acts on the type it is given, not on the request's
+// type field, which a driver may have changed after the device routed the request: a GEMM
+// whose bytes now say RESET (or an unknown type) is answered as the GEMM it was routed as,
+// and the component is not reset.
+func TestDirectTakesTheRoutedType(t *testing.T) {
+	c, err := New(Config{Params: tutorialParams()})
+	require.NoError(t, err)
+	d, err := c.OpenDirect()
+	require.NoError(t, err)
+	defer d.Close()
+	want := make([]byte, respSize)
+	require.True(t, d.Handle(protocol.ReqGEMM, gemmReq(7, 4, 16, 8, 4), want))
+	for _, flipped := range []uint32{uint32(protocol.ReqReset), 999} {
+		r := gemmReq(7, 4, 16, 8, 4)
+		le.PutUint32(r[offType:], flipped)
+		got := make([]byte, respSize)
+		require.True(t, d.Handle(protocol.ReqGEMM, r, got))
+		assert.Equal(t, want, got, "type field %d", flipped)
+	}
+	st := c.Stats()
+	assert.Equal(t, uint64(3), st.Total)
+	assert.Zero(t, st.Invalid)
 }
 
 // TestDirectShutdown checks that Shutdown ends Direct sessions, concurrent calls
@@ -61,7 +87,7 @@ func TestDirectShutdown(t *testing.T) {
 		wg.Go(func() {
 			resp := make([]byte, respSize)
 			for i := range 1000 {
-				if !d.Handle(gemmReq(uint64(i), 4, 16, 8, 4), resp) {
+				if !d.Handle(protocol.ReqGEMM, gemmReq(uint64(i), 4, 16, 8, 4), resp) {
 					return
 				}
 				answered[w]++
@@ -75,7 +101,7 @@ func TestDirectShutdown(t *testing.T) {
 		sum += n
 	}
 	assert.Equal(t, sum, comp.Stats().Total, "every answer counted, none after the merge")
-	assert.False(t, d.Handle(gemmReq(1, 4, 16, 8, 4), make([]byte, respSize)))
+	assert.False(t, d.Handle(protocol.ReqGEMM, gemmReq(1, 4, 16, 8, 4), make([]byte, respSize)))
 	_, err = comp.OpenDirect()
 	require.ErrorIs(t, err, ErrClosed)
 	require.NoError(t, d.Close())

@@ -73,7 +73,7 @@ func fuzzBody(t *testing.T, in []byte) {
 	}
 	direct := make([]byte, respSize)
 	for i := range whole {
-		if !d.Handle(stream[i*reqSize:(i+1)*reqSize], direct) {
+		if r := stream[i*reqSize : (i+1)*reqSize]; !d.Handle(typeOf(r), r, direct) {
 			t.Fatalf("Direct refused request %d", i)
 		}
 		if !bytes.Equal(direct, out[i*respSize:(i+1)*respSize]) {

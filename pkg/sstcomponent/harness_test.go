@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/perfmodel"
+	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
 // The tests build requests and read responses with explicit byte offsets from docs/sst-protocol.md,
@@ -42,6 +43,9 @@ const testTimeout = 10 * time.Second
 
 // rawReq is an encoded SSTRequest under construction.
 type rawReq []byte
+
+// typeOf is the type field of an encoded request, as a device routing it reads it.
+func typeOf(r []byte) protocol.RequestType { return protocol.RequestType(le.Uint32(r[offType:])) }
 
 func newReq(typ uint32, id uint64) rawReq {
 	b := make(rawReq, reqSize)

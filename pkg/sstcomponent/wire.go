@@ -28,7 +28,14 @@ const fixedResultSize = 40
 // with it) and WRITE (which stores its data), the first fixedRequestSize bytes otherwise.
 // The rest of req.Payload keeps bytes of earlier requests, which no handler reads.
 func decodeRequest(req *protocol.Request, b []byte) {
-	req.Type = protocol.RequestType(byteOrder.Uint32(b[protocol.RequestTypeOffset:]))
+	decodeRequestAs(req, protocol.RequestType(byteOrder.Uint32(b[protocol.RequestTypeOffset:])), b)
+}
+
+// decodeRequestAs is decodeRequest for a request whose type t was read already (by the
+// device that routed it): b's own type field is not read again, and every other byte of b
+// is read once, so a driver changing b meanwhile cannot make it another type.
+func decodeRequestAs(req *protocol.Request, t protocol.RequestType, b []byte) {
+	req.Type = t
 	req.Flags = byteOrder.Uint32(b[protocol.RequestFlagsOffset:])
 	req.RequestID = byteOrder.Uint64(b[protocol.RequestIDOffset:])
 	req.UserData = byteOrder.Uint64(b[protocol.RequestUserDataOffset:])

@@ -376,7 +376,7 @@ func (d *Device) process(a *attachment, c virtqueue.Chain) {
 		switch t := requestType(s.req[:]); RouteOf(t) {
 		case RouteForward:
 			if d.cfg.Handler != nil {
-				d.handleDirect(s.req[:], resp)
+				d.handleDirect(t, s.req[:], resp)
 				break
 			}
 			s.chain, s.gen = c, a.gen

@@ -6,18 +6,21 @@ import (
 )
 
 // Handler is layer 5 in the same process, called directly (sstcomponent.Direct): Handle
-// answers the encoded SSTRequest req (protocol.RequestSize bytes) into resp
-// (protocol.ResponseSize bytes) and reports true, or reports false when the component is
-// gone (the device then answers NO_DEVICE). It may be called from several devices'
-// goroutines at once.
+// answers the encoded SSTRequest req (protocol.RequestSize bytes), which the device routed
+// to layer 5 as type t, into resp (protocol.ResponseSize bytes) and reports true, or
+// reports false when the component is gone (the device then answers NO_DEVICE). It may be
+// called from several devices' goroutines at once. req and resp may be the driver's
+// buffers in guest memory, which a hostile driver can change during the call: Handle takes
+// the type from t, reads every other byte of req once, and keeps neither slice.
 //
 // With a Handler the device serves its request queue on the goroutine that notifies it,
 // as QEMU handles a queue kick on the vCPU thread that wrote the notify register: the
-// driver's Notify pops the chain, gathers the request, calls Handle, scatters the answer
+// driver's Notify pops the chain, calls Handle on the request and response buffers where
+// they lie in guest memory (handleInPlace; other layouts are gathered and scattered),
 // and raises the interrupt before it returns, with no goroutine hand-off and no stream.
 // Notifies that arrive while another goroutine is serving the queue are left to it.
 type Handler interface {
-	Handle(req, resp []byte) bool
+	Handle(t protocol.RequestType, req, resp []byte) bool
 }
 
 // kickRequests serves the request queue on the calling goroutine, unless another is
@@ -44,10 +47,14 @@ func (d *Device) kickRequests() {
 // false, having done nothing, for any other chain or request type; process then copies.
 func (d *Device) handleInPlace(a *attachment, c virtqueue.Chain) bool {
 	req, resp, ok := c.Views(protocol.RequestSize, protocol.ResponseSize)
-	if !ok || RouteOf(requestType(req)) != RouteForward {
+	if !ok {
 		return false
 	}
-	d.handleDirect(req, resp)
+	t := requestType(req) // read once: the Handler is told it, and does not read it again
+	if RouteOf(t) != RouteForward {
+		return false
+	}
+	d.handleDirect(t, req, resp)
 	d.returnChain(a.req, c, protocol.ResponseSize)
 	return true
 }
@@ -55,14 +62,14 @@ func (d *Device) handleInPlace(a *attachment, c virtqueue.Chain) bool {
 // handleDirect answers a request for layer 5 through the Handler, into resp, with the
 // request's ids as the link's answers carry them. The ids are read before Handle: req
 // may be guest memory, which only the driver's layout keeps apart from resp.
-func (d *Device) handleDirect(req, resp []byte) {
-	var ids [protocol.IDsSize]byte
-	copy(ids[:], req[protocol.RequestIDOffset:])
-	if d.linkUp.Load() && d.cfg.Handler.Handle(req, resp) {
+func (d *Device) handleDirect(t protocol.RequestType, req, resp []byte) {
+	var head [protocol.RequestIDOffset + protocol.IDsSize]byte // the header up to the ids, read once
+	copy(head[:], req)
+	if d.linkUp.Load() && d.cfg.Handler.Handle(t, req, resp) {
 		d.stats.forwarded.Add(1)
-		copy(resp[protocol.ResponseRequestIDOffset:], ids[:])
+		copy(resp[protocol.ResponseRequestIDOffset:], head[protocol.RequestIDOffset:])
 		return
 	}
 	d.stats.noDevice.Add(1)
-	statusResponse(resp, protocol.StatusNoDevice, req)
+	statusResponse(resp, protocol.StatusNoDevice, head[:])
 }

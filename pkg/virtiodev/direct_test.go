@@ -23,7 +23,7 @@ type fakeHandler struct {
 	overlap atomic.Bool
 }
 
-func (f *fakeHandler) Handle(req, resp []byte) bool {
+func (f *fakeHandler) Handle(t protocol.RequestType, req, resp []byte) bool {
 	if f.down.Load() {
 		return false
 	}
@@ -37,6 +37,7 @@ func (f *fakeHandler) Handle(req, resp []byte) bool {
 	if err := r.Decode(req); err != nil {
 		panic(err)
 	}
+	r.Type = t // as the device routed it
 	a := fakeAnswer(&r)
 	a.RequestID, a.UserData = 0, 0 // the device restores the request's ids
 	enc, err := a.MarshalBinary()
@@ -101,7 +102,7 @@ func TestDirectAnswersOnNotify(t *testing.T) {
 // TestDirectLayouts checks the answer of a forwarded request for the buffer layouts a
 // driver may choose: layer 5 works in guest memory itself only when the request and the
 // response each lie in one descriptor, apart; every other layout is copied, and answered
-// the same.
+// and counted the same, also when the Handler refuses (NO_DEVICE).
 func TestDirectLayouts(t *testing.T) {
 	const half = protocol.RequestSize / 2
 	cases := []struct {
@@ -141,6 +142,22 @@ func TestDirectLayouts(t *testing.T) {
 			// now shows in it.
 			require.NoError(t, h.mem.WriteAt([]byte{0xA5}, p.reqAddr+protocol.RequestSize-1))
 			assert.Equal(t, tc.inPlace, f.lastReq[protocol.RequestSize-1] == 0xA5, "request read in place")
+
+			// The same request again, refused.
+			f.down.Store(true)
+			p2, r2 := writeGEMM(t, h, uint64(300+i), 11)
+			u = h.wait(h.submit(tc.bufs(p2.reqAddr, p2.respAddr)))
+			assert.Equal(t, uint32(protocol.ResponseSize), u.Len)
+			respAddr = p2.respAddr
+			if tc.overRequest {
+				respAddr = p2.reqAddr
+			}
+			got := h.readResponse(respAddr)
+			assert.Equal(t, protocol.StatusNoDevice, got.Status)
+			assert.Equal(t, [2]uint64{r2.RequestID, r2.UserData}, [2]uint64{got.RequestID, got.UserData})
+			st := h.dev.Stats()
+			assert.Equal(t, [5]uint64{2, 2, 1, 1, 0}, [5]uint64{st.Requests, st.Responses, st.Forwarded, st.NoDevice, st.Errors},
+				"requests, responses, forwarded, no_device, errors")
 		})
 	}
 }

@@ -38,8 +38,9 @@
 //
 // With Config.Handler (sstcomponent.Direct) there is no link: Notify of the request queue
 // serves the queue on the caller's goroutine, as QEMU serves a queue kick on the vCPU
-// thread that wrote the notify register. It pops each chain, gathers the request, calls
-// the Handler, scatters its answer and raises the interrupt before returning; a notify
+// thread that wrote the notify register. It pops each chain, calls the Handler on the
+// request and response buffers where they lie in guest memory (gathering and scattering
+// only a chain laid out otherwise), and raises the interrupt before returning; a notify
 // arriving while another goroutine serves the queue is left to that one, which serves the
 // queue once more before it stops. A request then crosses no goroutine and no pipe.
 //

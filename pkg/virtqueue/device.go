@@ -282,7 +282,7 @@ func (d *DeviceQueue) walk(head uint16) (Chain, uint64, error) {
 				c.Readable = segs[:readable:readable]
 			}
 			if readable < len(segs) {
-				c.Writable = segs[readable:]
+				c.Writable = segs[readable:len(segs):len(segs)]
 			}
 			return c, writable, nil
 		}

@@ -420,3 +420,39 @@ func TestGuestMemorySliceChecksBounds(t *testing.T) {
 		assert.Len(t, v, int(tc.n))
 	}
 }
+
+// TestPopReusesSegmentStorage: once every head has been popped, a request's round trip
+// (Add, Publish, Pop, PushUsed, PopUsed) allocates nothing, and a chain's segments are
+// still the ones it was popped with while the device holds it.
+func TestPopReusesSegmentStorage(t *testing.T) {
+	const size = 8
+	p := newPair(t, negMemSize, size, Features{})
+	req, resp := p.alloc(t, 64), p.alloc(t, 64)
+	bufs := []Buffer{{Addr: req, Len: 16}, {Addr: resp, Len: 32, Writable: true}}
+	roundTrip := func() {
+		if _, err := p.drv.Add(bufs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.drv.Publish(); err != nil {
+			t.Fatal(err)
+		}
+		c, ok, err := p.dev.Pop()
+		if err != nil || !ok {
+			t.Fatalf("Pop: %v %v", ok, err)
+		}
+		if len(c.Readable) != 1 || c.Readable[0] != (Segment{Addr: req, Len: 16}) ||
+			len(c.Writable) != 1 || c.Writable[0] != (Segment{Addr: resp, Len: 32}) {
+			t.Fatalf("chain %+v", c)
+		}
+		if err := p.dev.PushUsed(c.Head, 32); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := p.drv.PopUsed(); err != nil || !ok {
+			t.Fatalf("PopUsed: %v %v", ok, err)
+		}
+	}
+	for range 2 * size { // every head once at least
+		roundTrip()
+	}
+	assert.Zero(t, testing.AllocsPerRun(100, roundTrip))
+}
