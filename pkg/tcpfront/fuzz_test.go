@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -277,6 +278,12 @@ func FuzzParseInfo(f *testing.F) {
 	})
 }
 
+// sameBits reports whether a and b hold the same float32 bit patterns: the decoders copy
+// bytes, so a NaN must come out as the same NaN (slices.Equal has NaN ≠ NaN).
+func sameBits(a, b []float32) bool {
+	return slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
+}
+
 // FuzzDecodeStreamed decodes the same bytes twice, once whole and once with every GEMM's
 // B streamed (Request.StreamB, read with ReadB in pieces of 3 elements): both must agree
 // on every frame's tensors, and on the kind and offset of the error that ends the stream.
@@ -316,7 +323,7 @@ func FuzzDecodeStreamed(f *testing.F) {
 				return
 			}
 			if sreq.StreamB {
-				if wreq.Type != deviceserver.OpGEMM || !slices.Equal(wreq.Op.GEMM.B, b) || !slices.Equal(wreq.Op.GEMM.A, sreq.Op.GEMM.A) {
+				if wreq.Type != deviceserver.OpGEMM || !sameBits(wreq.Op.GEMM.B, b) || !sameBits(wreq.Op.GEMM.A, sreq.Op.GEMM.A) {
 					t.Fatalf("streamed GEMM differs from the whole one")
 				}
 				if streamed.pos != wreq.Size {
