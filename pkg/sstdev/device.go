@@ -25,7 +25,7 @@ type Device struct {
 	mem     *virtqueue.GuestMemory
 	layouts [protocol.NumQueues]virtqueue.Layout
 	slots   [NumSlots]*slot
-	free    chan *slot // free slots; receiving one is the right to submit a request
+	free    slotPool // free slots; taking one is the right to submit a request
 	evBufs  [NumEventBuffers]uint64
 	irq     func(queue int) // d.interrupt, bound once
 
@@ -119,7 +119,7 @@ func New(cfg Config) (*Device, error) {
 		cfg:  cfg,
 		path: Path(cfg.Index),
 		mem:  virtqueue.NewGuestMemory(GuestMemorySize),
-		free: make(chan *slot, NumSlots),
+		free: slotPool{tokens: make(chan struct{}, NumSlots), stack: make([]*slot, 0, NumSlots)},
 		gone: make(chan struct{}),
 
 		linkUpCh: make(chan struct{}),
@@ -140,7 +140,7 @@ func New(cfg Config) (*Device, error) {
 			return nil, fmt.Errorf("sstdev: %s: guest memory for slot %d: %w", d.path, i, err)
 		}
 		d.slots[i] = s
-		d.free <- s
+		d.free.put(s)
 	}
 	for i := range d.evBufs {
 		a, err := d.mem.Alloc(protocol.EventSize, bufferAlign)
@@ -400,7 +400,7 @@ func (d *Device) Stats() Stats {
 		Writes: c.writes.Load(), Answers: c.answers.Load(), Reads: c.reads.Load(),
 		Timeouts: c.timeouts.Load(), Interrupted: c.interrupted.Load(), Failed: c.failed.Load(),
 		LateAnswers: c.late.Load(), SlotWaits: c.slotWaits.Load(),
-		FreeSlots: len(d.free), Abandoned: int(c.abandoned.Load()),
+		FreeSlots: len(d.free.tokens), Abandoned: int(c.abandoned.Load()),
 		Interrupts: c.interrupts.Load(), Notifies: c.notifies.Load(), Resets: c.resets.Load(),
 		Events: c.events.Load(), Ready: d.ready.Load(),
 	}
@@ -417,8 +417,8 @@ func (d *Device) Stats() Stats {
 // the slot and how much of the timeout is left.
 func (d *Device) acquire(f *File) (*slot, time.Duration, syscall.Errno) {
 	select {
-	case s := <-d.free:
-		return s, d.cfg.Timeout, 0
+	case <-d.free.tokens:
+		return d.free.take(), d.cfg.Timeout, 0
 	default:
 	}
 	d.stats.slotWaits.Add(1)
@@ -426,8 +426,8 @@ func (d *Device) acquire(f *File) (*slot, time.Duration, syscall.Errno) {
 	t := time.NewTimer(d.cfg.Timeout)
 	defer t.Stop()
 	select {
-	case s := <-d.free:
-		return s, d.cfg.Timeout - time.Since(start), 0
+	case <-d.free.tokens:
+		return d.free.take(), d.cfg.Timeout - time.Since(start), 0
 	case <-t.C:
 		return nil, 0, syscall.ETIMEDOUT
 	case <-f.closing:
@@ -440,7 +440,7 @@ func (d *Device) acquire(f *File) (*slot, time.Duration, syscall.Errno) {
 // release returns a slot to the free list.
 func (d *Device) release(s *slot) {
 	s.state.Store(slotFree)
-	d.free <- s // never blocks: there are exactly NumSlots slots
+	d.free.put(s) // never blocks: there are exactly NumSlots slots
 }
 
 // submit places the request in s (whose request buffer already holds it), gives it the

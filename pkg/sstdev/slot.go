@@ -1,6 +1,7 @@
 package sstdev
 
 import (
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,4 +58,34 @@ func newSlot(mem *virtqueue.GuestMemory) (*slot, error) {
 		done:  make(chan struct{}, 1),
 		timer: t,
 	}, nil
+}
+
+// slotPool holds the free slots, and gives out the one freed last: its guest buffers, 8 KiB,
+// are the ones the CPU touched last and still has in its caches, where a first-in
+// first-out list would cycle through all NumSlots slots' 1 MiB and miss them every time.
+// tokens counts the free slots, so that a writer can wait for one (with a timeout, or until
+// the file or the device closes) as on a channel: a token received is the right to take
+// one slot.
+type slotPool struct {
+	tokens chan struct{}
+	mu     sync.Mutex
+	stack  []*slot
+}
+
+// put frees s, then adds its token.
+func (p *slotPool) put(s *slot) {
+	p.mu.Lock()
+	p.stack = append(p.stack, s)
+	p.mu.Unlock()
+	p.tokens <- struct{}{}
+}
+
+// take removes the slot freed last; the caller has received a token, so one is there
+// (each put pushes before it adds its token).
+func (p *slotPool) take() *slot {
+	p.mu.Lock()
+	s := p.stack[len(p.stack)-1]
+	p.stack = p.stack[:len(p.stack)-1]
+	p.mu.Unlock()
+	return s
 }
