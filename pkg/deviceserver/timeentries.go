@@ -24,8 +24,8 @@ const DefaultEntryWorkers = 16
 // middle of a frame has that batch timed as a GEMM × count; see TimingRequest). An
 // entry's timing is the sum of its batches' answers, and its Requests the number of its
 // batches (each timed by one request, which equal batches of the frame share). An entry
-// whose shape the device could not time is
-// untimed with the reason; the others are not affected.
+// whose shape the device could not time is untimed with the reason; the others are not
+// affected.
 func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
 	out = make([]Timing, len(entries))
 	if len(s.devices) == 0 {
