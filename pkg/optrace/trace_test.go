@@ -2,7 +2,6 @@ package optrace
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,25 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/internal/syncbuffer"
 )
-
-// lockedBuffer is a bytes.Buffer safe to read while the sink's goroutine writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
-}
 
 // run builds a trace of ops frames on two devices and conns connections.
 func runTrace(t *testing.T, tr *Trace, tl *Timeline, frames int) (cycles [2]uint64) {
@@ -54,7 +37,7 @@ func runTrace(t *testing.T, tr *Trace, tl *Timeline, frames int) (cycles [2]uint
 }
 
 func TestTraceSchemaAndSums(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuffer.Buffer
 	tr, err := NewTrace(&buf, TraceOptions{Devices: 2, ClockHz: 1.41e9})
 	require.NoError(t, err)
 	cycles := runTrace(t, tr, NewTimeline(2), 200)
@@ -78,7 +61,7 @@ func TestTraceSchemaAndSums(t *testing.T) {
 }
 
 func TestTraceCutOffStillLoads(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuffer.Buffer
 	tr, err := NewTrace(&buf, TraceOptions{Devices: 2})
 	require.NoError(t, err)
 	runTrace(t, tr, NewTimeline(2), 50)
@@ -144,7 +127,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestLogLinesAndWriteError(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuffer.Buffer
 	l := NewLog(&buf, 0)
 	recs := []Record{sampleRecord(), {OpID: 8, Index: 0, Op: "conv", Device: -1}}
 	l.Add(recs, nil)
