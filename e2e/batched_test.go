@@ -44,8 +44,9 @@ func timeBMM(t *testing.T, addr string, batch, m, n, k int) []batchedRecord {
 }
 
 // TestBatchedMatmulGPUThroughTheBinary: `serve --model gpu --preset h100-sxm` times a
-// batched matmul with one BATCHED_GEMM, its cycles what `estimate BxMxNxK` prints, fewer
-// than batch × the single GEMM's; INFO names the model and preset.
+// batched matmul as one kernel (an entry of batch 12 in the frame's GEMM_LIST), its
+// cycles what `estimate BxMxNxK` prints, fewer than batch × the single GEMM's; INFO names
+// the model and preset.
 func TestBatchedMatmulGPUThroughTheBinary(t *testing.T) {
 	const batch, m, n, k = 12, 64, 48, 32
 	model := []string{"--model", "gpu", "--preset", "h100-sxm"}
@@ -62,9 +63,10 @@ func TestBatchedMatmulGPUThroughTheBinary(t *testing.T) {
 		assert.Equal(t, w.FLOPs, r.FLOPs, "entry %d", i)
 		assert.Equal(t, 1, r.Requests, "entry %d", i)
 	}
-	assert.Equal(t, "batched_gemm", got[0].TimingRequest)
+	for i, r := range got {
+		assert.Equal(t, "gemm_list", r.TimingRequest, "entry %d: the frame's two distinct batches go as one GEMM_LIST", i)
+	}
 	assert.Equal(t, uint64(batch), got[0].GEMMs)
-	assert.Equal(t, "gemm", got[1].TimingRequest)
 	assert.Less(t, got[0].Cycles, batch*got[1].Cycles, "one kernel, not batch kernels")
 
 	c, err := net.Dial("tcp", p.listenAddr("tcpfront"))
@@ -84,8 +86,9 @@ func TestBatchedMatmulGPUThroughTheBinary(t *testing.T) {
 }
 
 // TestBatchedMatmulBehindTutorialSST: the tutorial's component answers BATCHED_GEMM
-// INVALID; the batch is then timed as one GEMM × count (its roofline's cycles), the op
-// that found out included, and the refused request counted.
+// INVALID, and GEMM_LIST too; the frame's batches are then sent one request each and a
+// batch is timed as one GEMM × count (its roofline's cycles), the op that found out
+// included, and the refused requests counted.
 func TestBatchedMatmulBehindTutorialSST(t *testing.T) {
 	const batch, m, n, k = 12, 64, 48, 32
 	sock := filepath.Join(t.TempDir(), "sst.sock")
@@ -106,4 +109,5 @@ func TestBatchedMatmulBehindTutorialSST(t *testing.T) {
 		assert.Equal(t, 1, r.Requests, "entry %d: one distinct batch each", i)
 	}
 	assert.Contains(t, p.output(), "the device does not know BATCHED_GEMM")
+	assert.Contains(t, p.output(), "the device does not know GEMM_LIST")
 }

@@ -206,7 +206,7 @@ func sstGPU(t *testing.T, bin, sock string) {
 	assert.Equal(t, want.MemoryBytes, binary.LittleEndian.Uint64(resp[56:]), "memory bytes")
 	p.stop(t)
 	assert.Contains(t, p.stdout.String(), "GEMM model: gpu\n")
-	assert.Contains(t, p.stdout.String(), "BATCHED_GEMM requests: 1, carrying 12 GEMMs\n")
+	assert.Contains(t, p.stdout.String(), "Batches of equal GEMMs (BATCHED_GEMM requests, GEMM_LIST entries): 1, carrying 12 GEMMs\n")
 }
 
 // sstProcess is a running `sstemu sst` with its output captured and a connection to its

@@ -255,8 +255,7 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 				pool.discard(h)
 			}
 			if cause == UntimedLinkDown {
-				pool.mode.compute.Store(false) // another SST may answer when the link is back
-				pool.mode.noBatched.Store(false)
+				pool.mode.reset() // another SST may answer when the link is back
 			}
 			if cause == UntimedRefused {
 				cause = UntimedDeviceError // the stable name of a status other than OK
@@ -329,8 +328,7 @@ func (s *Server) checkLink(pool *handlePool, h *handle) {
 	}
 	gen := lg.LinkGeneration()
 	if old := pool.mode.gen.Load(); old != gen && pool.mode.gen.CompareAndSwap(old, gen) {
-		pool.mode.noBatched.Store(false)
-		if pool.mode.compute.Swap(false) {
+		if pool.mode.reset() {
 			s.log.Info().Int("device", pool.index).Uint64("link_generation", gen).
 				Msg("the device's link to layer 5 is new: timing GEMMs with GEMM again until it refuses one")
 		}
@@ -353,6 +351,20 @@ func (s *Server) noBatched(pool *handlePool, why error) {
 	if !pool.mode.noBatched.Swap(true) {
 		s.log.Info().Int("device", pool.index).AnErr("answer", why).
 			Msg("the device does not know BATCHED_GEMM: timing each batch of equal GEMMs as one GEMM scaled by the count")
+	}
+}
+
+// listsFor reports whether a TIME frame's batches go to pool's device as GEMM_LIST now.
+func (s *Server) listsFor(pool *handlePool) bool {
+	return s.kindFor(pool) == protocol.ReqGEMM && !pool.mode.noLists.Load()
+}
+
+// noLists switches pool's device to one request per batch for TIME frames after it
+// refused a GEMM_LIST; the first frame to find out logs it.
+func (s *Server) noLists(pool *handlePool, why error) {
+	if !pool.mode.noLists.Swap(true) {
+		s.log.Info().Int("device", pool.index).AnErr("answer", why).
+			Msg("the device does not know GEMM_LIST: timing a TIME frame's shapes one request each")
 	}
 }
 
@@ -454,23 +466,91 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 	if h.resp.UserData != tag {
 		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
 	}
-	switch h.resp.Status {
-	case protocol.StatusOK:
-		if kind == protocol.ReqCompute {
-			// The device's cycles are the GEMM's, all of them compute; it says nothing of memory.
-			c := h.resp.Compute().Cycles
-			return protocol.GEMMResult{Cycles: c, ComputeCycles: c}, true, UntimedNone, nil
-		}
-		return h.resp.GEMM(), true, UntimedNone, nil
-	case protocol.StatusNoDevice:
-		return protocol.GEMMResult{}, true, UntimedLinkDown, fmt.Errorf("device status %s", h.resp.Status)
-	case protocol.StatusTimeout:
-		return protocol.GEMMResult{}, true, UntimedTimeout, fmt.Errorf("device status %s", h.resp.Status)
-	case protocol.StatusInvalid:
-		return protocol.GEMMResult{}, true, UntimedRefused, fmt.Errorf("device answered %s %s", kind, h.resp.Status)
-	default:
-		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device status %s", h.resp.Status)
+	if cause, err := statusCause(h.resp.Status, kind); err != nil {
+		return protocol.GEMMResult{}, true, cause, err
 	}
+	if kind == protocol.ReqCompute {
+		// The device's cycles are the GEMM's, all of them compute; it says nothing of memory.
+		c := h.resp.Compute().Cycles
+		return protocol.GEMMResult{Cycles: c, ComputeCycles: c}, true, UntimedNone, nil
+	}
+	return h.resp.GEMM(), true, UntimedNone, nil
+}
+
+// statusCause returns the cause and detail of an answer to a kind request with status
+// st, or a nil error for OK. INVALID is UntimedRefused, which the caller turns into a
+// fallback or UntimedDeviceError.
+func statusCause(st protocol.Status, kind protocol.RequestType) (UntimedCause, error) {
+	switch st {
+	case protocol.StatusOK:
+		return UntimedNone, nil
+	case protocol.StatusNoDevice:
+		return UntimedLinkDown, fmt.Errorf("device status %s", st)
+	case protocol.StatusTimeout:
+		return UntimedTimeout, fmt.Errorf("device status %s", st)
+	case protocol.StatusInvalid:
+		return UntimedRefused, fmt.Errorf("device answered %s %s", kind, st)
+	default:
+		return UntimedDeviceError, fmt.Errorf("device status %s", st)
+	}
+}
+
+// timeList sends the leading batches of shapes (at most MaxGEMMListEntries, and only
+// those before the first that does not fit the device's 32-bit dimensions) as one
+// GEMM_LIST on h and fills answers with the answered entries, the whole batch's cost
+// each. It returns how many batches were answered, from the first on (fewer than were
+// sent when the device stopped at one it could not answer), and the requests the device
+// answered (0 or 1); on failure the cause says why, with the detail, as timeOne does.
+func (s *Server) timeList(h *handle, shapes []linalg.GEMMBatch, answers []protocol.GEMMResult) (n, sent int, cause UntimedCause, err error) {
+	count := 0
+	for _, b := range shapes[:min(len(shapes), protocol.MaxGEMMListEntries)] {
+		g := b.Shape
+		if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 || b.Count <= 0 {
+			break
+		}
+		h.req.SetGEMMListEntry(count, protocol.GEMMListEntry{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), Batch: uint64(b.Count)})
+		count++
+	}
+	if count == 0 {
+		return 0, 0, UntimedNone, nil // the first batch alone, for its own error
+	}
+	size := protocol.GEMMListSize(count)
+	defer func() {
+		// Every later request encodes only the first timingPayloadSize payload bytes:
+		// the rest of the handle's request and wbuf must be zero again.
+		clear(h.req.Payload[timingPayloadSize:size])
+		clear(h.wbuf[protocol.RequestHeaderSize+timingPayloadSize : protocol.RequestHeaderSize+size])
+	}()
+	tag := s.tag.Add(1)
+	h.req.UserData = tag
+	h.req.SetGEMMListHeader(uint32(count), float32Size)
+	if err := h.req.EncodePrefix(h.wbuf[:], size); err != nil {
+		return 0, 0, UntimedDeviceError, err
+	}
+	if _, err := h.file.Write(h.wbuf[:]); err != nil {
+		return 0, 0, deviceCause(err), fmt.Errorf("device write: %w", err)
+	}
+	nr, err := h.file.Read(h.rbuf[:])
+	if err != nil {
+		return 0, 1, deviceCause(err), fmt.Errorf("device read: %w", err)
+	}
+	if err := h.resp.DecodePrefix(h.rbuf[:nr], count*protocol.GEMMListResultSize); err != nil {
+		return 0, 1, UntimedDeviceError, fmt.Errorf("device read: %w", err)
+	}
+	if h.resp.UserData != tag {
+		return 0, 1, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
+	}
+	if cause, err := statusCause(h.resp.Status, protocol.ReqGEMMList); err != nil {
+		return 0, 1, cause, err
+	}
+	if h.resp.Result > uint64(count) {
+		return 0, 1, UntimedDeviceError, fmt.Errorf("device answered %d entries of a GEMM_LIST of %d", h.resp.Result, count)
+	}
+	n = int(h.resp.Result)
+	for i := range n {
+		answers[i] = h.resp.GEMMListResult(i)
+	}
+	return n, 1, UntimedNone, nil
 }
 
 // Payload bytes of the timing requests and their answers. A handle's request payload is

@@ -29,6 +29,10 @@ type fakeDevice struct {
 	requests       atomic.Int64
 	batched        atomic.Int64 // BATCHED_GEMM requests received
 	refuseBatched  bool         // answer BATCHED_GEMM INVALID, as a component that knows GEMM only
+	knowsLists     bool         // answer GEMM_LIST entry by entry (else INVALID, as every SST but sstemu's)
+	refuseM        uint32       // answer a GEMM of this M INVALID, and stop a list's answer at it
+	lists          atomic.Int64 // GEMM_LIST requests received
+	listEntries    atomic.Int64 // entries of the GEMM_LISTs answered
 	writeErr       error        // returned by every Write when set
 	status         protocol.Status
 	corruptTag     bool // answer with the wrong user_data
@@ -75,8 +79,16 @@ func (f *fakeFile) Write(p []byte) (int, error) {
 	if f.dev.corruptTag {
 		resp.UserData++
 	}
+	if req.Type == protocol.ReqGEMMList {
+		f.dev.answerList(&req, &resp)
+		f.stored, _ = resp.MarshalBinary()
+		return protocol.RequestSize, nil
+	}
 	g := req.GEMM()
 	cycles := uint64(g.M) * uint64(g.N) * uint64(g.K)
+	if f.dev.refuseM != 0 && g.M == f.dev.refuseM {
+		resp.Status = protocol.StatusInvalid
+	}
 	batch := uint64(1)
 	if req.Type == protocol.ReqBatchedGEMM {
 		f.dev.batched.Add(1)
@@ -89,6 +101,31 @@ func (f *fakeFile) Write(p []byte) (int, error) {
 	resp.SetGEMM(protocol.GEMMResult{Cycles: batch * cycles, ComputeCycles: batch * cycles, MemoryCycles: batch, MemoryBytes: batch * uint64(g.DtypeSize)})
 	f.stored, _ = resp.MarshalBinary()
 	return protocol.RequestSize, nil
+}
+
+// answerList answers a GEMM_LIST as layer 5 does, with the fake's costs (M·N·K cycles per
+// GEMM, scaled by the batch): entry by entry, stopping at the first whose cost overflows.
+func (d *fakeDevice) answerList(req *protocol.Request, resp *protocol.Response) {
+	d.lists.Add(1)
+	h, err := req.CheckGEMMList()
+	if err != nil || !d.knowsLists {
+		resp.Status = protocol.StatusInvalid
+		return
+	}
+	n := 0
+	for ; n < int(h.Count); n++ {
+		e, err := req.CheckGEMMListEntry(n)
+		if err != nil {
+			break
+		}
+		hi, cycles := bits.Mul64(uint64(e.M)*uint64(e.N)*uint64(e.K), e.Batch)
+		if hi != 0 || (d.refuseM != 0 && e.M == d.refuseM) {
+			break
+		}
+		resp.SetGEMMListResult(n, protocol.GEMMResult{Cycles: cycles, ComputeCycles: cycles, MemoryCycles: e.Batch, MemoryBytes: e.Batch * uint64(h.DtypeSize)})
+	}
+	d.listEntries.Add(int64(n))
+	resp.Result = uint64(n)
 }
 
 func (f *fakeFile) Close() error {

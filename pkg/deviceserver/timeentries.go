@@ -17,15 +17,16 @@ const DefaultEntryWorkers = 16
 // TimeEntries times the GEMM batches of many ops with no numerics (a TIME frame), all on
 // one device, the next in round-robin order, whose index it returns (-1 with no device).
 // The device's models are deterministic functions of the request, so each distinct
-// request of the frame is sent once, with up to Config.EntryWorkers in flight: while the
-// device may take BATCHED_GEMM, one per distinct batch (shape and count) of more than one
-// GEMM and one GEMM per distinct shape of the single ones; otherwise one request per
-// distinct shape, scaled by each batch's count (a device that refuses BATCHED_GEMM in the
-// middle of a frame has that batch timed as a GEMM × count; see TimingRequest). An
-// entry's timing is the sum of its batches' answers, and its Requests the number of its
-// batches (each timed by one request, which equal batches of the frame share). An entry
-// whose shape the device could not time is untimed with the reason; the others are not
-// affected.
+// batch of the frame is timed once: while the device may take BATCHED_GEMM, each distinct
+// batch (shape and count) of more than one GEMM and each distinct shape of the single
+// ones; otherwise each distinct shape, scaled by each batch's count (a device that refuses
+// BATCHED_GEMM in the middle of a frame has that batch timed as a GEMM × count). They go
+// as GEMM_LIST requests of up to protocol.MaxGEMMListEntries batches while the device
+// takes them, else one request each (see TimingRequest), with up to Config.EntryWorkers
+// requests in flight. An entry's timing is the sum of its batches' answers, and its
+// Requests the number of its batches (each timed by one request or one list entry, which
+// equal batches of the frame share). An entry whose shape the device could not time is
+// untimed with the reason; the others are not affected.
 func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) (device int, out []Timing) {
 	out = make([]Timing, len(entries))
 	if len(s.devices) == 0 {
@@ -77,7 +78,7 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 		for bi, b := range e {
 			j := requests[bi]
 			t.Requests++
-			if t.Kind != protocol.ReqBatchedGEMM || kinds[j] == protocol.ReqCompute {
+			if kindRank(kinds[j]) > kindRank(t.Kind) {
 				t.Kind = kinds[j]
 			}
 			if kinds[j] == protocol.ReqCompute {
@@ -98,6 +99,23 @@ func (s *Server) TimeEntries(ctx context.Context, entries [][]linalg.GEMMBatch) 
 	return device, out
 }
 
+// kindRank orders the requests that time an entry's batches: the entry's Kind is its
+// batches' highest (COMPUTE, then GEMM_LIST, then BATCHED_GEMM, then GEMM).
+func kindRank(k protocol.RequestType) int {
+	switch k {
+	case protocol.ReqCompute:
+		return 4
+	case protocol.ReqGEMMList:
+		return 3
+	case protocol.ReqBatchedGEMM:
+		return 2
+	case protocol.ReqGEMM:
+		return 1
+	default:
+		return 0
+	}
+}
+
 // failure is why a shape of a TIME frame could not be timed.
 type failure struct {
 	cause UntimedCause
@@ -107,73 +125,94 @@ type failure struct {
 // timeShapes asks the device behind pool for each batch, from up to s.entryWorkers
 // goroutines with a handle each, filling answers (the whole batch's cost) or fails at the
 // batch's index. kinds gets the request each batch was timed with (see TimingRequest).
+// While the device may take GEMM_LIST, each goroutine takes up to MaxGEMMListEntries
+// batches at a time and sends them as one list; a batch the list's answer stops at is
+// sent alone, for its own answer or error, and the rest go as a list again.
 func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []linalg.GEMMBatch, answers []protocol.GEMMResult, fails []failure, kinds []protocol.RequestType) {
 	var next atomic.Int64
 	var answered, computed atomic.Uint64
+	// take returns the next n batches' range, or an empty one when none are left.
+	take := func(n int) (lo, hi int) {
+		hi = int(next.Add(int64(n)))
+		return min(hi-n, len(shapes)), min(hi, len(shapes))
+	}
 	work := func() {
 		var h *handle
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= len(shapes) {
-				break
-			}
+		for int(next.Load()) < len(shapes) {
 			if h == nil {
 				var cause UntimedCause
 				var err error
 				if h, cause, err = pool.get(ctx); err != nil {
-					fails[i] = failure{cause, err}
+					lo, hi := take(1)
+					if lo == hi {
+						break
+					}
+					fails[lo] = failure{cause, err}
 					continue
 				}
 			}
-			s.checkLink(pool, h)
-			kind := s.kindFor(pool)
-			r, sent, scale, cause, err := s.timeBatch(h, pool, shapes[i], kind)
-			if cause == UntimedRefused && s.timing == TimingAuto && kind == protocol.ReqGEMM {
-				// The device does not know GEMM: this shape and the rest go as COMPUTE.
+			s.checkLink(pool, h) // before choosing: a new link may take lists again
+			n := 1
+			if s.listsFor(pool) {
+				n = protocol.MaxGEMMListEntries
+			}
+			lo, hi := take(n)
+			if lo == hi {
+				break
+			}
+			for lo < hi {
+				if h == nil {
+					var cause UntimedCause
+					var err error
+					if h, cause, err = pool.get(ctx); err != nil {
+						fails[lo] = failure{cause, err}
+						lo++
+						continue
+					}
+				}
+				s.checkLink(pool, h)
+				if hi-lo > 1 && s.listsFor(pool) {
+					n, sent, cause, err := s.timeList(h, shapes[lo:hi], answers[lo:hi])
+					answered.Add(uint64(sent))
+					for j := lo; j < lo+n; j++ {
+						kinds[j] = protocol.ReqGEMMList
+					}
+					lo += n
+					switch {
+					case err == nil:
+						// The answer stopped short of hi at shapes[lo], or ended the chunk.
+					case cause == UntimedRefused:
+						s.noLists(pool, err) // the rest, this chunk's included, one request each
+					default:
+						// The device or its link failed: the chunk's other batches would
+						// meet the same; a later chunk starts on a fresh handle.
+						for j := lo; j < hi; j++ {
+							fails[j] = failure{cause, err}
+						}
+						lo = hi
+						h = s.afterFailure(pool, h, cause)
+						continue
+					}
+					if lo == hi {
+						continue
+					}
+				}
+				var sent, comp int
+				h, sent, comp = s.timeShape(pool, h, shapes[lo], &answers[lo], &fails[lo], &kinds[lo])
 				answered.Add(uint64(sent))
-				s.fallBack(pool, err)
-				kind = protocol.ReqCompute
-				r, sent, scale, cause, err = s.timeBatch(h, pool, shapes[i], kind)
+				computed.Add(uint64(comp))
+				lo++
 			}
-			answered.Add(uint64(sent))
-			if kind == protocol.ReqCompute {
-				computed.Add(uint64(sent))
-			}
-			if err == nil && scale == 1 && shapes[i].Count > 1 {
-				kind = protocol.ReqBatchedGEMM
-			}
-			kinds[i] = kind
-			if err != nil {
-				switch cause {
-				case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
-					// nothing was sent, or the device refused it: the handle is as good as before
-				default:
-					pool.discard(h)
-					h = nil
-				}
-				if cause == UntimedLinkDown {
-					pool.mode.compute.Store(false) // another SST may answer when the link is back
-					pool.mode.noBatched.Store(false)
-				}
-				if cause == UntimedRefused {
-					cause = UntimedDeviceError
-				}
-				fails[i] = failure{cause, err}
-				continue
-			}
-			var total Timing
-			if !total.add(r, scale) {
-				fails[i] = failure{UntimedOverflow, errOverflow}
-				continue
-			}
-			answers[i] = protocol.GEMMResult{Cycles: total.Cycles, ComputeCycles: total.ComputeCycles,
-				MemoryCycles: total.MemoryCycles, MemoryBytes: total.MemoryBytes}
 		}
 		if h != nil {
 			pool.put(h)
 		}
 	}
-	workers := min(len(shapes), s.entryWorkers, cap(pool.slots))
+	chunk := 1 // as the device takes them now: the workers that have work
+	if s.listsFor(pool) {
+		chunk = protocol.MaxGEMMListEntries
+	}
+	workers := min((len(shapes)+chunk-1)/chunk, s.entryWorkers, cap(pool.slots))
 	var wg sync.WaitGroup
 	for range workers - 1 {
 		wg.Add(1)
@@ -188,4 +227,60 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 	wg.Wait()
 	s.stats.requests.Add(answered.Load())
 	s.stats.computeRequests.Add(computed.Load())
+}
+
+// timeShape times one batch on h with the device's current kind, falling back to COMPUTE
+// if the device refuses GEMM (TimingAuto), into answer, fail and kind. It returns the
+// handle to go on with (nil when h was discarded after a failure), the requests the
+// device answered and how many of them were COMPUTE.
+func (s *Server) timeShape(pool *handlePool, h *handle, b linalg.GEMMBatch, answer *protocol.GEMMResult, fail *failure, kind *protocol.RequestType) (*handle, int, int) {
+	k := s.kindFor(pool)
+	r, sent, scale, cause, err := s.timeBatch(h, pool, b, k)
+	answered, computed := sent, 0
+	if cause == UntimedRefused && s.timing == TimingAuto && k == protocol.ReqGEMM {
+		// The device does not know GEMM: this shape and the rest go as COMPUTE.
+		s.fallBack(pool, err)
+		k = protocol.ReqCompute
+		r, sent, scale, cause, err = s.timeBatch(h, pool, b, k)
+		answered += sent
+	}
+	if k == protocol.ReqCompute {
+		computed = sent
+	}
+	if err == nil && scale == 1 && b.Count > 1 {
+		k = protocol.ReqBatchedGEMM
+	}
+	*kind = k
+	if err != nil {
+		h = s.afterFailure(pool, h, cause)
+		if cause == UntimedRefused {
+			cause = UntimedDeviceError
+		}
+		*fail = failure{cause, err}
+		return h, answered, computed
+	}
+	var total Timing
+	if !total.add(r, scale) {
+		*fail = failure{UntimedOverflow, errOverflow}
+		return h, answered, computed
+	}
+	*answer = protocol.GEMMResult{Cycles: total.Cycles, ComputeCycles: total.ComputeCycles,
+		MemoryCycles: total.MemoryCycles, MemoryBytes: total.MemoryBytes}
+	return h, answered, computed
+}
+
+// afterFailure keeps h after a request that failed with cause if the handle is as good
+// as before (nothing was sent, or the device refused it) and returns it, or discards it
+// and returns nil; a link found down makes the device's timing choices start again.
+func (s *Server) afterFailure(pool *handlePool, h *handle, cause UntimedCause) *handle {
+	if cause == UntimedLinkDown {
+		pool.mode.reset() // another SST may answer when the link is back
+	}
+	switch cause {
+	case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
+		return h
+	default:
+		pool.discard(h)
+		return nil
+	}
 }

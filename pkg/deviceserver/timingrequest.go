@@ -26,6 +26,12 @@ import (
 // component, which knows GEMM only) has its batches timed from then on as one GEMM scaled
 // by the count, the batch that found out included; that decision is made again with the
 // GEMM one, on a new link.
+//
+// The distinct batches of a TIME frame go, under TimingAuto and TimingGEMM, as GEMM_LIST
+// requests of up to protocol.MaxGEMMListEntries batches each, answered entry by entry as
+// GEMM and BATCHED_GEMM would be. A device that answers GEMM_LIST INVALID (every component
+// but sstemu's) has them sent one request each from then on, the refused list's included;
+// decided again on a new link, as the others.
 type TimingRequest uint8
 
 const (
@@ -66,6 +72,10 @@ func ParseTimingRequest(s string) (TimingRequest, error) {
 // batches was timed with one BATCHED_GEMM (the others with GEMM).
 const TimingBatchedGEMM = "batched_gemm"
 
+// TimingGEMMList is the timing record's timing_request of a TIME entry at least one of
+// whose batches was timed as an entry of a GEMM_LIST.
+const TimingGEMMList = "gemm_list"
+
 // LinkGenerationer is an optional interface of a DeviceFile: LinkGeneration returns how
 // many times the file's device has reported its link to layer 5 up (LINK_UP events), so
 // the server can tell a re-established link, and perhaps another SST, from the same one.
@@ -96,5 +106,14 @@ func computeUnits(m, n, k uint64) (uint64, bool) {
 type deviceMode struct {
 	compute   atomic.Bool   // the device refused a GEMM: time with COMPUTE (TimingAuto)
 	noBatched atomic.Bool   // the device refused a BATCHED_GEMM: time batches with GEMM × count
+	noLists   atomic.Bool   // the device refused a GEMM_LIST: time a TIME frame's batches one request each
 	gen       atomic.Uint64 // link generation the choice was made under
+}
+
+// reset makes the device's choices again from the start (GEMM, BATCHED_GEMM, GEMM_LIST),
+// as for a new link; it reports whether the device was timed with COMPUTE.
+func (m *deviceMode) reset() (wasCompute bool) {
+	m.noBatched.Store(false)
+	m.noLists.Store(false)
+	return m.compute.Swap(false)
 }

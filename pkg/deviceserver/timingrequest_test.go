@@ -28,6 +28,7 @@ type layer5Device struct {
 	noGen     bool
 	gemms     atomic.Int64
 	computes  atomic.Int64
+	lists     atomic.Int64 // GEMM_LISTs received (answered INVALID: the tutorial's component)
 }
 
 func (d *layer5Device) open() (DeviceFile, error) {
@@ -70,6 +71,9 @@ func (f *layer5File) Write(p []byte) (int, error) {
 		c := req.Compute()
 		resp.SetCompute(protocol.ComputeResult{Cycles: 100 * c.ComputeUnits})
 		resp.Result = 100 * c.ComputeUnits
+	case req.Type == protocol.ReqGEMMList:
+		f.dev.lists.Add(1)
+		resp.Status = protocol.StatusInvalid
 	case req.Type == protocol.ReqGEMM && f.dev.knowsGEMM.Load():
 		f.dev.gemms.Add(1)
 		g := req.GEMM()

@@ -41,8 +41,9 @@ const (
 // RequestType is SSTRequest.type.
 type RequestType uint32
 
-// Request types (enum SSTRequestType); GEMM is the tutorial's addition, BATCHED_GEMM
-// sstemu's (a batch of equal GEMMs timed as one kernel, docs/sst-protocol.md).
+// Request types (enum SSTRequestType); GEMM is the tutorial's addition, BATCHED_GEMM and
+// GEMM_LIST sstemu's (a batch of equal GEMMs timed as one kernel; many GEMMs of any
+// shapes timed in one request; docs/sst-protocol.md).
 const (
 	ReqNoop      RequestType = 0
 	ReqEcho      RequestType = 1
@@ -56,9 +57,12 @@ const (
 	// ReqBatchedGEMM carries a BatchedGEMM payload and is answered with a GEMMResult for
 	// the whole batch.
 	ReqBatchedGEMM RequestType = 9
+	// ReqGEMMList carries a GEMM list (up to MaxGEMMListEntries GEMMs or batches of
+	// equal GEMMs, each of its own shape) and is answered with one GEMMResult per entry.
+	ReqGEMMList RequestType = 10
 )
 
-var requestTypeNames = [...]string{"NOOP", "ECHO", "COMPUTE", "READ", "WRITE", "RESET", "GET_INFO", "CONFIGURE", "GEMM", "BATCHED_GEMM"}
+var requestTypeNames = [...]string{"NOOP", "ECHO", "COMPUTE", "READ", "WRITE", "RESET", "GET_INFO", "CONFIGURE", "GEMM", "BATCHED_GEMM", "GEMM_LIST"}
 
 // NumRequestTypes is the number of defined request types (0 … NumRequestTypes-1).
 const NumRequestTypes = len(requestTypeNames)

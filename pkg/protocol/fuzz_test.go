@@ -18,6 +18,11 @@ func FuzzRequestDecode(f *testing.F) {
 	g.SetBatchedGEMM(BatchedGEMM{M: 4, N: 16, K: 8, DtypeSize: 4, Batch: 12})
 	b, _ = g.MarshalBinary()
 	f.Add(b)
+	g.SetGEMMListHeader(2, 4)
+	g.SetGEMMListEntry(0, GEMMListEntry{M: 4, N: 16, K: 8, Batch: 1})
+	g.SetGEMMListEntry(1, GEMMListEntry{M: 1, N: 4096, K: 4096, Batch: 3})
+	b, _ = g.MarshalBinary()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r Request
 		if err := r.Decode(in); err != nil {
@@ -32,6 +37,20 @@ func FuzzRequestDecode(f *testing.F) {
 				t.Fatalf("accepted %+v of type %s", bg, r.Type)
 			}
 		} else if r.Type == ReqBatchedGEMM && !errors.As(err, new(*DecodeError)) {
+			t.Fatalf("error %T, want *DecodeError", err)
+		}
+		if h, err := r.CheckGEMMList(); err == nil {
+			if r.Type != ReqGEMMList || h.Count == 0 || h.Count > MaxGEMMListEntries || h.DtypeSize == 0 {
+				t.Fatalf("accepted %+v of type %s", h, r.Type)
+			}
+			for i := range int(h.Count) {
+				if e, err := r.CheckGEMMListEntry(i); err == nil && (e.M == 0 || e.N == 0 || e.K == 0 || e.Batch == 0) {
+					t.Fatalf("accepted entry %d %+v", i, e)
+				} else if err != nil && !errors.As(err, new(*DecodeError)) {
+					t.Fatalf("entry %d: error %T, want *DecodeError", i, err)
+				}
+			}
+		} else if r.Type == ReqGEMMList && !errors.As(err, new(*DecodeError)) {
 			t.Fatalf("error %T, want *DecodeError", err)
 		}
 		if r.Type == ReqWrite {

@@ -323,7 +323,8 @@ func TestStrings(t *testing.T) {
 		{ReqNoop.String(), "NOOP"},
 		{ReqGEMM.String(), "GEMM"},
 		{ReqBatchedGEMM.String(), "BATCHED_GEMM"},
-		{RequestType(10).String(), "UNKNOWN(10)"},
+		{ReqGEMMList.String(), "GEMM_LIST"},
+		{RequestType(11).String(), "UNKNOWN(11)"},
 		{StatusOK.String(), "OK"},
 		{StatusNoDevice.String(), "NO_DEVICE"},
 		{Status(77).String(), "UNKNOWN(77)"},
@@ -337,7 +338,8 @@ func TestStrings(t *testing.T) {
 	}
 	assert.True(t, ReqGEMM.Known())
 	assert.True(t, ReqBatchedGEMM.Known())
-	assert.False(t, RequestType(10).Known())
+	assert.True(t, ReqGEMMList.Known())
+	assert.False(t, RequestType(11).Known())
 	assert.False(t, RequestType(0x80000000).Known(), "negative as a 32-bit int")
 	assert.Equal(t, "UNKNOWN(2147483648)", RequestType(0x80000000).String())
 	assert.Equal(t, "UNKNOWN(4294967295)", Status(0xffffffff).String())
@@ -420,6 +422,81 @@ func TestBatchedGEMMCheck(t *testing.T) {
 			bad := r
 			tt.mutate(&bad)
 			_, err := bad.CheckBatchedGEMM()
+			var de *DecodeError
+			require.ErrorAs(t, err, &de)
+			assert.Equal(t, tt.offset, de.Offset)
+			assert.Contains(t, de.Error(), tt.reason)
+		})
+	}
+}
+
+// TestGEMMListLayout pins the GEMM_LIST request and answer layouts against hand-written
+// bytes (docs/sst-protocol.md §GEMM_LIST payload) and the checks' offsets.
+func TestGEMMListLayout(t *testing.T) {
+	var r Request
+	require.NoError(t, r.Decode(fixture(RequestSize, map[int][]byte{
+		0:  {0x0a, 0, 0, 0},
+		24: {0x02, 0, 0, 0}, // count
+		28: {0x04, 0, 0, 0}, // dtype_size
+		32: {0x04, 0, 0, 0}, // entry 0: M
+		36: {0x10, 0, 0, 0}, // N
+		40: {0x08, 0, 0, 0}, // K
+		48: {0x01, 0, 0, 0, 0, 0, 0, 0},
+		56: {0xff, 0xff, 0xff, 0xff}, // entry 1: M = 2^32-1
+		60: {0x01, 0, 0, 0},
+		64: {0x02, 0, 0, 0},
+		72: {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // batch = 2^64-1
+	})))
+	h, err := r.CheckGEMMList()
+	require.NoError(t, err)
+	assert.Equal(t, GEMMListHeader{Count: 2, DtypeSize: 4}, h)
+	assert.Equal(t, "GEMM_LIST id=0 user=0x0 count=2 dtype_size=4", r.String())
+	for i, want := range []GEMMListEntry{{M: 4, N: 16, K: 8, Batch: 1}, {M: 0xffffffff, N: 1, K: 2, Batch: 1<<64 - 1}} {
+		e, err := r.CheckGEMMListEntry(i)
+		require.NoError(t, err)
+		assert.Equal(t, want, e)
+	}
+	var built Request
+	built.SetGEMMListHeader(2, 4)
+	built.SetGEMMListEntry(0, GEMMListEntry{M: 4, N: 16, K: 8, Batch: 1})
+	built.SetGEMMListEntry(1, GEMMListEntry{M: 0xffffffff, N: 1, K: 2, Batch: 1<<64 - 1})
+	assert.Equal(t, r, built, "the setters write the same bytes")
+	assert.Equal(t, 127, MaxGEMMListEntries)
+	assert.LessOrEqual(t, GEMMListSize(MaxGEMMListEntries), MaxDataSize, "a full list fits a request")
+
+	var resp Response
+	resp.SetGEMMListResult(1, GEMMResult{Cycles: 1, ComputeCycles: 2, MemoryCycles: 3, MemoryBytes: 4, ResultOffset: 5})
+	out, err := resp.MarshalBinary()
+	require.NoError(t, err)
+	assert.Equal(t, fixture(ResponseSize, map[int][]byte{64: {1}, 72: {2}, 80: {3}, 88: {4}}), out, "entry 1's answer at response offset 64")
+	assert.Equal(t, GEMMResult{Cycles: 1, ComputeCycles: 2, MemoryCycles: 3, MemoryBytes: 4}, resp.GEMMListResult(1))
+
+	tests := []struct {
+		name   string
+		mutate func(*Request)
+		entry  int // -1: the header check
+		offset int
+		reason string
+	}{
+		{"wrong type", func(r *Request) { r.Type = ReqGEMM }, -1, RequestTypeOffset, "want GEMM_LIST"},
+		{"count zero", func(r *Request) { le.PutUint32(r.Payload[GEMMListCountOffset:], 0) }, -1, 24, "count 0, want 1 to 127"},
+		{"count 128", func(r *Request) { le.PutUint32(r.Payload[GEMMListCountOffset:], 128) }, -1, 24, "count 128"},
+		{"dtype zero", func(r *Request) { le.PutUint32(r.Payload[GEMMListDtypeSizeOffset:], 0) }, -1, 28, "dtype_size is 0"},
+		{"M zero", func(r *Request) { le.PutUint32(r.Payload[GEMMListSize(1)+GEMMListEntryMOffset:], 0) }, 1, 56, "entry 1 at offset 56: M is 0"},
+		{"K zero", func(r *Request) { le.PutUint32(r.Payload[GEMMListSize(0)+GEMMListEntryKOffset:], 0) }, 0, 40, "K is 0"},
+		{"batch zero", func(r *Request) { le.PutUint64(r.Payload[GEMMListSize(1)+GEMMListEntryBatchOffset:], 0) }, 1, 72, "batch is 0"},
+		{"reserved", func(r *Request) { le.PutUint32(r.Payload[GEMMListSize(0)+GEMMListEntryResOffset:], 7) }, 0, 44, "reserved is 0x7, want 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := r
+			tt.mutate(&bad)
+			var err error
+			if tt.entry < 0 {
+				_, err = bad.CheckGEMMList()
+			} else {
+				_, err = bad.CheckGEMMListEntry(tt.entry)
+			}
 			var de *DecodeError
 			require.ErrorAs(t, err, &de)
 			assert.Equal(t, tt.offset, de.Offset)

@@ -136,6 +136,9 @@ func (r *Request) String() string {
 	case ReqBatchedGEMM:
 		g := r.BatchedGEMM()
 		s += fmt.Sprintf(" M=%d N=%d K=%d dtype_size=%d batch=%d", g.M, g.N, g.K, g.DtypeSize, g.Batch)
+	case ReqGEMMList:
+		h := r.GEMMListHeader()
+		s += fmt.Sprintf(" count=%d dtype_size=%d", h.Count, h.DtypeSize)
 	}
 	return s
 }
@@ -315,6 +318,119 @@ func (r *Request) SetBatchedGEMM(g BatchedGEMM) {
 	le.PutUint64(p[BatchedGEMMBatchOffset:], g.Batch)
 }
 
+// GEMMListHeader is the head of the GEMM_LIST request payload; Count entries
+// (GEMMListEntry) follow it.
+type GEMMListHeader struct {
+	Count     uint32 // @24, 1 … MaxGEMMListEntries
+	DtypeSize uint32 // @28, bytes per element of every entry's operands
+}
+
+// GEMMListEntry is one entry of a GEMM_LIST: Batch independent GEMMs of one shape, as a
+// GEMM (Batch 1) or a BATCHED_GEMM request would carry them.
+type GEMMListEntry struct {
+	M, N, K uint32 // @0, @4, @8 within the entry (GEMMListEntryMOffset …)
+	Batch   uint64 // @16, at least 1; the entry's 4 bytes @12 are reserved, 0
+}
+
+// Layout of the GEMM_LIST request payload (offsets within the payload; add
+// RequestHeaderSize for SSTRequest) and of its answer. The answer's payload holds one
+// GEMMListResultSize record per answered entry, in order; the list is as long as the
+// answer's room allows, so a request's entries fit in its payload with room to spare.
+const (
+	GEMMListCountOffset      = 0
+	GEMMListDtypeSizeOffset  = 4
+	GEMMListHeaderSize       = 8
+	GEMMListEntryMOffset     = 0
+	GEMMListEntryNOffset     = 4
+	GEMMListEntryKOffset     = 8
+	GEMMListEntryResOffset   = 12
+	GEMMListEntryBatchOffset = 16
+	GEMMListEntrySize        = 24
+	// GEMMListResultSize is one entry's answer: cycles, compute cycles, memory cycles and
+	// memory bytes, u64 each, as in the GEMM answer.
+	GEMMListResultSize = 32
+	// MaxGEMMListEntries is the most entries one GEMM_LIST carries: as many answers as
+	// fit in a response payload (127).
+	MaxGEMMListEntries = MaxDataSize / GEMMListResultSize
+)
+
+// GEMMListSize returns the payload bytes of a GEMM_LIST of n entries.
+func GEMMListSize(n int) int { return GEMMListHeaderSize + n*GEMMListEntrySize }
+
+// GEMMListHeader reads the payload's GEMM_LIST header, whatever r.Type says.
+func (r *Request) GEMMListHeader() GEMMListHeader {
+	return GEMMListHeader{Count: le.Uint32(r.Payload[GEMMListCountOffset:]), DtypeSize: le.Uint32(r.Payload[GEMMListDtypeSizeOffset:])}
+}
+
+// CheckGEMMList reads r as a GEMM_LIST request and checks its header: the type, a count
+// of 1 to MaxGEMMListEntries and an element size of at least 1. The entries are checked
+// one by one by whoever answers them (CheckGEMMListEntry). A bad field is a *DecodeError
+// with the field's offset in SSTRequest.
+func (r *Request) CheckGEMMList() (GEMMListHeader, error) {
+	const name = "SSTRequest(GEMM_LIST)"
+	if r.Type != ReqGEMMList {
+		return GEMMListHeader{}, &DecodeError{Struct: name, Offset: RequestTypeOffset, Reason: fmt.Sprintf("type %s, want %s", r.Type, ReqGEMMList)}
+	}
+	h := r.GEMMListHeader()
+	if h.Count == 0 || h.Count > MaxGEMMListEntries {
+		return GEMMListHeader{}, &DecodeError{Struct: name, Offset: reqOffPayload + GEMMListCountOffset,
+			Reason: fmt.Sprintf("count %d, want 1 to %d", h.Count, MaxGEMMListEntries)}
+	}
+	if h.DtypeSize == 0 {
+		return GEMMListHeader{}, &DecodeError{Struct: name, Offset: reqOffPayload + GEMMListDtypeSizeOffset, Reason: "dtype_size is 0, want at least 1"}
+	}
+	return h, nil
+}
+
+// GEMMListEntry reads entry i (0 ≤ i < MaxGEMMListEntries) of the payload, unchecked.
+func (r *Request) GEMMListEntry(i int) GEMMListEntry {
+	p := r.Payload[GEMMListSize(i):GEMMListSize(i+1)]
+	return GEMMListEntry{M: le.Uint32(p[GEMMListEntryMOffset:]), N: le.Uint32(p[GEMMListEntryNOffset:]),
+		K: le.Uint32(p[GEMMListEntryKOffset:]), Batch: le.Uint64(p[GEMMListEntryBatchOffset:])}
+}
+
+// CheckGEMMListEntry reads entry i (0 ≤ i < MaxGEMMListEntries) and checks it: every
+// dimension and the batch at least 1, the reserved word 0. A bad field is a *DecodeError
+// with its offset in SSTRequest.
+func (r *Request) CheckGEMMListEntry(i int) (GEMMListEntry, error) {
+	e := r.GEMMListEntry(i)
+	bad := func(offset int, reason string) error {
+		return &DecodeError{Struct: fmt.Sprintf("SSTRequest(GEMM_LIST) entry %d", i), Offset: reqOffPayload + GEMMListSize(i) + offset, Reason: reason}
+	}
+	for _, f := range [...]struct {
+		field  string
+		offset int
+		v      uint64
+	}{{"M", GEMMListEntryMOffset, uint64(e.M)}, {"N", GEMMListEntryNOffset, uint64(e.N)}, {"K", GEMMListEntryKOffset, uint64(e.K)},
+		{"batch", GEMMListEntryBatchOffset, e.Batch}} {
+		if f.v == 0 {
+			return GEMMListEntry{}, bad(f.offset, f.field+" is 0, want at least 1")
+		}
+	}
+	if v := le.Uint32(r.Payload[GEMMListSize(i)+GEMMListEntryResOffset:]); v != 0 {
+		return GEMMListEntry{}, bad(GEMMListEntryResOffset, fmt.Sprintf("reserved is %#x, want 0", v))
+	}
+	return e, nil
+}
+
+// SetGEMMListHeader makes r a GEMM_LIST request of count entries of dtypeSize-byte
+// elements; SetGEMMListEntry fills the entries (the rest of the payload is left as it is).
+func (r *Request) SetGEMMListHeader(count, dtypeSize uint32) {
+	r.Type = ReqGEMMList
+	le.PutUint32(r.Payload[GEMMListCountOffset:], count)
+	le.PutUint32(r.Payload[GEMMListDtypeSizeOffset:], dtypeSize)
+}
+
+// SetGEMMListEntry writes entry i (0 ≤ i < MaxGEMMListEntries), its reserved word 0.
+func (r *Request) SetGEMMListEntry(i int, e GEMMListEntry) {
+	p := r.Payload[GEMMListSize(i):GEMMListSize(i+1)]
+	le.PutUint32(p[GEMMListEntryMOffset:], e.M)
+	le.PutUint32(p[GEMMListEntryNOffset:], e.N)
+	le.PutUint32(p[GEMMListEntryKOffset:], e.K)
+	le.PutUint32(p[GEMMListEntryResOffset:], 0)
+	le.PutUint64(p[GEMMListEntryBatchOffset:], e.Batch)
+}
+
 // Response is struct SSTResponse. Payload holds the raw union; use the typed accessors to
 // read it and the Set methods to fill it.
 type Response struct {
@@ -457,6 +573,23 @@ func (r *Response) SetGEMM(g GEMMResult) {
 	le.PutUint64(p[24:], g.MemoryBytes)
 	le.PutUint32(p[32:], g.ResultOffset)
 	le.PutUint32(p[36:], 0)
+}
+
+// GEMMListResult reads the answer to entry i (0 ≤ i < MaxGEMMListEntries) of a
+// GEMM_LIST from the payload (ResultOffset is always 0: no matrix data comes back).
+func (r *Response) GEMMListResult(i int) GEMMResult {
+	p := r.Payload[i*GEMMListResultSize : (i+1)*GEMMListResultSize]
+	return GEMMResult{Cycles: le.Uint64(p[0:]), ComputeCycles: le.Uint64(p[8:]), MemoryCycles: le.Uint64(p[16:]), MemoryBytes: le.Uint64(p[24:])}
+}
+
+// SetGEMMListResult writes the answer to entry i (0 ≤ i < MaxGEMMListEntries); g's
+// ResultOffset is not part of it.
+func (r *Response) SetGEMMListResult(i int, g GEMMResult) {
+	p := r.Payload[i*GEMMListResultSize : (i+1)*GEMMListResultSize]
+	le.PutUint64(p[0:], g.Cycles)
+	le.PutUint64(p[8:], g.ComputeCycles)
+	le.PutUint64(p[16:], g.MemoryCycles)
+	le.PutUint64(p[24:], g.MemoryBytes)
 }
 
 // ConfigSpace is struct SSTConfig, the device's config space (named so to tell it

@@ -427,7 +427,7 @@ func TestStatsAndReports(t *testing.T) {
 	}
 	s := h.comp.Stats()
 	assert.Equal(t, uint64(18), s.Total)
-	assert.Equal(t, [10]uint64{1, 1, 6, 2, 1, 0, 1, 0, 3, 2}, s.Requests)
+	assert.Equal(t, [11]uint64{1, 1, 6, 2, 1, 0, 1, 0, 3, 2, 0}, s.Requests)
 	assert.Equal(t, uint64(1), s.Unknown)
 	assert.Equal(t, uint64(5), s.Invalid)
 	assert.Equal(t, uint64(1), s.Connections)
@@ -454,7 +454,7 @@ func TestStatsAndReports(t *testing.T) {
 		"VirtIODevice[virtio_llama:finish] Statistics:\n",
 		"VirtIODevice[virtio_llama:finish]   Total requests: 18\n",
 		"VirtIODevice[virtio_llama:finish]   BATCHED_GEMM requests: 2\n",
-		"VirtIODevice[virtio_llama:finish]     BATCHED_GEMM requests: 1, carrying 5 GEMMs\n",
+		"VirtIODevice[virtio_llama:finish]     Batches of equal GEMMs (BATCHED_GEMM requests, GEMM_LIST entries): 1, carrying 5 GEMMs\n",
 		"VirtIODevice[virtio_llama:finish]   NOOP requests: 1\n",
 		"VirtIODevice[virtio_llama:finish]   ECHO requests: 1\n",
 		"VirtIODevice[virtio_llama:finish]   COMPUTE requests: 6\n",

@@ -24,6 +24,9 @@ func TestDirectAnswersAsStream(t *testing.T) {
 		configureReq(7, 1, 2),
 		newReq(0x77, 8),                                 // unknown type: INVALID
 		newReq(typeCompute, 9).u32(offReqPayload+8, 99), // a latency model out of range
+		gemmListReq(10, 4, listEntries...),
+		gemmListReq(11, 4, listEntry{4, 16, 8, 1}, listEntry{1, 0, 1, 1}), // answered up to its second entry
+		gemmListReq(12, 4).u32(offReqPayload, 128),                        // a count beyond the list's room: INVALID
 	}
 	h := start(t, Config{})
 	c := h.dial()

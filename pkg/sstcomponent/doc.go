@@ -33,6 +33,10 @@
 //	BATCHED_GEMM  OK, batch GEMMs of one shape through perfmodel.EstimateBatched (the gpu
 //	           model: one kernel; the others: batch × one GEMM), answered in GEMM's
 //	           layout with the batch's totals; a zero field or batch, or overflow, is INVALID
+//	GEMM_LIST  OK, each entry (M, N, K, batch) answered as GEMM or BATCHED_GEMM would be,
+//	           in order, 32 bytes each from response offset 32, result = entries
+//	           answered: the answer stops at the first entry the model cannot answer; a
+//	           count of 0 or above 127, or a zero dtype_size, is INVALID
 //	READ       OK, size bytes of device memory at addr returned at response offset 32,
 //	           result = size; size > 4080 or addr+size beyond 256 MiB is INVALID
 //	WRITE      OK, size bytes from request offset 40 stored at addr, result = size;

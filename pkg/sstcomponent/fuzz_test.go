@@ -25,6 +25,8 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte(configureReq(5, 1, 0)))
 	f.Add([]byte{8, 0, 0, 0, 1})
 	f.Add([]byte(append(batchedGEMMReq(6, 64, 64, 64, 4, 1<<40), batchedGEMMReq(7, 1, 1, 1, 1, 0)...)))
+	f.Add([]byte(gemmListReq(8, 4, listEntries...)))
+	f.Add([]byte(append(gemmListReq(9, 4, listEntry{4, 16, 8, 1}, listEntry{0, 1, 1, 1}), gemmListReq(10, 4).u32(24, 200)...)))
 	f.Fuzz(fuzzBody)
 }
 
@@ -60,6 +62,16 @@ func fuzzBody(t *testing.T, in []byte) {
 		}
 		if s := resp.status(); s != statusOK && s != statusInvalid {
 			t.Fatalf("answer %d has status %d", i, s)
+		}
+		if typeOf(req) == typeGEMMList && resp.status() == statusOK {
+			// At most the entries the list counts, each 32 bytes, nothing after them.
+			n := resp.result()
+			if count := uint64(le.Uint32(req[offReqPayload:])); n > count || n > 127 {
+				t.Fatalf("answer %d: %d entries answered of a list of %d", i, n, count)
+			}
+			if tail := resp[offRespPayload+32*n : respSize]; bytes.Count(tail, []byte{0}) != len(tail) {
+				t.Fatalf("answer %d: bytes after its %d entries", i, n)
+			}
 		}
 	}
 	// A Direct session of an equal component answers every request byte for byte alike.

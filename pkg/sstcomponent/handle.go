@@ -57,6 +57,8 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 		err = c.gemm(req, resp, st)
 	case protocol.ReqBatchedGEMM:
 		err = c.batchedGEMM(req, resp, st)
+	case protocol.ReqGEMMList:
+		err = c.gemmList(req, resp, st)
 	case protocol.ReqRead:
 		err = c.read(req, resp, st)
 	case protocol.ReqWrite:
@@ -91,6 +93,8 @@ func (c *Component) handle(req *protocol.Request, resp *reply, st *Stats, log *z
 			g, r := req.BatchedGEMM(), resp.GEMM()
 			e.Uint32("M", g.M).Uint32("N", g.N).Uint32("K", g.K).Uint32("dtype_size", g.DtypeSize).Uint64("batch", g.Batch).
 				Uint64("compute_cycles", r.ComputeCycles).Uint64("memory_cycles", r.MemoryCycles).Uint64("memory_bytes", r.MemoryBytes)
+		case protocol.ReqGEMMList:
+			e.Uint32("count", req.GEMMListHeader().Count)
 		}
 		e.Msg("request")
 	}
@@ -155,6 +159,42 @@ func (c *Component) batchedGEMM(req *protocol.Request, resp *reply, st *Stats) e
 	}
 	c.answerGEMM(&e, resp, st)
 	st.GEMM.Batched.Add(g.Batch)
+	return nil
+}
+
+// gemmList answers the entries of a GEMM_LIST in order, each exactly as a GEMM (batch 1)
+// or a BATCHED_GEMM (batch > 1) of its shape is answered, clock and statistics included,
+// into the answer's payload, GEMMListResultSize bytes each. It stops at the first entry
+// the model cannot answer (a zero field, or arithmetic beyond 64 bits); result is the
+// number of entries answered, so the caller can send that entry alone for its own INVALID
+// and the rest again. A bad header (count, dtype_size) makes the whole request INVALID.
+func (c *Component) gemmList(req *protocol.Request, resp *reply, st *Stats) error {
+	h, err := req.CheckGEMMList()
+	if err != nil {
+		return invalid(req, "payload", err)
+	}
+	model := c.model.Load().model
+	n := 0
+	for ; n < int(h.Count); n++ {
+		g, err := req.CheckGEMMListEntry(n)
+		if err != nil {
+			break
+		}
+		op := perfmodel.Op{M: uint64(g.M), N: uint64(g.N), K: uint64(g.K), DtypeSize: uint64(h.DtypeSize)}
+		e, err := perfmodel.EstimateBatched(model, op, g.Batch)
+		if err != nil {
+			break
+		}
+		c.clock.advance(e.Cycles)
+		resp.SetGEMMListResult(n, protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
+			MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
+		st.GEMM.add(&e)
+		if g.Batch > 1 {
+			st.GEMM.Batched.Add(g.Batch)
+		}
+	}
+	resp.setUsed(n * protocol.GEMMListResultSize)
+	resp.Result = uint64(n)
 	return nil
 }
 

@@ -34,7 +34,7 @@ const (
 
 	typeNoop, typeEcho, typeCompute, typeRead, typeWrite = 0, 1, 2, 3, 4
 	typeReset, typeGetInfo, typeConfigure, typeGEMM      = 5, 6, 7, 8
-	typeBatchedGEMM                                      = 9
+	typeBatchedGEMM, typeGEMMList                        = 9, 10
 )
 
 // testTimeout bounds every blocking step of a test, so that a hang fails instead of
@@ -68,6 +68,23 @@ func gemmReq(id uint64, m, n, k, dtype uint32) rawReq {
 
 func batchedGEMMReq(id uint64, m, n, k, dtype uint32, batch uint64) rawReq {
 	return newReq(typeBatchedGEMM, id).u32(24, m).u32(28, n).u32(32, k).u32(36, dtype).u64(40, batch)
+}
+
+// listEntry is one entry of a GEMM_LIST request.
+type listEntry struct {
+	m, n, k uint32
+	batch   uint64
+}
+
+// gemmListReq is a GEMM_LIST of entries (count = len(entries)), laid out by hand from
+// docs/sst-protocol.md: count @24, dtype_size @28, 24-byte entries from @32.
+func gemmListReq(id uint64, dtype uint32, entries ...listEntry) rawReq {
+	r := newReq(typeGEMMList, id).u32(24, uint32(len(entries))).u32(28, dtype)
+	for i, e := range entries {
+		at := 32 + 24*i
+		r = r.u32(at, e.m).u32(at+4, e.n).u32(at+8, e.k).u64(at+16, e.batch)
+	}
+	return r
 }
 
 func readReq(id, addr uint64, size uint32) rawReq {

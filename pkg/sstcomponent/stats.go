@@ -72,12 +72,12 @@ func satMul(a, b uint64) uint64 {
 	return lo
 }
 
-// GEMMStats are the totals of the GEMM and BATCHED_GEMM requests the model answered
-// (INVALID ones excluded).
+// GEMMStats are the totals of the GEMM and BATCHED_GEMM requests and GEMM_LIST entries
+// the model answered (INVALID ones excluded).
 type GEMMStats struct {
 	// Cycles, ComputeCycles, MemoryCycles, MemoryBytes and FLOPs accumulate the estimate
-	// of each request (a BATCHED_GEMM's is its whole batch's); Cycles.Count is the number
-	// of requests simulated.
+	// of each request or list entry (a BATCHED_GEMM's is its whole batch's); Cycles.Count
+	// is the number of them simulated.
 	Cycles        Accumulator `json:"cycles"`
 	ComputeCycles Accumulator `json:"compute_cycles"`
 	MemoryCycles  Accumulator `json:"memory_cycles"`
@@ -86,8 +86,9 @@ type GEMMStats struct {
 	// ComputeBound and MemoryBound count the GEMMs by the resource that limited them.
 	ComputeBound uint64 `json:"compute_bound"`
 	MemoryBound  uint64 `json:"memory_bound"`
-	// Batched accumulates the batch count of each BATCHED_GEMM: its Count is the number
-	// of batched requests, its Sum the GEMMs they carried.
+	// Batched accumulates the batch count of each BATCHED_GEMM and of each GEMM_LIST
+	// entry of more than one GEMM: its Count is the number of batches, its Sum the GEMMs
+	// they carried.
 	Batched Accumulator `json:"batched"`
 }
 
@@ -262,7 +263,7 @@ func (c *Component) WriteReport(w io.Writer) error {
 	line("  COMPUTE cycles: %d", s.Compute.Sum)
 	line("  GEMM model: %s", s.Model)
 	line("    GEMMs simulated: %d", satAdd(s.GEMM.Cycles.Count-s.GEMM.Batched.Count, s.GEMM.Batched.Sum))
-	line("    BATCHED_GEMM requests: %d, carrying %d GEMMs", s.GEMM.Batched.Count, s.GEMM.Batched.Sum)
+	line("    Batches of equal GEMMs (BATCHED_GEMM requests, GEMM_LIST entries): %d, carrying %d GEMMs", s.GEMM.Batched.Count, s.GEMM.Batched.Sum)
 	line("    FLOPs: %d", s.GEMM.FLOPs.Sum)
 	line("    Cycles: %d (compute %d, memory %d)", s.GEMM.Cycles.Sum, s.GEMM.ComputeCycles.Sum, s.GEMM.MemoryCycles.Sum)
 	line("    Memory bytes: %d", s.GEMM.MemoryBytes.Sum)

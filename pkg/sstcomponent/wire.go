@@ -25,7 +25,8 @@ const fixedResultSize = 40
 
 // decodeRequest fills req from the encoded request b (RequestSize bytes). It copies only
 // the part of the payload that req's type is handled from: all of it for ECHO (answered
-// with it) and WRITE (which stores its data), the first fixedRequestSize bytes otherwise.
+// with it) and WRITE (which stores its data), the header and the entries it counts for
+// GEMM_LIST, the first fixedRequestSize bytes otherwise.
 // The rest of req.Payload keeps bytes of earlier requests, which no handler reads.
 func decodeRequest(req *protocol.Request, b []byte) {
 	decodeRequestAs(req, protocol.RequestType(byteOrder.Uint32(b[protocol.RequestTypeOffset:])), b)
@@ -43,6 +44,12 @@ func decodeRequestAs(req *protocol.Request, t protocol.RequestType, b []byte) {
 	switch req.Type {
 	case protocol.ReqEcho, protocol.ReqWrite:
 		copy(req.Payload[:], payload)
+	case protocol.ReqGEMMList:
+		// The header first, then as many entries as it counts (at most the list's
+		// room), each byte read once.
+		copy(req.Payload[:protocol.GEMMListHeaderSize], payload)
+		n := min(int(req.GEMMListHeader().Count), protocol.MaxGEMMListEntries)
+		copy(req.Payload[protocol.GEMMListHeaderSize:protocol.GEMMListSize(n)], payload[protocol.GEMMListHeaderSize:])
 	default:
 		copy(req.Payload[:fixedRequestSize], payload)
 	}

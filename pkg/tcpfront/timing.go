@@ -76,6 +76,8 @@ func fillTiming(r *optrace.Record, t *deviceserver.Timing, operandBytes uint64) 
 		r.TimingRequest = deviceserver.TimingGEMM.String()
 	case protocol.ReqBatchedGEMM:
 		r.TimingRequest = deviceserver.TimingBatchedGEMM
+	case protocol.ReqGEMMList:
+		r.TimingRequest = deviceserver.TimingGEMMList
 	case protocol.ReqCompute:
 		r.TimingRequest = deviceserver.TimingCompute.String()
 	}

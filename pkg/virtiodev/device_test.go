@@ -57,7 +57,8 @@ func TestRouteOf(t *testing.T) {
 		{protocol.ReqConfigure, RouteForward},
 		{protocol.ReqGEMM, RouteForward}, // the reference answers INVALID; sstemu forwards
 		{protocol.ReqBatchedGEMM, RouteForward},
-		{10, RouteInvalid},
+		{protocol.ReqGEMMList, RouteForward},
+		{11, RouteInvalid},
 		{0xFFFFFFFF, RouteInvalid},
 	}
 	for _, tt := range tests {
@@ -207,7 +208,8 @@ func TestAnswers(t *testing.T) {
 		{protocol.ReqConfigure, forwarded},
 		{protocol.ReqGEMM, forwarded},
 		{protocol.ReqBatchedGEMM, forwarded},
-		{10, wantStatusOnly(protocol.StatusInvalid)},
+		{protocol.ReqGEMMList, forwarded},
+		{11, wantStatusOnly(protocol.StatusInvalid)},
 		{0xFFFFFFFF, wantStatusOnly(protocol.StatusInvalid)},
 	}
 	for i, tt := range tests {
@@ -223,10 +225,10 @@ func TestAnswers(t *testing.T) {
 	st := h.dev.Stats()
 	assert.Equal(t, uint64(len(tests)), st.Requests)
 	assert.Equal(t, uint64(len(tests)), st.Responses)
-	assert.Equal(t, uint64(6), st.Forwarded)
+	assert.Equal(t, uint64(7), st.Forwarded)
 	assert.Equal(t, uint64(2), st.Invalid)
 	assert.Zero(t, st.Errors)
-	assert.Equal(t, uint64(6), f.served.Load())
+	assert.Equal(t, uint64(7), f.served.Load())
 }
 
 // TestSizeChecks sends chains with too little room on either side.

@@ -14,7 +14,7 @@ const (
 	// RouteDevice: the device answers by itself (NOOP, ECHO, GET_INFO, RESET).
 	RouteDevice Route = iota
 	// RouteForward: the request goes to the SST component (COMPUTE, READ, WRITE,
-	// CONFIGURE, GEMM, BATCHED_GEMM).
+	// CONFIGURE, GEMM, BATCHED_GEMM, GEMM_LIST).
 	RouteForward
 	// RouteInvalid: unknown type, answered INVALID by the device.
 	RouteInvalid
@@ -33,14 +33,15 @@ func (r Route) String() string {
 }
 
 // RouteOf returns the route of a request type. Unlike the reference device, which answers
-// GEMM INVALID, sstemu forwards GEMM and BATCHED_GEMM to the SST component like COMPUTE;
+// GEMM INVALID, sstemu forwards GEMM, BATCHED_GEMM and GEMM_LIST to the SST component
+// like COMPUTE;
 // whether the component knows them only its answer tells (GET_INFO has no bit for them:
 // the device cannot know what is behind its link).
 func RouteOf(t protocol.RequestType) Route {
 	switch t {
 	case protocol.ReqNoop, protocol.ReqEcho, protocol.ReqGetInfo, protocol.ReqReset:
 		return RouteDevice
-	case protocol.ReqCompute, protocol.ReqRead, protocol.ReqWrite, protocol.ReqConfigure, protocol.ReqGEMM, protocol.ReqBatchedGEMM:
+	case protocol.ReqCompute, protocol.ReqRead, protocol.ReqWrite, protocol.ReqConfigure, protocol.ReqGEMM, protocol.ReqBatchedGEMM, protocol.ReqGEMMList:
 		return RouteForward
 	default:
 		return RouteInvalid
