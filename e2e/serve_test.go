@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sstemu/sstemu/pkg/loadgen"
+	"github.com/sstemu/sstemu/pkg/optrace"
 )
 
 func randomMatrix(r *rand.Rand, n int) []float32 {
@@ -159,6 +161,41 @@ func TestServeWithExternalSST(t *testing.T) {
 	out := sst.output()
 	assert.Contains(t, out, fmt.Sprintf("GEMM requests: %d", ops), "the external SST received every GEMM")
 	assert.Contains(t, out, fmt.Sprintf("Cycles: %d (compute %d, memory %d)", 16*ops, 16*ops, ops), "4×16×8 roofline: 16 compute cycles, 1 memory cycle")
+}
+
+// TestTimeListsThroughExternalSST: a TIME frame of 300 distinct shapes reaches an external
+// `sstemu sst` as three GEMM_LISTs (127 + 127 + 46 entries) over the socket; every entry's
+// cycles are what `sstemu estimate` prints, and the component simulated 300 GEMMs.
+func TestTimeListsThroughExternalSST(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "sst.sock")
+	sst := start(t, "sst", "--socket", sock)
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	p := start(t, "serve", "--listen", "127.0.0.1:0", "--sst-socket", sock)
+	const n = 300
+	var js, shapes []string
+	for m := 1; m <= n; m++ {
+		js = append(js, fmt.Sprintf(`{"op": "gemm", "M": %d, "N": 64, "K": 32}`, m))
+		shapes = append(shapes, fmt.Sprintf("%dx64x32", m))
+	}
+	want := estimate(t, shapes...)
+	c, err := net.Dial("tcp", p.listenAddr("tcpfront"))
+	require.NoError(t, err)
+	defer c.Close()
+	var resp struct {
+		Results []optrace.WireRecord `json:"results"`
+	}
+	jsonOp(t, c, 0x04, `{"op_id": 3, "ops": [`+strings.Join(js, ", ")+`]}`, &resp)
+	require.Len(t, resp.Results, n)
+	for i, r := range resp.Results {
+		require.True(t, r.Timed, "entry %d: %s %s", i, r.UntimedReason, r.Error)
+		assert.Equal(t, want[i].Cycles, r.Cycles, "entry %d (%s)", i, shapes[i])
+		assert.Equal(t, "gemm_list", r.TimingRequest, "entry %d", i)
+	}
+	require.NoError(t, p.signal(syscall.SIGTERM, 10*time.Second))
+	require.NoError(t, sst.signal(syscall.SIGTERM, 10*time.Second))
+	out := sst.output()
+	assert.Contains(t, out, "GEMM_LIST requests: 3\n", "three lists crossed the socket")
+	assert.Contains(t, out, fmt.Sprintf("GEMMs simulated: %d\n", n))
 }
 
 func TestPyTorchClient(t *testing.T) {
