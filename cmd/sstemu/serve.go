@@ -53,7 +53,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "mount", EnvVars: []string{"SSTEMU_MOUNT"}, Category: catLayers,
 			Usage: "also expose the emulated devices as files `DIR`/sst0 … (DIR must exist) through FUSE, for unmodified /dev/sstN programs (ln -s DIR/sst0 /dev/sst0)"},
 		&cli.StringFlag{Name: "timing-request", Value: deviceserver.TimingAuto.String(), EnvVars: []string{"SSTEMU_TIMING_REQUEST"}, Category: catLayers,
-			Usage: "how GEMMs are timed: gemm (the tutorial's request; a batch of equal GEMMs as one BATCHED_GEMM, or GEMM × count on a device that answers it INVALID), " +
+			Usage: "how GEMMs are timed: gemm (the tutorial's request; a batch of equal GEMMs as one BATCHED_GEMM, or GEMM × count on a device that answers it INVALID; a TIME frame's shapes as GEMM_LISTs, or one request each), " +
 				"compute (one COMPUTE of 2·M·N·K units, latency_model 0, as the reference device server), " +
 				"or auto (as gemm, and COMPUTE on a device that answers GEMM INVALID)"},
 		&cli.DurationFlag{Name: "device-timeout", Value: sstdev.DefaultTimeout, EnvVars: []string{"SSTEMU_DEVICE_TIMEOUT"}, Category: catLayers,

@@ -69,9 +69,9 @@
 //
 // # Simulated clock
 //
-// The clock counts cycles of the simulated device, not wall time: each COMPUTE, GEMM and BATCHED_GEMM
-// occupies the device for its cycles, starting at the current cycle, and advances the
-// clock by them; all connections share it, so concurrent ops are serialised in the order
+// The clock counts cycles of the simulated device, not wall time: each COMPUTE, GEMM,
+// BATCHED_GEMM and GEMM_LIST entry occupies the device for its cycles, starting at the
+// current cycle, and advances the clock by them; all connections share it, so concurrent ops are serialised in the order
 // they reach it. Other requests take no simulated time. The clock saturates at 2^64-1
 // rather than wrapping. Config.ClockHz (the SST component's "clock" parameter) converts
 // cycles to simulated time for the report and the CSV statistics.
