@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/protocol"
 )
 
 // replayFile is a device file that answers every request with fixed bytes: what a real
@@ -77,6 +79,48 @@ func FuzzDeviceResponse(f *testing.F) {
 		} else {
 			assert.NotEqual(t, UntimedNone, res.Timing.Untimed)
 			assert.Error(t, res.Timing.UntimedErr)
+		}
+	})
+}
+
+// FuzzDeviceListResponse makes the device answer every request of a TIME frame of three
+// distinct shapes, the first a GEMM_LIST, with a 4112-byte answer built from the inputs
+// (status, result, the head of the payload, the answer's length, whether user_data is
+// copied), or with the raw bytes when raw is set. Whatever they are, nothing panics and
+// every entry is either timed or untimed with a cause; when the answer is a whole
+// SSTResponse with status OK, the request's user_data and a result of r ≤ 3 entries, the
+// first r entries carry the cycles at offsets 32 + 32·i (docs/sst-protocol.md §GEMM_LIST
+// payload), timed by the list.
+func FuzzDeviceListResponse(f *testing.F) {
+	var three [96]byte
+	for i := range 3 {
+		binary.LittleEndian.PutUint64(three[32*i:], uint64(10+i))
+	}
+	f.Add(uint32(0), uint64(3), three[:], uint16(4112), true)
+	f.Add(uint32(0), uint64(1), three[:], uint16(4112), true)
+	f.Add(uint32(0), uint64(1<<40), three[:], uint16(4112), true)
+	f.Add(uint32(3), uint64(3), three[:], uint16(4112), true) // INVALID
+	f.Add(uint32(0), uint64(3), three[:], uint16(100), false)
+	f.Fuzz(func(t *testing.T, status uint32, result uint64, payload []byte, length uint16, echo bool) {
+		answer := make([]byte, 4112)
+		binary.LittleEndian.PutUint32(answer, status)
+		binary.LittleEndian.PutUint64(answer[24:], result)
+		copy(answer[32:], payload)
+		answer = answer[:min(int(length), len(answer))]
+		file := &replayFile{answer: answer, echo: echo}
+		s := New(Config{Devices: []Opener{func() (DeviceFile, error) { return file, nil }}, EntryWorkers: 1})
+		_, out := s.TimeEntries(context.Background(), distinctEntries(3))
+		require.Len(t, out, 3)
+		for i, tm := range out {
+			assert.Equal(t, tm.Timed, tm.Untimed == UntimedNone, "entry %d: timed iff no cause (%v)", i, tm.UntimedErr)
+		}
+		if !echo || len(answer) != 4112 || status != 0 || result > 3 {
+			return
+		}
+		for i := range int(result) {
+			assert.True(t, out[i].Timed, "entry %d", i)
+			assert.Equal(t, binary.LittleEndian.Uint64(answer[32+32*i:]), out[i].Cycles, "entry %d", i)
+			assert.Equal(t, protocol.ReqGEMMList, out[i].Kind, "entry %d", i)
 		}
 	})
 }
