@@ -84,10 +84,10 @@ func FuzzDeviceResponse(f *testing.F) {
 }
 
 // FuzzDeviceListResponse makes the device answer every request of a TIME frame of three
-// distinct shapes, the first a GEMM_LIST, with a 4112-byte answer built from the inputs
-// (status, result, the head of the payload, the answer's length, whether user_data is
-// copied), or with the raw bytes when raw is set. Whatever they are, nothing panics and
-// every entry is either timed or untimed with a cause; when the answer is a whole
+// distinct shapes, the first a GEMM_LIST, with an answer built from the inputs (status,
+// result, the head of the payload, the answer's length, whether user_data is copied):
+// the fields a GEMM_LIST answer is read by, mutated directly. Whatever they are, nothing
+// panics and every entry is either timed or untimed with a cause; when the answer is a whole
 // SSTResponse with status OK, the request's user_data and a result of r ≤ 3 entries, the
 // first r entries carry the cycles at offsets 32 + 32·i (docs/sst-protocol.md §GEMM_LIST
 // payload), timed by the list.
