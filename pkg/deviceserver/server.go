@@ -248,14 +248,8 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 			continue
 		}
 		if err != nil {
-			switch {
-			case cause == UntimedInvalidShape || cause == UntimedOverflow || cause == UntimedRefused:
-				pool.put(h) // the handle is as good as before
-			default:
-				pool.discard(h)
-			}
-			if cause == UntimedLinkDown {
-				pool.mode.reset() // another SST may answer when the link is back
+			if h := s.afterFailure(pool, h, cause); h != nil {
+				pool.put(h)
 			}
 			if cause == UntimedRefused {
 				cause = UntimedDeviceError // the stable name of a status other than OK
@@ -280,6 +274,22 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 	t.Timed = true
 	t.Kind = opKind
 	return t
+}
+
+// afterFailure keeps h after a request that failed with cause if the handle is as good
+// as before (nothing was sent, or the device refused it) and returns it, or discards it
+// and returns nil; a link found down makes the device's timing choices start again.
+func (s *Server) afterFailure(pool *handlePool, h *handle, cause UntimedCause) *handle {
+	if cause == UntimedLinkDown {
+		pool.mode.reset() // another SST may answer when the link is back
+	}
+	switch cause {
+	case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
+		return h
+	default:
+		pool.discard(h)
+		return nil
+	}
 }
 
 // timeBatch times one batch on h with kind (ReqGEMM or ReqCompute): a batch of more than
@@ -430,12 +440,9 @@ var (
 // the status; on failure the cause says why, with the detail. A status INVALID is
 // UntimedRefused, which the caller turns into a fallback or UntimedDeviceError.
 func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestType, count uint64) (protocol.GEMMResult, bool, UntimedCause, error) {
-	if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 {
+	if !fits32(g) {
 		return protocol.GEMMResult{}, false, UntimedInvalidShape, fmt.Errorf("GEMM %d×%d×%d does not fit the device's 32-bit dimensions", g.M, g.N, g.K)
 	}
-	tag := s.tag.Add(1)
-	h.req.Type = kind
-	h.req.UserData = tag
 	switch kind {
 	case protocol.ReqCompute:
 		units, ok := computeUnits(uint64(g.M), uint64(g.N), uint64(g.K))
@@ -450,24 +457,8 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 	default:
 		h.req.SetGEMM(protocol.GEMM{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), DtypeSize: float32Size})
 	}
-	if err := h.req.EncodePrefix(h.wbuf[:], timingPayloadSize); err != nil {
-		return protocol.GEMMResult{}, false, UntimedDeviceError, err
-	}
-	if _, err := h.file.Write(h.wbuf[:]); err != nil {
-		return protocol.GEMMResult{}, false, deviceCause(err), fmt.Errorf("device write: %w", err)
-	}
-	n, err := h.file.Read(h.rbuf[:])
-	if err != nil {
-		return protocol.GEMMResult{}, true, deviceCause(err), fmt.Errorf("device read: %w", err)
-	}
-	if err := h.resp.DecodePrefix(h.rbuf[:n], timingResultSize); err != nil {
-		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device read: %w", err)
-	}
-	if h.resp.UserData != tag {
-		return protocol.GEMMResult{}, true, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
-	}
-	if cause, err := statusCause(h.resp.Status, kind); err != nil {
-		return protocol.GEMMResult{}, true, cause, err
+	if answered, cause, err := s.roundTrip(h, timingPayloadSize, timingResultSize); err != nil {
+		return protocol.GEMMResult{}, answered, cause, err
 	}
 	if kind == protocol.ReqCompute {
 		// The device's cycles are the GEMM's, all of them compute; it says nothing of memory.
@@ -475,6 +466,39 @@ func (s *Server) timeOne(h *handle, g linalg.GEMMShape, kind protocol.RequestTyp
 		return protocol.GEMMResult{Cycles: c, ComputeCycles: c}, true, UntimedNone, nil
 	}
 	return h.resp.GEMM(), true, UntimedNone, nil
+}
+
+// fits32 reports whether g's dimensions are positive and fit the device's 32-bit fields.
+func fits32(g linalg.GEMMShape) bool {
+	return g.M > 0 && g.N > 0 && g.K > 0 && uint64(g.M) <= math.MaxUint32 && uint64(g.N) <= math.MaxUint32 && uint64(g.K) <= math.MaxUint32
+}
+
+// roundTrip sends h.req (its type and payload filled in) with a fresh user_data tag,
+// encoding only the header and the first payloadBytes, and reads the answer into h.resp,
+// decoding the header and the first resultBytes. answered reports whether the device
+// answered, whatever the status; on failure the cause says why, with the detail (a status
+// INVALID is UntimedRefused).
+func (s *Server) roundTrip(h *handle, payloadBytes, resultBytes int) (answered bool, cause UntimedCause, err error) {
+	tag := s.tag.Add(1)
+	h.req.UserData = tag
+	if err := h.req.EncodePrefix(h.wbuf[:], payloadBytes); err != nil {
+		return false, UntimedDeviceError, err
+	}
+	if _, err := h.file.Write(h.wbuf[:]); err != nil {
+		return false, deviceCause(err), fmt.Errorf("device write: %w", err)
+	}
+	n, err := h.file.Read(h.rbuf[:])
+	if err != nil {
+		return true, deviceCause(err), fmt.Errorf("device read: %w", err)
+	}
+	if err := h.resp.DecodePrefix(h.rbuf[:n], resultBytes); err != nil {
+		return true, UntimedDeviceError, fmt.Errorf("device read: %w", err)
+	}
+	if h.resp.UserData != tag {
+		return true, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
+	}
+	cause, err = statusCause(h.resp.Status, h.req.Type)
+	return true, cause, err
 }
 
 // statusCause returns the cause and detail of an answer to a kind request with status
@@ -505,7 +529,7 @@ func (s *Server) timeList(h *handle, shapes []linalg.GEMMBatch, answers []protoc
 	count := 0
 	for _, b := range shapes[:min(len(shapes), protocol.MaxGEMMListEntries)] {
 		g := b.Shape
-		if g.M <= 0 || g.N <= 0 || g.K <= 0 || uint64(g.M) > math.MaxUint32 || uint64(g.N) > math.MaxUint32 || uint64(g.K) > math.MaxUint32 || b.Count <= 0 {
+		if !fits32(g) || b.Count <= 0 {
 			break
 		}
 		h.req.SetGEMMListEntry(count, protocol.GEMMListEntry{M: uint32(g.M), N: uint32(g.N), K: uint32(g.K), Batch: uint64(b.Count)})
@@ -521,27 +545,13 @@ func (s *Server) timeList(h *handle, shapes []linalg.GEMMBatch, answers []protoc
 		clear(h.req.Payload[timingPayloadSize:size])
 		clear(h.wbuf[protocol.RequestHeaderSize+timingPayloadSize : protocol.RequestHeaderSize+size])
 	}()
-	tag := s.tag.Add(1)
-	h.req.UserData = tag
 	h.req.SetGEMMListHeader(uint32(count), float32Size)
-	if err := h.req.EncodePrefix(h.wbuf[:], size); err != nil {
-		return 0, 0, UntimedDeviceError, err
+	answered, cause, err := s.roundTrip(h, size, count*protocol.GEMMListResultSize)
+	if answered {
+		sent = 1
 	}
-	if _, err := h.file.Write(h.wbuf[:]); err != nil {
-		return 0, 0, deviceCause(err), fmt.Errorf("device write: %w", err)
-	}
-	nr, err := h.file.Read(h.rbuf[:])
 	if err != nil {
-		return 0, 1, deviceCause(err), fmt.Errorf("device read: %w", err)
-	}
-	if err := h.resp.DecodePrefix(h.rbuf[:nr], count*protocol.GEMMListResultSize); err != nil {
-		return 0, 1, UntimedDeviceError, fmt.Errorf("device read: %w", err)
-	}
-	if h.resp.UserData != tag {
-		return 0, 1, UntimedDeviceError, fmt.Errorf("device answered user_data %#x for request %#x", h.resp.UserData, tag)
-	}
-	if cause, err := statusCause(h.resp.Status, protocol.ReqGEMMList); err != nil {
-		return 0, 1, cause, err
+		return 0, sent, cause, err
 	}
 	if h.resp.Result > uint64(count) {
 		return 0, 1, UntimedDeviceError, fmt.Errorf("device answered %d entries of a GEMM_LIST of %d", h.resp.Result, count)

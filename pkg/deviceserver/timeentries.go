@@ -138,18 +138,23 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 	}
 	work := func() {
 		var h *handle
+		// open gives the worker a handle if it has none, or says why it cannot.
+		open := func() (failure, bool) {
+			if h != nil {
+				return failure{}, true
+			}
+			var f failure
+			h, f.cause, f.err = pool.get(ctx)
+			return f, f.err == nil
+		}
 		for int(next.Load()) < len(shapes) {
-			if h == nil {
-				var cause UntimedCause
-				var err error
-				if h, cause, err = pool.get(ctx); err != nil {
-					lo, hi := take(1)
-					if lo == hi {
-						break
-					}
-					fails[lo] = failure{cause, err}
-					continue
+			if f, ok := open(); !ok {
+				lo, hi := take(1)
+				if lo == hi {
+					break
 				}
+				fails[lo] = f
+				continue
 			}
 			s.checkLink(pool, h) // before choosing: a new link may take lists again
 			n := 1
@@ -161,14 +166,10 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 				break
 			}
 			for lo < hi {
-				if h == nil {
-					var cause UntimedCause
-					var err error
-					if h, cause, err = pool.get(ctx); err != nil {
-						fails[lo] = failure{cause, err}
-						lo++
-						continue
-					}
+				if f, ok := open(); !ok {
+					fails[lo] = f
+					lo++
+					continue
 				}
 				s.checkLink(pool, h)
 				if hi-lo > 1 && s.listsFor(pool) {
@@ -267,20 +268,4 @@ func (s *Server) timeShape(pool *handlePool, h *handle, b linalg.GEMMBatch, answ
 	*answer = protocol.GEMMResult{Cycles: total.Cycles, ComputeCycles: total.ComputeCycles,
 		MemoryCycles: total.MemoryCycles, MemoryBytes: total.MemoryBytes}
 	return h, answered, computed
-}
-
-// afterFailure keeps h after a request that failed with cause if the handle is as good
-// as before (nothing was sent, or the device refused it) and returns it, or discards it
-// and returns nil; a link found down makes the device's timing choices start again.
-func (s *Server) afterFailure(pool *handlePool, h *handle, cause UntimedCause) *handle {
-	if cause == UntimedLinkDown {
-		pool.mode.reset() // another SST may answer when the link is back
-	}
-	switch cause {
-	case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
-		return h
-	default:
-		pool.discard(h)
-		return nil
-	}
 }

@@ -10,10 +10,10 @@ package linalg
 // os.Setenv in Go (even in an init function) comes too late, and OpenBLAS has no call to
 // re-initialise. sstemu_choose_core is a C constructor of priority 101, which the linker
 // runs before every default-priority constructor (OpenBLAS's included): if the user left
-// OPENBLAS_CORETYPE unset (or empty, which OpenBLAS ignores too) it chooses a kernel set from the CPU's features (cpuid, with the
-// OS's support for the AVX register state, via __builtin_cpu_supports; on other
-// architectures it leaves the choice to OpenBLAS) and sets the
-// variable in the C environment only. Go's os.Getenv and the environment of processes Go
+// OPENBLAS_CORETYPE unset (or empty, which OpenBLAS ignores too) it chooses a kernel set
+// from the CPU's features (cpuid, with the OS's support for the AVX register state, via
+// __builtin_cpu_supports; on other architectures it leaves the choice to OpenBLAS) and
+// sets the variable in the C environment only. Go's os.Getenv and the environment of processes Go
 // starts are Go's own copy, taken from the process's initial environment: they never see
 // it, and linalg removes it from the C environment once OpenBLAS has read it.
 

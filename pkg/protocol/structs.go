@@ -559,37 +559,43 @@ type GEMMResult struct {
 
 // GEMM reads the payload as a GEMM response.
 func (r *Response) GEMM() GEMMResult {
-	p := r.Payload[:]
-	return GEMMResult{Cycles: le.Uint64(p[0:]), ComputeCycles: le.Uint64(p[8:]), MemoryCycles: le.Uint64(p[16:]),
-		MemoryBytes: le.Uint64(p[24:]), ResultOffset: le.Uint32(p[32:])}
+	g := gemmFigures(r.Payload[:])
+	g.ResultOffset = le.Uint32(r.Payload[32:])
+	return g
 }
 
 // SetGEMM fills the GEMM payload.
 func (r *Response) SetGEMM(g GEMMResult) {
-	p := r.Payload[:]
+	putGEMMFigures(r.Payload[:], g)
+	le.PutUint32(r.Payload[32:], g.ResultOffset)
+	le.PutUint32(r.Payload[36:], 0)
+}
+
+// gemmFigures reads the four u64 figures that lead a GEMM answer and each GEMM_LIST
+// entry's answer (GEMMListResultSize bytes): cycles, compute cycles, memory cycles,
+// memory bytes.
+func gemmFigures(p []byte) GEMMResult {
+	return GEMMResult{Cycles: le.Uint64(p[0:]), ComputeCycles: le.Uint64(p[8:]), MemoryCycles: le.Uint64(p[16:]), MemoryBytes: le.Uint64(p[24:])}
+}
+
+// putGEMMFigures writes g's four figures in gemmFigures' layout.
+func putGEMMFigures(p []byte, g GEMMResult) {
 	le.PutUint64(p[0:], g.Cycles)
 	le.PutUint64(p[8:], g.ComputeCycles)
 	le.PutUint64(p[16:], g.MemoryCycles)
 	le.PutUint64(p[24:], g.MemoryBytes)
-	le.PutUint32(p[32:], g.ResultOffset)
-	le.PutUint32(p[36:], 0)
 }
 
 // GEMMListResult reads the answer to entry i (0 ≤ i < MaxGEMMListEntries) of a
 // GEMM_LIST from the payload (ResultOffset is always 0: no matrix data comes back).
 func (r *Response) GEMMListResult(i int) GEMMResult {
-	p := r.Payload[i*GEMMListResultSize : (i+1)*GEMMListResultSize]
-	return GEMMResult{Cycles: le.Uint64(p[0:]), ComputeCycles: le.Uint64(p[8:]), MemoryCycles: le.Uint64(p[16:]), MemoryBytes: le.Uint64(p[24:])}
+	return gemmFigures(r.Payload[i*GEMMListResultSize : (i+1)*GEMMListResultSize])
 }
 
 // SetGEMMListResult writes the answer to entry i (0 ≤ i < MaxGEMMListEntries); g's
 // ResultOffset is not part of it.
 func (r *Response) SetGEMMListResult(i int, g GEMMResult) {
-	p := r.Payload[i*GEMMListResultSize : (i+1)*GEMMListResultSize]
-	le.PutUint64(p[0:], g.Cycles)
-	le.PutUint64(p[8:], g.ComputeCycles)
-	le.PutUint64(p[16:], g.MemoryCycles)
-	le.PutUint64(p[24:], g.MemoryBytes)
+	putGEMMFigures(r.Payload[i*GEMMListResultSize:(i+1)*GEMMListResultSize], g)
 }
 
 // ConfigSpace is struct SSTConfig, the device's config space (named so to tell it

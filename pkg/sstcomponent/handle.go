@@ -134,14 +134,20 @@ func (c *Component) gemm(req *protocol.Request, resp *reply, st *Stats) error {
 	return nil
 }
 
-// answerGEMM advances the clock by e's cycles, answers e in the GEMM result layout and
-// counts it in the GEMM statistics: the common tail of GEMM and BATCHED_GEMM.
+// answerGEMM simulates e and answers it in the GEMM result layout: the common tail of
+// GEMM and BATCHED_GEMM.
 func (c *Component) answerGEMM(e *perfmodel.Estimate, resp *reply, st *Stats) {
-	c.clock.advance(e.Cycles)
-	resp.SetGEMM(protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
-		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
+	resp.SetGEMM(c.simulate(e, st))
 	resp.Result = e.Cycles
+}
+
+// simulate advances the clock by e's cycles and counts e in the GEMM statistics, as every
+// GEMM, BATCHED_GEMM and GEMM_LIST entry is, and returns e's figures for the answer.
+func (c *Component) simulate(e *perfmodel.Estimate, st *Stats) protocol.GEMMResult {
+	c.clock.advance(e.Cycles)
 	st.GEMM.add(e)
+	return protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
+		MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes}
 }
 
 // batchedGEMM asks the model for a batch of equal GEMMs as one kernel
@@ -185,10 +191,7 @@ func (c *Component) gemmList(req *protocol.Request, resp *reply, st *Stats) erro
 		if err != nil {
 			break
 		}
-		c.clock.advance(e.Cycles)
-		resp.SetGEMMListResult(n, protocol.GEMMResult{Cycles: e.Cycles, ComputeCycles: e.ComputeCycles,
-			MemoryCycles: e.MemoryCycles, MemoryBytes: e.MemoryBytes})
-		st.GEMM.add(&e)
+		resp.SetGEMMListResult(n, c.simulate(&e, st))
 		if g.Batch > 1 {
 			st.GEMM.Batched.Add(g.Batch)
 		}
