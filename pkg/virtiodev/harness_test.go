@@ -293,22 +293,39 @@ var errFakeDown = errors.New("fake SST is down")
 
 func newFakeSST() *fakeSST { return &fakeSST{conns: map[io.ReadWriteCloser]struct{}{}} }
 
-// dialer connects through a net.Pipe while the fake is up.
+// dialer connects through an in-memory pipe while the fake is up. The fake's end is
+// admitted before the dial returns, so a kill right after a dial closes it.
 func (f *fakeSST) dialer() Dialer {
-	pipe := PipeDialer(f.serve)
 	return func(ctx context.Context) (io.ReadWriteCloser, error) {
-		if f.down.Load() {
+		dev, comp := newMemConns()
+		if !f.admit(comp) {
+			_ = dev.Close()
 			return nil, errFakeDown
 		}
-		return pipe(ctx)
+		go func() { _ = f.serve(ctx, comp) }()
+		return dev, nil
 	}
+}
+
+// admit registers conn for kill, or closes it and reports false when the fake is down.
+// It and kill hold the lock, so no connection is admitted after a kill has closed the
+// others.
+func (f *fakeSST) admit(conn io.ReadWriteCloser) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down.Load() {
+		_ = conn.Close()
+		return false
+	}
+	f.conns[conn] = struct{}{}
+	return true
 }
 
 // kill takes the fake down and closes its connections.
 func (f *fakeSST) kill() {
-	f.down.Store(true)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.down.Store(true)
 	for c := range f.conns {
 		_ = c.Close()
 	}
@@ -325,10 +342,8 @@ func fakeAnswer(r *protocol.Request) protocol.Response {
 	return resp
 }
 
+// serve answers one admitted connection until it fails or closes.
 func (f *fakeSST) serve(ctx context.Context, conn io.ReadWriteCloser) error {
-	f.mu.Lock()
-	f.conns[conn] = struct{}{}
-	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		delete(f.conns, conn)
@@ -378,29 +393,36 @@ type unixFake struct {
 	f    *fakeSST
 	path string
 	l    net.Listener
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // serving goroutines
+	// accepting is closed when the accept loop has returned.
+	accepting chan struct{}
 }
 
 func startUnixFake(t testing.TB, f *fakeSST, path string) *unixFake {
 	t.Helper()
 	l, err := net.Listen("unix", path)
 	require.NoError(t, err)
-	u := &unixFake{f: f, path: path, l: l}
-	u.wg.Go(func() {
+	u := &unixFake{f: f, path: path, l: l, accepting: make(chan struct{})}
+	go func() {
+		defer close(u.accepting)
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			u.wg.Go(func() { _ = f.serve(context.Background(), c) })
+			if f.admit(c) {
+				u.wg.Go(func() { _ = f.serve(context.Background(), c) })
+			}
 		}
-	})
+	}()
 	return u
 }
 
-// stop closes the listener and every connection, and waits for them to end.
+// stop closes the listener and, once nothing more is accepted, every connection, and
+// waits for them to end.
 func (u *unixFake) stop() {
 	_ = u.l.Close()
+	<-u.accepting
 	u.f.kill()
 	u.f.down.Store(false)
 	u.wg.Wait()
