@@ -2,7 +2,6 @@ package deviceserver
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/sstemu/sstemu/pkg/linalg"
@@ -35,7 +34,18 @@ func (t OpType) String() string {
 
 // Name is the op's lower-case name, as logs and timing records write it: "gemm", "conv",
 // "matmul" or "unknown".
-func (t OpType) Name() string { return strings.ToLower(t.String()) }
+func (t OpType) Name() string {
+	switch t {
+	case OpGEMM:
+		return "gemm"
+	case OpConv:
+		return "conv"
+	case OpMatmul:
+		return "matmul"
+	default:
+		return "unknown"
+	}
+}
 
 // GEMM is C[M,N] = A[M,K] × B[K,N] on row-major float32 matrices.
 type GEMM struct {
@@ -77,6 +87,10 @@ type Op struct {
 	// from it without planning again, and the shape fields above are not read. Nil: the
 	// server plans the op from them.
 	Plan *linalg.Plan
+	// Out, if its capacity holds the op's output, is where the server writes it
+	// (Result.Data is then Out's storage); otherwise the server allocates the output.
+	// It lets a caller that serves one op after another reuse one buffer.
+	Out []float32
 }
 
 // Timing is the simulated cost of one op as the device reported it. An op whose timing
@@ -114,6 +128,15 @@ type Result struct {
 	// ComputeTime and TimingTime are the wall-clock time spent computing the result on the
 	// host and timing the op through the device.
 	ComputeTime, TimingTime time.Duration
+
+	shape [linalg.MaxRank]int // Shape's storage
+}
+
+// newResult is the result data of an op planned by p, with its shape.
+func newResult(p *linalg.Plan, data []float32) *Result {
+	r := &Result{Data: data}
+	r.Shape = p.AppendOutShape(r.shape[:0])
+	return r
 }
 
 // Executor is what layer 2 offers the front end: run one op, return its numeric result and

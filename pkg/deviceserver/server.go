@@ -113,13 +113,13 @@ func (s *Server) Close() error {
 // that cannot time the op is not: the result comes back with Timing.Timed false.
 func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 	start := time.Now()
-	res, gemms, err := compute(op)
+	res, plan, err := compute(op)
 	if err != nil {
 		s.stats.failed.Add(1)
 		return nil, err
 	}
 	computed := time.Now()
-	res.Timing, res.Device = s.timeBatches(ctx, gemms)
+	res.Timing, res.Device = s.timeBatches(ctx, plan.Batches())
 	res.ComputeTime, res.TimingTime = computed.Sub(start), time.Since(computed)
 	s.done(op, res)
 	return res, nil
@@ -147,8 +147,8 @@ func (s *Server) done(op *Op, res *Result) {
 }
 
 // compute runs op on the host, from its Plan (planned here if the caller did not), and
-// returns its result and the GEMMs it lowered to.
-func compute(op *Op) (*Result, []linalg.GEMMBatch, error) {
+// returns its result and the plan, which says what GEMMs the op lowered to.
+func compute(op *Op) (*Result, *linalg.Plan, error) {
 	x, y, kind, ok := operands(op)
 	if !ok {
 		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s without its %s operands", op.ID, op.Type, op.Type)
@@ -163,11 +163,11 @@ func compute(op *Op) (*Result, []linalg.GEMMBatch, error) {
 	} else if plan.Kind() != kind {
 		return nil, nil, fmt.Errorf("deviceserver: op %d: type %s with a %s plan", op.ID, op.Type, plan.Kind())
 	}
-	out, err := plan.Compute(x, y)
+	out, err := plan.ComputeInto(x, y, op.Out)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Result{Shape: plan.OutShape(), Data: out}, plan.Batches(), nil
+	return newResult(plan, out), plan, nil
 }
 
 // operands returns op's two tensors and the plan kind its type needs, and false if the

@@ -511,6 +511,29 @@ func TestExecuteUsesTheOpsPlan(t *testing.T) {
 	assert.ErrorIs(t, err, linalg.ErrLength, "tensors that do not fit the plan")
 }
 
+// Op.Out is used for the result when it holds it, whatever it held, and ignored when not.
+func TestExecuteWritesIntoOut(t *testing.T) {
+	dev := &fakeDevice{}
+	s := New(Config{Devices: []Opener{dev.open}, Logger: zerolog.Nop()})
+	defer s.Close()
+	op := func(out []float32) *Op {
+		return &Op{Type: OpGEMM, GEMM: &GEMM{M: 2, N: 2, K: 1, A: []float32{1, 2}, B: []float32{3, 4}}, Out: out}
+	}
+	want := []float32{3, 4, 6, 8}
+	out := []float32{9, 9, 9, 9, 9}
+	res, err := s.Execute(context.Background(), op(out))
+	require.NoError(t, err)
+	assert.Equal(t, want, res.Data)
+	assert.Same(t, &out[0], &res.Data[0], "the result is in Out")
+	assert.Equal(t, []int{2, 2}, res.Shape)
+
+	small := make([]float32, 3)
+	res, err = s.Execute(context.Background(), op(small))
+	require.NoError(t, err)
+	assert.Equal(t, want, res.Data)
+	assert.Equal(t, []float32{0, 0, 0}, small, "an Out too small is left alone")
+}
+
 func TestOpTypeNameIsLowerCase(t *testing.T) {
 	for op, want := range map[OpType]string{OpGEMM: "gemm", OpConv: "conv", OpMatmul: "matmul"} {
 		assert.Equal(t, want, op.Name())

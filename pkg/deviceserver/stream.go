@@ -80,8 +80,8 @@ func (st *gemmStream) Finish() (*Result, error) {
 		return nil, err
 	}
 	t := st.wait()
-	res := &Result{Shape: st.plan.OutShape(), Data: data, Timing: t.timing, Device: t.device,
-		ComputeTime: st.compute, TimingTime: t.took}
+	res := newResult(st.plan, data)
+	res.Timing, res.Device, res.ComputeTime, res.TimingTime = t.timing, t.device, st.compute, t.took
 	st.s.done(st.op, res)
 	return res, nil
 }

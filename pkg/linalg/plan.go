@@ -64,9 +64,11 @@ func (p *Plan) Kind() Kind { return p.kind }
 
 // OutShape returns a copy of the output shape (empty for a 0-D result, the dot product of
 // two vectors).
-func (p *Plan) OutShape() []int {
-	return append(make([]int, 0, p.outRank), p.out[:p.outRank]...)
-}
+func (p *Plan) OutShape() []int { return p.AppendOutShape(make([]int, 0, p.outRank)) }
+
+// AppendOutShape appends the output shape to dst and returns the result, for a caller
+// that keeps its own storage for it.
+func (p *Plan) AppendOutShape(dst []int) []int { return append(dst, p.out[:p.outRank]...) }
 
 // InputElems returns the element counts of the two operands, in argument order.
 func (p *Plan) InputElems() [2]int { return p.inputs }
@@ -113,7 +115,12 @@ func (p *Plan) FLOPs() (uint64, error) {
 // Compute runs the op on its two operands, row-major (A and B, or input and weight), which
 // must hold exactly InputElems elements (ErrLength otherwise), and returns the freshly
 // allocated row-major output of OutElems elements.
-func (p *Plan) Compute(x, y []float32) ([]float32, error) {
+func (p *Plan) Compute(x, y []float32) ([]float32, error) { return p.ComputeInto(x, y, nil) }
+
+// ComputeInto is Compute writing the result into dst when dst's capacity holds it (the
+// result is then dst[:OutElems()], whatever dst held before), and into new memory
+// otherwise: for a caller that reuses the storage of its results.
+func (p *Plan) ComputeInto(x, y, dst []float32) ([]float32, error) {
 	if p.kind == 0 {
 		return nil, newError("plan", "Kind", ErrBadDim, "the zero Plan; make one with PlanGEMM, PlanMatmul or PlanConv2D")
 	}
@@ -127,7 +134,15 @@ func (p *Plan) Compute(x, y []float32) ([]float32, error) {
 				len(v), p.inputShape(i), p.inputs[i])
 		}
 	}
-	out := make([]float32, p.outLen)
+	var out []float32
+	if cap(dst) >= p.outLen {
+		out = dst[:p.outLen]
+		if p.kind != KindGEMM { // Sgemm overwrites C; a matmul or conv with K = 0 writes nothing
+			clear(out)
+		}
+	} else {
+		out = make([]float32, p.outLen)
+	}
 	switch p.kind {
 	case KindGEMM:
 		Sgemm(p.gemm.M, p.gemm.N, p.gemm.K, x, y, out)

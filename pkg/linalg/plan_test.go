@@ -192,6 +192,47 @@ func TestPlanComputeChecksOperands(t *testing.T) {
 	assert.Contains(t, le.Detail, "[4 3]")
 }
 
+// ComputeInto gives Compute's result whatever dst held, in dst's storage when it is
+// large enough and in new memory when not, for every kind of plan.
+func TestPlanComputeInto(t *testing.T) {
+	plan := func(p Plan, err error) Plan {
+		require.NoError(t, err)
+		return p
+	}
+	for _, tt := range []struct {
+		name string
+		p    Plan
+	}{
+		{"gemm", plan(PlanGEMM(GEMMShape{M: 5, N: 7, K: 3}))},
+		{"matmul", plan(PlanMatmul([]int{2, 5, 3}, []int{3, 7}))},
+		{"matmul K=0", plan(PlanMatmul([]int{2, 5, 0}, []int{0, 7}))},
+		{"conv2d", plan(PlanConv2D(conv([4]int{2, 4, 6, 6}, [4]int{6, 2, 3, 3}, [2]int{1, 1}, [2]int{1, 1}, [2]int{1, 1}, 2)))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.p.InputElems()
+			x, y := randSlice(1, in[0]), randSlice(2, in[1])
+			require.NotZero(t, tt.p.OutElems())
+			want, err := tt.p.Compute(x, y)
+			require.NoError(t, err)
+
+			dirty := make([]float32, tt.p.OutElems()+3)
+			for i := range dirty {
+				dirty[i] = float32(math.NaN())
+			}
+			got, err := tt.p.ComputeInto(x, y, dirty)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+			assert.Same(t, &dirty[0], &got[0], "the result is in dst's storage")
+
+			small := make([]float32, tt.p.OutElems()-1)
+			got, err = tt.p.ComputeInto(x, y, small)
+			require.NoError(t, err)
+			assert.Equal(t, want, got)
+			assert.NotSame(t, &small[0], &got[0], "a dst too small is not used")
+		})
+	}
+}
+
 // Planning is cheap: a Plan is a value with its shapes in arrays, so planning a GEMM
 // allocates nothing, and a matmul or a convolution only its layout.
 func TestPlanningDoesNotAllocate(t *testing.T) {

@@ -37,7 +37,8 @@ type conn struct {
 	br   *bufio.Reader
 	dec  *Decoder
 	wbuf []byte
-	jbuf []byte // JSON of the timing trailer, or of a TIME or INFO answer
+	jbuf []byte    // JSON of the timing trailer, or of a TIME or INFO answer
+	out  []float32 // storage offered to the Executor for the next small op's result
 	log  zerolog.Logger
 
 	// The op's record and spans for the Recorder, kept here so that recording allocates
@@ -316,6 +317,12 @@ func (c *conn) serveOne() bool {
 			decode = arrived.Sub(start)
 		}
 	} else {
+		if req.OutElems <= keptOutElems {
+			if int64(cap(c.out)) < req.OutElems {
+				c.out = make([]float32, req.OutElems)
+			}
+			op.Out = c.out
+		}
 		res, err = s.Executor.Execute(s.baseCtx, op)
 	}
 	s.counters.bytesIn.Add(uint64(req.Size))

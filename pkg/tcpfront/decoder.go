@@ -35,7 +35,8 @@ const (
 )
 
 // Request is one decoded frame: an op with its tensors (GEMM, CONV, MATMUL), or a TIME or
-// INFO frame.
+// INFO frame. A Request of an op, and the Op it points to, belong to the Decoder and are
+// valid until its next call to Decode, which reuses their storage.
 type Request struct {
 	// Type is the frame's op type.
 	Type deviceserver.OpType
@@ -69,6 +70,12 @@ type Decoder struct {
 	bufs       [2][]float32
 	scratch    []byte
 	pos        int64 // bytes consumed in the current frame
+	// Storage reused from frame to frame, so that a small op's frame costs no allocation:
+	// the header, a length prefix, the op's plan and the Request returned.
+	hdr  [HeaderSize]byte
+	pre  [LengthPrefixSize]byte
+	plan plan
+	req  Request
 	// admit, if set, is asked for an op's memory (inputs, output, workspace) once its JSON
 	// is checked and before any tensor is read; an error rejects the frame.
 	admit func(bytes int64) *FrameError
@@ -98,7 +105,7 @@ func (d *Decoder) Decode() (*Request, error) {
 			Reason: "Decode called with " + strconv.FormatInt(d.bLeft, 10) + " elements of a streamed B unread"}
 	}
 	d.pos = 0
-	var hdr [HeaderSize]byte
+	hdr := d.hdr[:]
 	if err := d.readMagic(hdr[:4]); err != nil {
 		return nil, err
 	}
@@ -147,8 +154,8 @@ func (d *Decoder) Decode() (*Request, error) {
 	case OpTime, OpInfo:
 		return d.decodeNoTensors(t, js)
 	}
-	p, fe := parseJSON(t, js, d.maxOpBytes)
-	if fe != nil {
+	p := &d.plan
+	if fe := parseJSON(t, js, d.maxOpBytes, p); fe != nil {
 		return nil, d.errAt(HeaderSize+fe.Offset, fe)
 	}
 	if d.admit != nil {
@@ -169,7 +176,8 @@ func (d *Decoder) Decode() (*Request, error) {
 			}
 			d.bLeft, d.bOpID = p.inputs[1], p.op.ID
 			p.op.GEMM.A = tensors[0]
-			return &Request{Type: t, Op: &p.op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos, StreamB: true}, nil
+			d.req = Request{Type: t, Op: &p.op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos, StreamB: true}
+			return &d.req, nil
 		}
 		data, err := d.readTensor(i, p)
 		if err != nil {
@@ -190,7 +198,8 @@ func (d *Decoder) Decode() (*Request, error) {
 	case deviceserver.OpConv:
 		op.Conv.Input, op.Conv.Weight = tensors[0], tensors[1]
 	}
-	return &Request{Type: t, Op: op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos}, nil
+	d.req = Request{Type: t, Op: op, Timing: p.timing, OutShape: p.outShape, OutElems: p.outElems, Size: d.pos}
+	return &d.req, nil
 }
 
 // decodeNoTensors finishes a TIME or INFO frame, whose JSON js is the whole frame after
@@ -282,13 +291,12 @@ func (d *Decoder) ReadB(dst []float32) error {
 // readPrefix reads and checks the length prefix of tensor i of p.
 func (d *Decoder) readPrefix(i int, p *plan) error {
 	name := &p.names[i]
-	var pre [LengthPrefixSize]byte
 	start := d.pos
-	if err := d.readFull(pre[:], name.length); err != nil {
+	if err := d.readFull(d.pre[:], name.length); err != nil {
 		return err
 	}
 	n := p.inputs[i]
-	if got := int64(binary.BigEndian.Uint32(pre[:])); got != n*float32Size {
+	if got := int64(binary.BigEndian.Uint32(d.pre[:])); got != n*float32Size {
 		return d.errAt(start, &FrameError{Kind: KindLength, Field: name.length,
 			Reason: "length prefix " + strconv.FormatInt(got, 10) + " disagrees with the " +
 				strconv.FormatInt(n*float32Size, 10) + " bytes its shape implies"})

@@ -136,6 +136,23 @@ func TestDecodeLargeTensor(t *testing.T) {
 }
 
 // Buffers are reused between frames; a smaller second frame must not see stale data.
+// A small GEMM's frame in the reference client's form decodes without allocating once the
+// Decoder has seen one: its header, JSON, plan, tensors and Request reuse their storage.
+func TestDecodeSmallGEMMDoesNotAllocate(t *testing.T) {
+	f := frame(1, gemmJSONFor(7, 4, 16, 8), ramp(32, 1), ramp(128, 2))
+	r := bytes.NewReader(f)
+	d := NewDecoder(r, 0)
+	decode := func() {
+		r.Reset(f)
+		req, err := d.Decode()
+		if err != nil || req.Op.GEMM.M != 4 || req.Op.ID != 7 || len(req.Op.GEMM.B) != 128 {
+			t.Fatalf("%+v, %v", req, err)
+		}
+	}
+	decode()
+	assert.Zero(t, testing.AllocsPerRun(100, decode))
+}
+
 func TestDecodeReuse(t *testing.T) {
 	stream := bytes.Join([][]byte{
 		frame(1, gemmJSONFor(1, 4, 4, 4), ramp(16, 1), ramp(16, 2)),

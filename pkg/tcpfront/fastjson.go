@@ -1,5 +1,7 @@
 package tcpfront
 
+import "github.com/sstemu/sstemu/pkg/linalg"
+
 // parseGEMMFast decodes the JSON of a GEMM op in the plain form clients send, e.g.
 //
 //	{"op_id": 1, "M": 4, "N": 16, "K": 8, "A_shape": [4, 8], "B_shape": [8, 16], "dtype": "float32"}
@@ -13,14 +15,15 @@ package tcpfront
 // For every input it accepts, the result is what encoding/json would decode into v (the
 // fuzz test checks this); for anything else it reports false and leaves v alone, and the
 // caller decodes with encoding/json, which also explains any error.
-func parseGEMMFast(js []byte, v *gemmJSON) bool {
+//
+// v's pointers and slices point into st, which the caller keeps as long as v: with st
+// reused from frame to frame, a frame's JSON in that form allocates nothing.
+func parseGEMMFast(js []byte, v *gemmJSON, st *gemmStorage) bool {
 	p := fastParser{js: js}
 	var out gemmJSON
-	var ints [4]int64 // storage for op_id, M, N and K
-	var timing bool   // storage for timing
 	p.space()
 	ok := p.object(false, func(key []byte) (uint16, bool) {
-		if bit, matched, ok := p.gemmKey(key, gemmFields{&out.OpID, &out.M, &out.N, &out.K, &out.AShape, &out.BShape}, &ints); matched {
+		if bit, matched, ok := p.gemmKey(key, gemmFields{&out.OpID, &out.M, &out.N, &out.K, &out.AShape, &out.BShape}, st); matched {
 			return bit, ok
 		}
 		switch string(key) {
@@ -29,19 +32,23 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 			if !ok {
 				return 0, false
 			}
-			s := string(b)
-			out.DType = &s
+			if string(b) == DTypeFloat32 {
+				out.DType = &dtypeFloat32
+			} else {
+				s := string(b)
+				out.DType = &s
+			}
 			return 1 << 6, true
 		case "timing":
 			switch {
 			case p.literal("true"):
-				timing = true
+				st.timing = true
 			case p.literal("false"):
-				timing = false
+				st.timing = false
 			default:
 				return 0, false
 			}
-			out.Timing = &timing
+			out.Timing = &st.timing
 			return 1 << 7, true
 		}
 		return 0, false // unknown, or a case variant encoding/json would fold onto a field
@@ -54,6 +61,19 @@ func parseGEMMFast(js []byte, v *gemmJSON) bool {
 	return true
 }
 
+// dtypeFloat32 is what a decoded dtype of "float32" points at, so that the usual dtype
+// costs no string; nothing writes through it.
+var dtypeFloat32 = DTypeFloat32
+
+// gemmStorage is where the fast parser puts the values a decoded gemmJSON (or TIME
+// entry) points at: op_id, M, N and K, timing, and A_shape's and B_shape's elements (up to
+// linalg.MaxRank each; a longer array gets memory of its own).
+type gemmStorage struct {
+	ints   [4]int64
+	timing bool
+	shapes [2][linalg.MaxRank]int64
+}
+
 // gemmFields points at where the keys a GEMM op and a TIME entry share are decoded to.
 type gemmFields struct {
 	opID, m, n, k  **int64
@@ -61,9 +81,9 @@ type gemmFields struct {
 }
 
 // gemmKey reads the value of key into f if key is one of op_id, M, N, K, A_shape and
-// B_shape (matched), with ints as the storage of the four integers, and returns the key's
-// bit for object's seen mask (bits 0–5).
-func (p *fastParser) gemmKey(key []byte, f gemmFields, ints *[4]int64) (bit uint16, matched, ok bool) {
+// B_shape (matched), with st as the storage of the values, and returns the key's bit for
+// object's seen mask (bits 0–5).
+func (p *fastParser) gemmKey(key []byte, f gemmFields, st *gemmStorage) (bit uint16, matched, ok bool) {
 	var i int
 	var dst **int64
 	switch string(key) { // no allocation: the compiler compares the bytes in place
@@ -76,19 +96,19 @@ func (p *fastParser) gemmKey(key []byte, f gemmFields, ints *[4]int64) (bit uint
 	case "K":
 		i, dst = 3, f.k
 	case "A_shape", "B_shape":
-		bit, arr := uint16(1<<4), f.aShape
+		j, arr := 0, f.aShape
 		if string(key) == "B_shape" {
-			bit, arr = 1<<5, f.bShape
+			j, arr = 1, f.bShape
 		}
-		*arr, ok = p.intArray()
-		return bit, true, ok
+		*arr, ok = p.intArray(st.shapes[j][:0])
+		return 1 << (4 + j), true, ok
 	default:
 		return 0, false, false
 	}
-	if ints[i], ok = p.integer(); !ok {
+	if st.ints[i], ok = p.integer(); !ok {
 		return 0, true, false
 	}
-	*dst = &ints[i]
+	*dst = &st.ints[i]
 	return 1 << i, true, true
 }
 
@@ -233,12 +253,12 @@ func (p *fastParser) integer() (int64, bool) {
 // maxInt64Digits is the most decimal digits of an int64's magnitude (2^63 has 19).
 const maxInt64Digits = 19
 
-// intArray reads a non-empty array of integers.
-func (p *fastParser) intArray() ([]int64, bool) {
+// intArray reads a non-empty array of integers, appending them to dst.
+func (p *fastParser) intArray(dst []int64) ([]int64, bool) {
 	if !p.take('[') {
 		return nil, false
 	}
-	out := make([]int64, 0, 2) // shapes of a GEMM have two dimensions
+	out := dst
 	for {
 		p.space()
 		x, ok := p.integer()

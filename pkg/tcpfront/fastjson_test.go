@@ -37,7 +37,7 @@ func TestParseGEMMFastAccepts(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got gemmJSON
-			require.True(t, parseGEMMFast([]byte(tc.js), &got))
+			require.True(t, parseGEMMFast([]byte(tc.js), &got, new(gemmStorage)))
 			assert.Equal(t, tc.want, got)
 		})
 	}
@@ -85,7 +85,7 @@ func TestParseGEMMFastDefers(t *testing.T) {
 	for name, js := range tests {
 		t.Run(name, func(t *testing.T) {
 			v := gemmJSON{M: i64(99)}
-			assert.False(t, parseGEMMFast([]byte(js), &v))
+			assert.False(t, parseGEMMFast([]byte(js), &v, new(gemmStorage)))
 			assert.Equal(t, gemmJSON{M: i64(99)}, v, "left untouched")
 		})
 	}
@@ -105,7 +105,7 @@ func FuzzParseGEMMFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, js []byte) {
 		var fast gemmJSON
-		if !parseGEMMFast(js, &fast) {
+		if !parseGEMMFast(js, &fast, new(gemmStorage)) {
 			return
 		}
 		var ref gemmJSON
@@ -120,8 +120,9 @@ func BenchmarkParseJSONGEMM(b *testing.B) {
 	js := []byte(gemmJSONFor(1, 4, 16, 8))
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
+		var p plan
 		for b.Loop() {
-			if _, fe := parseJSON(deviceserver.OpGEMM, js, DefaultMaxOpBytes); fe != nil {
+			if fe := parseJSON(deviceserver.OpGEMM, js, DefaultMaxOpBytes, &p); fe != nil {
 				b.Fatal(fe)
 			}
 		}
@@ -133,7 +134,8 @@ func BenchmarkParseJSONGEMM(b *testing.B) {
 			if fe := unmarshal(js, &v, false); fe != nil {
 				b.Fatal(fe)
 			}
-			if _, fe := withOpID(v.OpID, v.DType, v.Timing, DefaultMaxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) }); fe != nil {
+			var p plan
+			if fe := p.withOpID(v.OpID, v.DType, v.Timing, DefaultMaxOpBytes, p.planGEMM(&v)); fe != nil {
 				b.Fatal(fe)
 			}
 		}

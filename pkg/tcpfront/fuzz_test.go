@@ -133,12 +133,30 @@ func FuzzParseJSON(f *testing.F) {
 	f.Add(byte(2), []byte(`{"op_id": 3, "input_shape": [1, 3, 8, 8], "weight_shape": [4, 3, 3, 3], "padding": 2147483647, "dtype": "float32"}`))
 	f.Add(byte(1), []byte("{\"op_id\": 1, \"dtype\": \"\xff\"}"))
 	f.Add(byte(4), []byte(`{}`))
+	// A plan reused from frame to frame, as the Decoder's, planned for an op of each
+	// type before every input.
+	var reused plan
+	warm := []struct {
+		t  deviceserver.OpType
+		js string
+	}{
+		{deviceserver.OpConv, `{"op_id": 9, "input_shape": [2, 4, 9, 9], "weight_shape": [8, 2, 3, 3], "groups": 2, "dtype": "float32", "timing": true}`},
+		{deviceserver.OpMatmul, `{"op_id": 8, "A_shape": [3, 1, 5, 6, 7, 2, 4, 3], "B_shape": [3, 2], "dtype": "float32"}`},
+		{deviceserver.OpGEMM, `{"op_id": 7, "M": 3, "N": 5, "K": 2, "A_shape": [3, 2], "B_shape": [2, 5], "dtype": "float32", "timing": true}`},
+	}
 	f.Fuzz(func(t *testing.T, op byte, js []byte) {
-		p, fe := parseJSON(deviceserver.OpType(op), js, fuzzMaxOpBytes)
-		if fe != nil {
-			if p != nil {
-				t.Fatal("plan and error both returned")
+		p := new(plan)
+		fe := parseJSON(deviceserver.OpType(op), js, fuzzMaxOpBytes, p)
+		for _, w := range warm {
+			if fe := parseJSON(w.t, []byte(w.js), fuzzMaxOpBytes, &reused); fe != nil {
+				t.Fatal(fe)
 			}
+			fe2 := parseJSON(deviceserver.OpType(op), js, fuzzMaxOpBytes, &reused)
+			if !reflect.DeepEqual(fe, fe2) || fe == nil && !reflect.DeepEqual(p, &reused) {
+				t.Fatalf("with a plan reused after a %s: %v, %+v; with a new one: %v, %+v", w.t, fe2, reused, fe, *p)
+			}
+		}
+		if fe != nil {
 			if fe.Offset < 0 || fe.Offset > int64(len(js)) {
 				t.Fatalf("offset %d outside the JSON of %d bytes", fe.Offset, len(js))
 			}

@@ -19,7 +19,7 @@ const DTypeFloat32 = "float32"
 
 // plan is a validated op before its tensors are read: the op with shapes filled in and
 // its linalg.Plan, the element counts and names of the tensors that follow the JSON, and
-// the output shape.
+// the output shape. A Decoder keeps one and plans every frame's op into it.
 type plan struct {
 	op       deviceserver.Op
 	shapes   linalg.Plan // the shape rules applied once; op.Plan points here
@@ -30,6 +30,15 @@ type plan struct {
 	outElems int64
 	bytes    int64 // memory the op needs: inputs, output and workspace
 	timing   bool  // the client asked for the timing trailer
+
+	// Storage the fields above point into, so that a GEMM planned into a reused plan
+	// allocates nothing: op.GEMM, inShapes' and outShape's elements (up to
+	// linalg.MaxRank), and a GEMM's JSON with what the fast JSON parser decodes it to.
+	gemm     deviceserver.GEMM
+	dims     [2][linalg.MaxRank]int
+	outDims  [linalg.MaxRank]int
+	gemmJSON gemmJSON
+	json     gemmStorage
 }
 
 // tensorName names a tensor and its length prefix in errors; fixed strings, so that the
@@ -100,35 +109,36 @@ func (p *pair) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// parseJSON decodes the JSON of an op of type t and validates it against maxOpBytes.
-// Offsets in returned errors are relative to the start of the JSON.
-func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64) (*plan, *FrameError) {
+// parseJSON decodes the JSON of an op of type t into p, which it resets, and validates it
+// against maxOpBytes. Offsets in returned errors are relative to the start of the JSON.
+func parseJSON(t deviceserver.OpType, js []byte, maxOpBytes int64, p *plan) *FrameError {
+	*p = plan{}
 	if !utf8.Valid(js) {
-		return nil, &FrameError{Kind: KindJSON, Field: "json", Offset: int64(invalidUTF8At(js)), Reason: "JSON is not valid UTF-8"}
+		return &FrameError{Kind: KindJSON, Field: "json", Offset: int64(invalidUTF8At(js)), Reason: "JSON is not valid UTF-8"}
 	}
 	switch t {
 	case deviceserver.OpGEMM:
-		var v gemmJSON
-		if !parseGEMMFast(js, &v) {
-			if fe := unmarshal(js, &v, false); fe != nil {
-				return nil, fe
+		v := &p.gemmJSON
+		if !parseGEMMFast(js, v, &p.json) {
+			if fe := unmarshal(js, v, false); fe != nil {
+				return fe
 			}
 		}
-		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planGEMM(&v) })
+		return p.withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, p.planGEMM(v))
 	case deviceserver.OpMatmul:
 		var v matmulJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
-			return nil, fe
+			return fe
 		}
-		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planMatmul(&v) })
+		return p.withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, p.planMatmul(&v))
 	case deviceserver.OpConv:
 		var v convJSON
 		if fe := unmarshal(js, &v, true); fe != nil {
-			return nil, fe
+			return fe
 		}
-		return withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, func() (*plan, *FrameError) { return planConv(&v) })
+		return p.withOpID(v.OpID, v.DType, v.Timing, maxOpBytes, p.planConv(&v))
 	default:
-		return nil, &FrameError{Kind: KindOpType, Field: "op_type", Reason: "unknown op type " + strconv.Itoa(int(t))}
+		return &FrameError{Kind: KindOpType, Field: "op_type", Reason: "unknown op type " + strconv.Itoa(int(t))}
 	}
 }
 
@@ -210,28 +220,28 @@ func isIntegerLiteral(lit string) bool {
 	return true
 }
 
-// withOpID checks op_id and dtype, common to all ops, then runs the op's own planner (the
-// shape rules), checks the plan's sizes against maxOpBytes (the limits), and stamps the
-// op_id and the timing request on its result, or the op_id on its error.
-func withOpID(opID *int64, dtype *string, timing *bool, maxOpBytes int64, planFn func() (*plan, *FrameError)) (*plan, *FrameError) {
+// withOpID checks op_id and dtype, common to all ops, then takes the result of the op's
+// own planner (the shape rules: planned is its error), checks the plan's sizes against
+// maxOpBytes (the limits), and stamps the op_id and the timing request on p, or the op_id
+// on the error, in that order of precedence.
+func (p *plan) withOpID(opID *int64, dtype *string, timing *bool, maxOpBytes int64, planned *FrameError) *FrameError {
 	if opID == nil {
-		return nil, fieldErr(KindField, "op_id", "missing")
+		return fieldErr(KindField, "op_id", "missing")
 	}
-	var p *plan
 	fe := checkDType(dtype)
 	if fe == nil {
-		p, fe = planFn()
+		fe = planned
 	}
 	if fe == nil {
 		fe = p.size(maxOpBytes)
 	}
 	if fe != nil {
 		fe.OpID, fe.HasOpID = *opID, true
-		return nil, fe
+		return fe
 	}
 	p.op.ID = *opID
 	p.timing = timing != nil && *timing
-	return p, nil
+	return nil
 }
 
 // checkDType checks that dtype is present and "float32".
@@ -247,22 +257,31 @@ func checkDType(dtype *string) *FrameError {
 
 // shape checks a shape field: present, with exactly rank dimensions if rank ≥ 0 (the wire
 // format fixes GEMM's and CONV's; a MATMUL operand's rank is the plan's to check, so -1),
-// every dimension valid.
-func shape(field string, v []int64, rank int) ([]int, *FrameError) {
+// every dimension valid. The shape is appended to dst.
+func shape(field string, v []int64, rank int, dst []int) ([]int, *FrameError) {
 	if v == nil {
 		return nil, fieldErr(KindField, field, "missing")
 	}
 	if rank >= 0 && len(v) != rank {
 		return nil, fieldErr(KindField, field, "want %d dimensions, got %d", rank, len(v))
 	}
-	out := make([]int, len(v))
+	out := dst
 	for i, d := range v {
 		if fe := checkDim(field, i, d); fe != nil {
 			return nil, fe
 		}
-		out[i] = int(d)
+		out = append(out, int(d))
 	}
 	return out, nil
+}
+
+// shapes2 checks the two operands' shape fields by shape's rule, into p's storage.
+func (p *plan) shapes2(fields [2]string, v [2][]int64, rank int) (a, b []int, fe *FrameError) {
+	if a, fe = shape(fields[0], v[0], rank, p.dims[0][:0]); fe != nil {
+		return nil, nil, fe
+	}
+	b, fe = shape(fields[1], v[1], rank, p.dims[1][:0])
+	return a, b, fe
 }
 
 // dim checks a required scalar dimension.
@@ -276,16 +295,17 @@ func dim(field string, v *int64) (int, *FrameError) {
 	return int(*v), nil
 }
 
-// newPlan is the plan of an op whose shapes lp has validated; names and in (the inputs'
-// shapes, for messages) describe the tensors that follow the JSON.
-func newPlan(lp linalg.Plan, names *[2]tensorName, in [2][]int) *plan {
-	p := &plan{shapes: lp, names: names, inShapes: in, outShape: lp.OutShape()}
+// set makes p the plan of an op of type t whose shapes lp has validated; names and in (the
+// inputs' shapes, for messages) describe the tensors that follow the JSON.
+func (p *plan) set(t deviceserver.OpType, lp linalg.Plan, names *[2]tensorName, in [2][]int) {
+	p.op.Type = t
+	p.shapes, p.names, p.inShapes = lp, names, in
+	p.outShape = lp.AppendOutShape(p.outDims[:0])
 	p.op.Plan = &p.shapes
 	for i, n := range lp.InputElems() {
 		p.inputs[i] = int64(n)
 	}
 	p.outElems = int64(lp.OutElems())
-	return p
 }
 
 // size charges the inputs, the output and the workspace to a fresh budget of maxOpBytes.
@@ -323,52 +343,45 @@ func gemmDims(mv, nv, kv *int64) (m, n, k int, fe *FrameError) {
 	return
 }
 
-func planGEMM(v *gemmJSON) (*plan, *FrameError) {
+// planGEMM plans a GEMM op into p.
+func (p *plan) planGEMM(v *gemmJSON) *FrameError {
 	m, n, k, fe := gemmDims(v.M, v.N, v.K)
 	if fe != nil {
-		return nil, fe
+		return fe
 	}
-	a, fe := shape("A_shape", v.AShape, 2)
+	a, b, fe := p.shapes2([2]string{"A_shape", "B_shape"}, [2][]int64{v.AShape, v.BShape}, 2)
 	if fe != nil {
-		return nil, fe
-	}
-	b, fe := shape("B_shape", v.BShape, 2)
-	if fe != nil {
-		return nil, fe
+		return fe
 	}
 	if a[0] != m || a[1] != k {
-		return nil, fieldErr(KindField, "A_shape", "A_shape %v disagrees with [M, K] = [%d, %d]", a, m, k)
+		return fieldErr(KindField, "A_shape", "A_shape %v disagrees with [M, K] = [%d, %d]", a, m, k)
 	}
 	if b[0] != k || b[1] != n {
-		return nil, fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
+		return fieldErr(KindField, "B_shape", "B_shape %v disagrees with [K, N] = [%d, %d]", b, k, n)
 	}
 	lp, err := linalg.PlanGEMM(linalg.GEMMShape{M: m, N: n, K: k})
 	if err != nil {
-		return nil, shapeErr(err)
+		return shapeErr(err)
 	}
-	p := newPlan(lp, &namesAB, [2][]int{a, b})
-	p.op.Type = deviceserver.OpGEMM
-	p.op.GEMM = &deviceserver.GEMM{M: m, N: n, K: k}
-	return p, nil
+	p.set(deviceserver.OpGEMM, lp, &namesAB, [2][]int{a, b})
+	p.gemm = deviceserver.GEMM{M: m, N: n, K: k}
+	p.op.GEMM = &p.gemm
+	return nil
 }
 
-func planMatmul(v *matmulJSON) (*plan, *FrameError) {
-	a, fe := shape("A_shape", v.AShape, -1)
+// planMatmul plans a MATMUL op into p.
+func (p *plan) planMatmul(v *matmulJSON) *FrameError {
+	a, b, fe := p.shapes2([2]string{"A_shape", "B_shape"}, [2][]int64{v.AShape, v.BShape}, -1)
 	if fe != nil {
-		return nil, fe
-	}
-	b, fe := shape("B_shape", v.BShape, -1)
-	if fe != nil {
-		return nil, fe
+		return fe
 	}
 	lp, err := linalg.PlanMatmul(a, b)
 	if err != nil {
-		return nil, shapeErr(err)
+		return shapeErr(err)
 	}
-	p := newPlan(lp, &namesAB, [2][]int{a, b})
-	p.op.Type = deviceserver.OpMatmul
+	p.set(deviceserver.OpMatmul, lp, &namesAB, [2][]int{a, b})
 	p.op.Matmul = &deviceserver.Matmul{AShape: a, BShape: b}
-	return p, nil
+	return nil
 }
 
 // Defaults of the optional CONV fields, as in torch.nn.functional.conv2d.
@@ -398,43 +411,39 @@ func hyper(field string, v *pair, def, lo int64) ([2]int, *FrameError) {
 	return out, nil
 }
 
-func planConv(v *convJSON) (*plan, *FrameError) {
+// planConv plans a CONV op into p.
+func (p *plan) planConv(v *convJSON) *FrameError {
 	var c linalg.ConvParams
-	in, fe := shape("input_shape", v.InputShape, 4)
+	in, w, fe := p.shapes2([2]string{"input_shape", "weight_shape"}, [2][]int64{v.InputShape, v.WeightShape}, 4)
 	if fe != nil {
-		return nil, fe
-	}
-	w, fe := shape("weight_shape", v.WeightShape, 4)
-	if fe != nil {
-		return nil, fe
+		return fe
 	}
 	c.InputShape, c.WeightShape = [4]int(in), [4]int(w)
 	if c.Stride, fe = hyper("stride", v.Stride, defaultStride, 1); fe != nil {
-		return nil, fe
+		return fe
 	}
 	if c.Padding, fe = hyper("padding", v.Padding, defaultPadding, 0); fe != nil {
-		return nil, fe
+		return fe
 	}
 	if c.Dilation, fe = hyper("dilation", v.Dilation, defaultDilation, 1); fe != nil {
-		return nil, fe
+		return fe
 	}
 	g := int64(defaultGroups)
 	if v.Groups != nil {
 		g = *v.Groups
 	}
 	if fe := checkDim("groups", -1, g); fe != nil {
-		return nil, fe
+		return fe
 	}
 	c.Groups = int(g)
 	lp, err := linalg.PlanConv2D(c)
 	if err != nil {
-		return nil, shapeErr(err)
+		return shapeErr(err)
 	}
-	p := newPlan(lp, &namesConv, [2][]int{in, w})
-	p.op.Type = deviceserver.OpConv
+	p.set(deviceserver.OpConv, lp, &namesConv, [2][]int{in, w})
 	p.op.Conv = &deviceserver.Conv2D{
 		InputShape: c.InputShape, WeightShape: c.WeightShape,
 		Stride: c.Stride, Padding: c.Padding, Dilation: c.Dilation, Groups: c.Groups,
 	}
-	return p, nil
+	return nil
 }

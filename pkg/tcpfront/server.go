@@ -24,8 +24,12 @@ const (
 	// DefaultWriteTimeout bounds writing one response to a client that does not read.
 	DefaultWriteTimeout = 30 * time.Second
 
-	readBufferSize   = 64 << 10 // per connection; a small op fits whole
-	writeCopyMax     = 1 << 20  // results up to this many bytes go out in one buffer
+	readBufferSize = 64 << 10 // per connection; a small op fits whole
+	// keptOutElems is the largest result whose storage a connection keeps for its next
+	// op (as a Decoder keeps its tensors'), 256 KiB: enough that a stream of small ops
+	// allocates nothing, small next to what a larger op's arithmetic costs.
+	keptOutElems     = 64 << 10
+	writeCopyMax     = 1 << 20 // results up to this many bytes go out in one buffer
 	acceptBackoffMin = 5 * time.Millisecond
 	acceptBackoffMax = time.Second
 	shutdownPollMin  = time.Millisecond

@@ -77,7 +77,8 @@ func TestConv2DShapeRules(t *testing.T) {
 // want, or, if wantField is set, that it is a bad_field error naming wantField.
 func checkShapeRule(t *testing.T, op deviceserver.OpType, js string, want []int, wantField string) {
 	t.Helper()
-	p, fe := parseJSON(op, []byte(js), 1<<30)
+	p := new(plan)
+	fe := parseJSON(op, []byte(js), 1<<30, p)
 	if wantField != "" {
 		require.NotNil(t, fe)
 		assert.Equal(t, KindField, fe.Kind, fe.Error())
@@ -143,7 +144,8 @@ func TestParseJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, fe := parseJSON(opTypeOf(tt.op), []byte(tt.js), tt.max)
+			p := new(plan)
+			fe := parseJSON(opTypeOf(tt.op), []byte(tt.js), tt.max, p)
 			if tt.wantOut != nil {
 				require.Nil(t, fe, "%v", fe)
 				assert.Equal(t, tt.wantOut, p.outShape)
@@ -162,7 +164,8 @@ func TestParseJSON(t *testing.T) {
 func TestShapesPlanWithoutTheSizeLimit(t *testing.T) {
 	m, n, k := int64(8192), int64(28672), int64(8192)
 	v := gemmJSON{OpID: new(int64), M: &m, N: &n, K: &k, AShape: []int64{m, k}, BShape: []int64{k, n}}
-	p, fe := planGEMM(&v)
+	p := new(plan)
+	fe := p.planGEMM(&v)
 	require.Nil(t, fe, "%v", fe)
 	assert.Equal(t, []int{8192, 28672}, p.outShape)
 	assert.Equal(t, [2]int64{m * k, k * n}, p.inputs)

@@ -67,7 +67,7 @@ func (p *fastParser) timeEntries() (*TimeFrame, []bool, bool) {
 	own := make([]bool, 0, n)
 	// One entry's storage, reused: planDecoded copies out what it keeps.
 	var v timeEntryJSON
-	var ints [4]int64
+	var st gemmStorage
 	var op, dtype string
 	for {
 		if len(f.Entries) == MaxTimeEntries {
@@ -75,7 +75,7 @@ func (p *fastParser) timeEntries() (*TimeFrame, []bool, bool) {
 		}
 		p.space()
 		v = timeEntryJSON{}
-		if !p.timeEntry(&v, &ints, &op, &dtype) {
+		if !p.timeEntry(&v, &st, &op, &dtype) {
 			return nil, nil, false
 		}
 		f.Entries = append(f.Entries, TimeEntry{})
@@ -91,11 +91,11 @@ func (p *fastParser) timeEntries() (*TimeFrame, []bool, bool) {
 	}
 }
 
-// timeEntry reads one entry object into v, with ints, op and dtype as the storage its
+// timeEntry reads one entry object into v, with st, op and dtype as the storage its
 // pointers refer to.
-func (p *fastParser) timeEntry(v *timeEntryJSON, ints *[4]int64, op, dtype *string) bool {
+func (p *fastParser) timeEntry(v *timeEntryJSON, st *gemmStorage, op, dtype *string) bool {
 	return p.object(true, func(key []byte) (uint16, bool) {
-		if bit, matched, ok := p.gemmKey(key, gemmFields{&v.OpID, &v.M, &v.N, &v.K, &v.AShape, &v.BShape}, ints); matched {
+		if bit, matched, ok := p.gemmKey(key, gemmFields{&v.OpID, &v.M, &v.N, &v.K, &v.AShape, &v.BShape}, st); matched {
 			return bit, ok
 		}
 		bit, dst, s := uint16(1<<6), &v.Op, op

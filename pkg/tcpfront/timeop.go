@@ -307,8 +307,8 @@ func entryGEMM(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if g.BShape == nil && v.K != nil && v.N != nil {
 		g.BShape = []int64{*v.K, *v.N}
 	}
-	p, fe := planGEMM(&g)
-	if fe != nil {
+	var p plan
+	if fe := p.planGEMM(&g); fe != nil {
 		return nil, fe
 	}
 	return p.shapes.Batches(), nil
@@ -333,8 +333,8 @@ func entryMatmul(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameMatmul, keysMatmul); fe != nil {
 		return nil, fe
 	}
-	p, fe := planMatmul(&matmulJSON{AShape: v.AShape, BShape: v.BShape})
-	if fe != nil {
+	var p plan
+	if fe := p.planMatmul(&matmulJSON{AShape: v.AShape, BShape: v.BShape}); fe != nil {
 		return nil, fe
 	}
 	return p.shapes.Batches(), nil
@@ -344,9 +344,9 @@ func entryConv(v *timeEntryJSON) ([]linalg.GEMMBatch, *FrameError) {
 	if fe := unused(v, opNameConv, keysConv); fe != nil {
 		return nil, fe
 	}
-	p, fe := planConv(&convJSON{InputShape: v.InputShape, WeightShape: v.WeightShape,
-		Stride: v.Stride, Padding: v.Padding, Dilation: v.Dilation, Groups: v.Groups})
-	if fe != nil {
+	var p plan
+	if fe := p.planConv(&convJSON{InputShape: v.InputShape, WeightShape: v.WeightShape,
+		Stride: v.Stride, Padding: v.Padding, Dilation: v.Dilation, Groups: v.Groups}); fe != nil {
 		return nil, fe
 	}
 	return p.shapes.Batches(), nil
