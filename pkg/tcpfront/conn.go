@@ -54,6 +54,8 @@ type conn struct {
 
 	reserved int64 // bytes of the server's in-flight budget held by the current op
 
+	writeDeadline time.Time // the write deadline last set (see armWriteDeadline)
+
 	streamer deviceserver.GEMMStreamer // the Executor, if it computes GEMMs as B arrives
 }
 
@@ -186,6 +188,7 @@ type connReader struct {
 	raw         syscall.RawConn // nil: no quick ACKs
 	readTimeout time.Duration
 	inFrame     bool
+	deadlineSet bool // a read deadline is set on nc
 }
 
 // Read reads from the connection. Inside a frame it first re-arms quick ACKs, which also
@@ -198,6 +201,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if r.inFrame {
 		if r.readTimeout > 0 {
 			_ = r.nc.SetReadDeadline(time.Now().Add(r.readTimeout))
+			r.deadlineSet = true
 		}
 		if r.raw != nil {
 			quickAck(r.raw)
@@ -251,11 +255,13 @@ func (c *conn) serve() {
 			return
 		}
 		c.rd.inFrame = false
-		var deadline time.Time
 		if idle > 0 {
-			deadline = time.Now().Add(idle)
+			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+			c.rd.deadlineSet = true
+		} else if c.rd.deadlineSet { // a frame's deadline is not the wait for the next
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.rd.deadlineSet = false
 		}
-		_ = c.nc.SetReadDeadline(deadline)
 		if _, err := c.br.Peek(1); err != nil {
 			c.log.Debug().Err(err).Int64("frames", frame).Msg("connection idle end")
 			return
@@ -335,7 +341,8 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	c.op = nil
-	rec := s.opRecord(op, res, workOf(opBatches(op)), decode, time.Since(start))
+	now := time.Now() // the op's end, and the start of its answer's write
+	rec := s.opRecord(op, res, workOf(opBatches(op)), decode, now.Sub(start))
 	var trailer []byte
 	if req.Timing {
 		trailer = rec.AppendJSON(c.jbuf[:0])
@@ -351,7 +358,7 @@ func (c *conn) serveOne() bool {
 		s.counters.trailers.Add(1)
 	}
 	s.counters.bytesOut.Add(uint64(out))
-	if err := c.writeResponse(res.Data, trailer); err != nil {
+	if err := c.writeResponse(res.Data, trailer, now); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: op.ID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false
@@ -394,7 +401,7 @@ func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bo
 	s.counters.opsByType[OpTime].Add(1)
 	s.counters.timeEntries.Add(uint64(len(recs)))
 	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
-	if err := c.writeJSONFrame(js); err != nil {
+	if err := c.writeJSONFrame(js, time.Now()); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: f.OpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false
@@ -418,7 +425,7 @@ func (c *conn) serveInfo(req *Request, start time.Time, decode time.Duration) bo
 	c.jbuf = js
 	s.counters.opsByType[OpInfo].Add(1)
 	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
-	if err := c.writeJSONFrame(js); err != nil {
+	if err := c.writeJSONFrame(js, time.Now()); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: req.InfoOpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false
@@ -442,14 +449,27 @@ func checkResult(res *deviceserver.Result, req *Request) error {
 	return nil
 }
 
+// armWriteDeadline sets the write deadline of an answer whose write starts now to now +
+// WriteTimeout, unless the one set before has more than ¾ of WriteTimeout still to run:
+// setting a deadline updates a runtime timer (≈ 100 ns here, more than time.Now; see
+// golang/go#15133, and fasthttp, which re-arms its deadlines the same way), and a stream
+// of small answers would pay it for every op. A write is so given at least ¾ of
+// WriteTimeout and at most all of it.
+func (c *conn) armWriteDeadline(now time.Time) {
+	wt := orDefault(c.s.WriteTimeout, DefaultWriteTimeout)
+	if wt <= 0 || c.writeDeadline.Sub(now) > wt-wt/4 {
+		return
+	}
+	c.writeDeadline = now.Add(wt)
+	_ = c.nc.SetWriteDeadline(c.writeDeadline)
+}
+
 // writeResponse sends the u32 big-endian byte length and the little-endian float32 data,
 // then, if trailer is not nil, the timing trailer u32 BE len(trailer) | trailer, in one
 // write (one writev for results above writeCopyMax), so that with TCP_NODELAY the answer
-// leaves in as few segments as possible.
-func (c *conn) writeResponse(data []float32, trailer []byte) error {
-	if wt := orDefault(c.s.WriteTimeout, DefaultWriteTimeout); wt > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
-	}
+// leaves in as few segments as possible. now is when the write starts.
+func (c *conn) writeResponse(data []float32, trailer []byte, now time.Time) error {
+	c.armWriteDeadline(now)
 	size := len(data) * float32Size
 	if size <= writeCopyMax || !hostLittleEndian {
 		buf := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(size))

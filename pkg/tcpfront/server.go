@@ -68,7 +68,9 @@ type Server struct {
 	// ReadTimeout bounds how long a client may stall in the middle of a frame (each read
 	// must make progress within it); DefaultReadTimeout if 0, none if negative.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one response; DefaultWriteTimeout if 0, none if negative.
+	// WriteTimeout bounds writing one response, to between ¾ of it and all of it (the
+	// deadline is moved once a quarter of it has passed); DefaultWriteTimeout if 0, none
+	// if negative.
 	WriteTimeout time.Duration
 	// IdleTimeout closes a connection that starts no frame for this long; 0 means never
 	// (the reference client keeps one connection for its whole life).

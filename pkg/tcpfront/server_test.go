@@ -549,3 +549,56 @@ func TestServerInflightBudget(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 	require.Eventually(t, func() bool { return len(ts.log.lines(t, "in-flight limit")) == 1 }, time.Second, 5*time.Millisecond)
 }
+
+// deadlineConn records the write deadlines a connection is given.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetWriteDeadline(d time.Time) error {
+	c.set = append(c.set, d)
+	return nil
+}
+
+// The write deadline is re-armed only once a quarter of WriteTimeout has passed since it
+// was set, so every write has between ¾ of WriteTimeout and all of it; a negative
+// WriteTimeout sets none.
+func TestWriteDeadlineRearmedAfterAQuarter(t *testing.T) {
+	const wt = 40 * time.Second
+	nc := &deadlineConn{}
+	c := &conn{s: &Server{WriteTimeout: wt}, nc: nc}
+	t0 := time.Now()
+	for _, at := range []time.Duration{0, time.Second, wt / 4, wt/4 + time.Millisecond, wt, 3 * wt} {
+		c.armWriteDeadline(t0.Add(at))
+		last := nc.set[len(nc.set)-1]
+		left := last.Sub(t0.Add(at))
+		assert.True(t, left >= wt-wt/4 && left <= wt, "write at %v has %v of its %v", at, left, wt)
+	}
+	var want []time.Time
+	for _, at := range []time.Duration{0, wt / 4, wt, 3 * wt} {
+		want = append(want, t0.Add(at).Add(wt))
+	}
+	assert.Equal(t, want, nc.set, "re-armed at 0, ¼, 1 and 3 timeouts")
+
+	none := &deadlineConn{}
+	c = &conn{s: &Server{WriteTimeout: -1}, nc: none}
+	c.armWriteDeadline(t0)
+	assert.Empty(t, none.set)
+}
+
+// A client that sends an op and never reads its 16 MiB answer is disconnected once the
+// answer's write has waited WriteTimeout (at least ¾ of it), counted as a write error.
+func TestWriteTimeoutDisconnectsAClientThatDoesNotRead(t *testing.T) {
+	const wt = 200 * time.Millisecond
+	ts := startServer(t, &naiveExecutor{}, func(s *Server) { s.WriteTimeout = wt })
+	c := ts.dial(t)
+	require.NoError(t, c.SetReadBuffer(4096))
+	const m, n = 2048, 2048
+	start := time.Now()
+	_, err := c.Write(frame(1, gemmJSONFor(1, m, n, 1), ramp(m, 1), ramp(n, 2)))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return ts.Stats().Errors[KindWrite] == 1 }, 5*time.Second, time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(start), wt-wt/4)
+	require.Eventually(t, func() bool { return ts.Stats().ActiveConns == 0 }, time.Second, time.Millisecond)
+}
