@@ -118,9 +118,10 @@ func (s *Server) Execute(ctx context.Context, op *Op) (*Result, error) {
 		s.stats.failed.Add(1)
 		return nil, err
 	}
-	computed := time.Now()
+	// time.Since reads the monotonic clock alone, half of what time.Now costs.
+	res.ComputeTime = time.Since(start)
 	res.Timing, res.Device = s.timeBatches(ctx, plan.Batches())
-	res.ComputeTime, res.TimingTime = computed.Sub(start), time.Since(computed)
+	res.TimingTime = time.Since(start) - res.ComputeTime
 	s.done(op, res)
 	return res, nil
 }

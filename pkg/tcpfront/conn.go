@@ -341,7 +341,9 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	c.op = nil
-	now := time.Now() // the op's end, and the start of its answer's write
+	// The op's end, and the start of its answer's write: from start and the monotonic
+	// clock alone, which costs half of what time.Now does.
+	now := start.Add(time.Since(start))
 	rec := s.opRecord(op, res, workOf(opBatches(op)), decode, now.Sub(start))
 	var trailer []byte
 	if req.Timing {
