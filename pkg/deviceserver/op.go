@@ -140,8 +140,9 @@ func newResult(p *linalg.Plan, data []float32) *Result {
 }
 
 // Executor is what layer 2 offers the front end: run one op, return its numeric result and
-// its simulated timing. It is safe for concurrent use, and keeps no reference to the op's
-// tensors after Execute returns (the front end reuses their storage for the next op).
+// its simulated timing. It is safe for concurrent use, and keeps no reference to the op,
+// its tensors or its Out after Execute returns (the front end reuses their storage for
+// the next op).
 type Executor interface {
 	Execute(ctx context.Context, op *Op) (*Result, error)
 }
