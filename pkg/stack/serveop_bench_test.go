@@ -12,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/loadgen"
 	"github.com/sstemu/sstemu/pkg/stack"
+	"github.com/sstemu/sstemu/pkg/tcpfront"
 )
 
 // smallOpFrame is one 4×16×8 GEMM frame as the reference client sends it: A all ones, B
@@ -21,9 +25,9 @@ import (
 func smallOpFrame(m, n, k int) []byte {
 	js := fmt.Sprintf(`{"op_id": 7, "M": %d, "N": %d, "K": %d, "A_shape": [%d, %d], "B_shape": [%d, %d], "dtype": "float32"}`,
 		m, n, k, m, k, k, n)
-	f := binary.BigEndian.AppendUint32(nil, 0xDEADBEEF)
+	f := binary.BigEndian.AppendUint32(nil, tcpfront.Magic)
 	f = binary.BigEndian.AppendUint32(f, uint32(len(js)))
-	f = append(append(f, 0x01), js...)
+	f = append(append(f, byte(deviceserver.OpGEMM)), js...)
 	for _, t := range []struct {
 		elems int
 		v     float32
@@ -113,6 +117,54 @@ func (l *oneConnListener) Close() error {
 
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
+// Shape and answer of the replayed small op.
+const smallM, smallN, smallK = 4, 16, 8
+
+// smallServers are the two servers BenchmarkServeSmallOp compares: all five layers as
+// serve builds them, and the floor.
+func smallServers(tb testing.TB) []struct {
+	name  string
+	serve func(net.Listener) error
+} {
+	st, err := stack.Build(context.Background(), stack.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	return []struct {
+		name  string
+		serve func(net.Listener) error
+	}{{"sstemu", st.Front().Serve}, {"floor", loadgen.NewFloorServer().Serve}}
+}
+
+// replaySmallOps serves frames small ops over one replayConn with serve, and returns the
+// first wrong answer, or that the connection closed before all were answered.
+func replaySmallOps(serve func(net.Listener) error, frames int) error {
+	answer := binary.BigEndian.AppendUint32(nil, 4*smallM*smallN)
+	for range smallM * smallN {
+		answer = binary.LittleEndian.AppendUint32(answer, math.Float32bits(2*smallK))
+	}
+	c := &replayConn{frame: smallOpFrame(smallM, smallN, smallK), answer: answer, frames: frames, closed: make(chan struct{})}
+	l := &oneConnListener{conn: c, done: make(chan struct{})}
+	go func() { _ = serve(l) }()
+	<-c.closed
+	_ = l.Close()
+	if c.err == nil && c.frames != 0 {
+		c.err = fmt.Errorf("connection closed with %d frames unanswered", c.frames)
+	}
+	return c.err
+}
+
+// The in-memory connection BenchmarkServeSmallOp measures gets every answer right from
+// both servers.
+func TestReplayedSmallOps(t *testing.T) {
+	for _, s := range smallServers(t) {
+		t.Run(s.name, func(t *testing.T) {
+			require.NoError(t, replaySmallOps(s.serve, 200))
+		})
+	}
+}
+
 // BenchmarkServeSmallOp is the servers' own share of target 3: 4×16×8 ops over one
 // connection in memory (no kernel, no client: what is left is the servers' code), each
 // answer checked byte for byte, through all five layers as serve builds them (sstemu)
@@ -120,40 +172,15 @@ func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 // which is what 32 connections of small ops share two cores with the kernel's TCP and
 // the clients for.
 func BenchmarkServeSmallOp(b *testing.B) {
-	st, err := stack.Build(context.Background(), stack.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	servers := []struct {
-		name  string
-		serve func(net.Listener) error
-	}{{"sstemu", st.Front().Serve}, {"floor", loadgen.NewFloorServer().Serve}}
-	const m, n, k = 4, 16, 8
-	answer := binary.BigEndian.AppendUint32(nil, 4*m*n)
-	for range m * n {
-		answer = binary.LittleEndian.AppendUint32(answer, math.Float32bits(2*k))
-	}
-	for _, s := range servers {
+	for _, s := range smallServers(b) {
 		b.Run(s.name, func(b *testing.B) {
-			run := func(frames int) error {
-				c := &replayConn{frame: smallOpFrame(m, n, k), answer: answer, frames: frames, closed: make(chan struct{})}
-				l := &oneConnListener{conn: c, done: make(chan struct{})}
-				go func() { _ = s.serve(l) }()
-				<-c.closed
-				_ = l.Close()
-				if c.err == nil && c.frames != 0 {
-					c.err = fmt.Errorf("connection closed with %d frames unanswered", c.frames)
-				}
-				return c.err
-			}
-			if err := run(100); err != nil {
+			if err := replaySmallOps(s.serve, 100); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu0 := processCPU()
-			if err := run(b.N); err != nil {
+			if err := replaySmallOps(s.serve, b.N); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
