@@ -249,11 +249,8 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 			continue
 		}
 		if err != nil {
-			if h := s.afterFailure(pool, h, cause); h != nil {
+			if h, cause = s.afterFailure(pool, h, cause); h != nil {
 				pool.put(h)
-			}
-			if cause == UntimedRefused {
-				cause = UntimedDeviceError // the stable name of a status other than OK
 			}
 			// Kind names the request that was answered; a device that never got to
 			// answer (link down, timeout, gone) leaves it zero, the record's "".
@@ -279,17 +276,21 @@ func (s *Server) timeOn(ctx context.Context, pool *handlePool, batches []linalg.
 
 // afterFailure keeps h after a request that failed with cause if the handle is as good
 // as before (nothing was sent, or the device refused it) and returns it, or discards it
-// and returns nil; a link found down makes the device's timing choices start again.
-func (s *Server) afterFailure(pool *handlePool, h *handle, cause UntimedCause) *handle {
+// and returns nil; a link found down makes the device's timing choices start again. It
+// also returns the cause to report: a refusal no fallback took up is UntimedDeviceError,
+// the stable name of a status other than OK.
+func (s *Server) afterFailure(pool *handlePool, h *handle, cause UntimedCause) (*handle, UntimedCause) {
 	if cause == UntimedLinkDown {
 		pool.mode.reset() // another SST may answer when the link is back
 	}
 	switch cause {
-	case UntimedInvalidShape, UntimedOverflow, UntimedRefused:
-		return h
+	case UntimedRefused:
+		return h, UntimedDeviceError
+	case UntimedInvalidShape, UntimedOverflow:
+		return h, cause
 	default:
 		pool.discard(h)
-		return nil
+		return nil, cause
 	}
 }
 

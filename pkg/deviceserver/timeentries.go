@@ -191,7 +191,7 @@ func (s *Server) timeShapes(ctx context.Context, pool *handlePool, shapes []lina
 							fails[j] = failure{cause, err}
 						}
 						lo = hi
-						h = s.afterFailure(pool, h, cause)
+						h, _ = s.afterFailure(pool, h, cause)
 						continue
 					}
 					if lo == hi {
@@ -253,10 +253,7 @@ func (s *Server) timeShape(pool *handlePool, h *handle, b linalg.GEMMBatch, answ
 	}
 	*kind = k
 	if err != nil {
-		h = s.afterFailure(pool, h, cause)
-		if cause == UntimedRefused {
-			cause = UntimedDeviceError
-		}
+		h, cause = s.afterFailure(pool, h, cause)
 		*fail = failure{cause, err}
 		return h, answered, computed
 	}

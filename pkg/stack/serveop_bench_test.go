@@ -120,21 +120,21 @@ func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 // Shape and answer of the replayed small op.
 const smallM, smallN, smallK = 4, 16, 8
 
-// smallServers are the two servers BenchmarkServeSmallOp compares: all five layers as
-// serve builds them, and the floor.
-func smallServers(tb testing.TB) []struct {
+// smallServer is one server of BenchmarkServeSmallOp, by its Serve method.
+type smallServer struct {
 	name  string
 	serve func(net.Listener) error
-} {
+}
+
+// smallServers are the two servers BenchmarkServeSmallOp compares: all five layers as
+// serve builds them, and the floor.
+func smallServers(tb testing.TB) []smallServer {
 	st, err := stack.Build(context.Background(), stack.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = st.Close() })
-	return []struct {
-		name  string
-		serve func(net.Listener) error
-	}{{"sstemu", st.Front().Serve}, {"floor", loadgen.NewFloorServer().Serve}}
+	return []smallServer{{"sstemu", st.Front().Serve}, {"floor", loadgen.NewFloorServer().Serve}}
 }
 
 // replaySmallOps serves frames small ops over one replayConn with serve, and returns the

@@ -191,6 +191,16 @@ type connReader struct {
 	deadlineSet bool // a read deadline is set on nc
 }
 
+// setDeadline sets nc's read deadline to d, or clears it for a zero d; clearing one that
+// is not set costs nothing.
+func (r *connReader) setDeadline(d time.Time) {
+	if d.IsZero() && !r.deadlineSet {
+		return
+	}
+	_ = r.nc.SetReadDeadline(d)
+	r.deadlineSet = !d.IsZero()
+}
+
 // Read reads from the connection. Inside a frame it first re-arms quick ACKs, which also
 // sends the ACK still pending for what has arrived so far: a client sending the frame in
 // pieces with Nagle on waits for exactly that ACK before its next piece. The read of a
@@ -200,8 +210,7 @@ type connReader struct {
 func (r *connReader) Read(p []byte) (int, error) {
 	if r.inFrame {
 		if r.readTimeout > 0 {
-			_ = r.nc.SetReadDeadline(time.Now().Add(r.readTimeout))
-			r.deadlineSet = true
+			r.setDeadline(time.Now().Add(r.readTimeout))
 		}
 		if r.raw != nil {
 			quickAck(r.raw)
@@ -255,13 +264,11 @@ func (c *conn) serve() {
 			return
 		}
 		c.rd.inFrame = false
+		var deadline time.Time // none, unless IdleTimeout: a frame's is not the wait for the next
 		if idle > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
-			c.rd.deadlineSet = true
-		} else if c.rd.deadlineSet { // a frame's deadline is not the wait for the next
-			_ = c.nc.SetReadDeadline(time.Time{})
-			c.rd.deadlineSet = false
+			deadline = time.Now().Add(idle)
 		}
+		c.rd.setDeadline(deadline)
 		if _, err := c.br.Peek(1); err != nil {
 			c.log.Debug().Err(err).Int64("frames", frame).Msg("connection idle end")
 			return

@@ -35,8 +35,8 @@ const (
 )
 
 // Request is one decoded frame: an op with its tensors (GEMM, CONV, MATMUL), or a TIME or
-// INFO frame. A Request of an op, and the Op it points to, belong to the Decoder and are
-// valid until its next call to Decode, which reuses their storage.
+// INFO frame. A Request, and the Op it points to, belong to the Decoder and are valid
+// until its next call to Decode, which reuses their storage.
 type Request struct {
 	// Type is the frame's op type.
 	Type deviceserver.OpType
@@ -208,7 +208,8 @@ func (d *Decoder) decodeNoTensors(t deviceserver.OpType, js []byte) (*Request, e
 	if !utf8.Valid(js) {
 		return nil, d.errAt(HeaderSize+int64(invalidUTF8At(js)), &FrameError{Kind: KindJSON, Field: "json", Reason: "JSON is not valid UTF-8"})
 	}
-	req := &Request{Type: t}
+	d.req = Request{Type: t}
+	req := &d.req
 	var fe *FrameError
 	if t == OpTime {
 		req.Time, fe = parseTime(js)
