@@ -224,7 +224,9 @@ func logKernels(log zerolog.Logger, k linalg.KernelInfo) {
 		ev = log.Warn().Str("check_error", k.CheckError)
 	}
 	ev.Str("gemm_backend", k.Backend).Str("gemm_core", k.Core).Str("gemm_core_source", k.Source).
-		Str("gemm_core_requested", k.Requested).Bool("gemm_fallback", k.Fallback).Msg("gemm kernels")
+		Str("gemm_core_requested", k.Requested).Int("gemm_thread_timeout", k.ThreadTimeout).
+		Str("gemm_thread_timeout_source", k.ThreadTimeoutSource).Bool("gemm_fallback", k.Fallback).
+		Msg("gemm kernels")
 }
 
 // closeStack releases the layers once layer 1 has stopped; what fails to close is logged.

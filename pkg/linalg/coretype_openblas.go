@@ -16,14 +16,37 @@ package linalg
 // sets the variable in the C environment only. Go's os.Getenv and the environment of processes Go
 // starts are Go's own copy, taken from the process's initial environment: they never see
 // it, and linalg removes it from the C environment once OpenBLAS has read it.
+//
+// The same constructor bounds how long OpenBLAS's idle worker threads spin. After every
+// threaded call they poll for the next job with sched_yield for 2^OPENBLAS_THREAD_TIMEOUT
+// TSC ticks before sleeping: 2^28 by default, ≈ 0.1 s at 2.6 GHz, during which each
+// worker keeps a core busy. In a server that answers a large GEMM and then waits, that
+// core is taken from the client, whose own work between ops (the rest of a PyTorch model)
+// runs up to twice as slow (docs/gemm.md, "Idle OpenBLAS threads"). With the variable
+// unset (or empty, which OpenBLAS reads as its default) sstemu sets it to
+// autoThreadTimeout; a value the user set is kept.
 
 /*
 #include <stdlib.h>
+#include <cblas.h>
+
+// Keep in step with autoThreadTimeout below.
+#define SSTEMU_AUTO_THREAD_TIMEOUT "24"
 
 static const char *sstemu_core_auto;
 static const char *sstemu_core_user;
+static int sstemu_timeout_source; // 1: the user's, 2: sstemu's, 0: none (OpenBLAS's default)
+
+// OpenBLAS's own: the OPENBLAS_THREAD_TIMEOUT it read at load (atoi; 0 when unset).
+extern unsigned int openblas_thread_timeout(void);
 
 __attribute__((constructor(101))) static void sstemu_choose_core(void) {
+	const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+	if (timeout != NULL && timeout[0] != '\0') {
+		sstemu_timeout_source = 1;
+	} else if (setenv("OPENBLAS_THREAD_TIMEOUT", SSTEMU_AUTO_THREAD_TIMEOUT, 1) == 0) {
+		sstemu_timeout_source = 2;
+	}
 	const char *user = getenv("OPENBLAS_CORETYPE");
 	if (user != NULL && user[0] != '\0') { // an empty value: OpenBLAS ignores it too, so choose
 		sstemu_core_user = user;
@@ -60,13 +83,54 @@ static const char *sstemu_core_choice(int *source) {
 	return "";
 }
 
+static int sstemu_thread_timeout_source(void) {
+	return sstemu_timeout_source;
+}
+
 static void sstemu_core_unset(void) {
 	if (sstemu_core_auto != NULL) {
 		unsetenv("OPENBLAS_CORETYPE");
 	}
+	if (sstemu_timeout_source == 2) {
+		unsetenv("OPENBLAS_THREAD_TIMEOUT");
+	}
 }
 */
 import "C"
+
+// autoThreadTimeout is the OPENBLAS_THREAD_TIMEOUT sstemu sets when the user has not: idle
+// workers spin 2^24 TSC ticks (≈ 6.5 ms at 2.6 GHz) before sleeping. That still covers the
+// gaps between back-to-back calls (a benchmark's loop, a MATMUL's batch, streamed K-blocks
+// a few ms apart), which would otherwise pay a wake-up each, and frees the core soon after
+// the last one.
+const autoThreadTimeout = 24
+
+// OpenBLAS's bounds and default of OPENBLAS_THREAD_TIMEOUT (driver/others/blas_server.c:
+// the value is clamped to [4, 30]; 0, i.e. unset or not a number, keeps THREAD_TIMEOUT).
+const (
+	openBLASMinThreadTimeout     = 4
+	openBLASMaxThreadTimeout     = 30
+	openBLASDefaultThreadTimeout = 28
+)
+
+// threadTimeout is the idle-spin bound OpenBLAS runs with, as the exponent it applies, and
+// who chose it (CoreUser, CoreAuto, or CoreOpenBLAS when setting the variable failed). A
+// user's value OpenBLAS cannot read as a number runs its default, still the user's.
+func threadTimeout() (exponent int, source string) {
+	v := int(C.openblas_thread_timeout())
+	switch C.sstemu_thread_timeout_source() {
+	case 1:
+		source = CoreUser
+	case 2:
+		source = CoreAuto
+	default:
+		source = CoreOpenBLAS
+	}
+	if v == 0 {
+		return openBLASDefaultThreadTimeout, source
+	}
+	return min(max(v, openBLASMinThreadTimeout), openBLASMaxThreadTimeout), source
+}
 
 // coreChoice is what the constructor did: the OPENBLAS_CORETYPE OpenBLAS read and who
 // set it (CoreUser, CoreAuto, or CoreOpenBLAS with an empty value). It also removes an
@@ -84,4 +148,10 @@ func coreChoice() (requested, source string) {
 	default:
 		return "", CoreOpenBLAS
 	}
+}
+
+// openBLASThreads is how many threads OpenBLAS runs a threaded call on (the caller's
+// included).
+func openBLASThreads() int {
+	return int(C.openblas_get_num_threads())
 }

@@ -25,6 +25,13 @@ type KernelInfo struct {
 	// Requested is the OPENBLAS_CORETYPE OpenBLAS was started with (the user's or the
 	// automatic choice); empty when OpenBLAS chose by itself.
 	Requested string `json:"requested,omitempty"`
+	// ThreadTimeout is how long OpenBLAS's idle worker threads spin before they sleep, as
+	// the exponent of 2^n TSC ticks it applies (OPENBLAS_THREAD_TIMEOUT; 28 is OpenBLAS's
+	// default, 24 sstemu's); 0 for the pure-Go build.
+	ThreadTimeout int `json:"thread_timeout,omitempty"`
+	// ThreadTimeoutSource says who chose ThreadTimeout, with Source's values: CoreUser,
+	// CoreAuto, or CoreOpenBLAS (its default); empty for the pure-Go build.
+	ThreadTimeoutSource string `json:"thread_timeout_source,omitempty"`
 	// Fallback is true when the kernels failed the check and Sgemm runs the portable Go
 	// kernels instead.
 	Fallback bool `json:"fallback"`

@@ -78,11 +78,14 @@ func cblasProduct(m, n, k int, a []float32, lda int, b, c []float32, beta float3
 // checkBackend runs the start-up check of OpenBLAS's kernels (see Kernels).
 func checkBackend() KernelInfo {
 	requested, source := coreChoice()
+	timeout, timeoutSource := threadTimeout()
 	info := KernelInfo{
-		Backend:   backendName(),
-		Core:      C.GoString(C.openblas_get_corename()),
-		Source:    source,
-		Requested: requested,
+		Backend:             backendName(),
+		Core:                C.GoString(C.openblas_get_corename()),
+		Source:              source,
+		Requested:           requested,
+		ThreadTimeout:       timeout,
+		ThreadTimeoutSource: timeoutSource,
 	}
 	if err := checkKernel(sgemmOpenBLAS); err != nil {
 		info.Fallback = true

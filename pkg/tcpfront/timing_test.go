@@ -307,7 +307,8 @@ func TestServerInfo(t *testing.T) {
 	assert.Equal(t, "roofline", info["model"])
 	assert.Equal(t, 2e9, info["clock_hz"])
 	k := linalg.Kernels()
-	assert.Equal(t, map[string]any{"backend": k.Backend, "core": k.Core, "source": k.Source, "fallback": k.Fallback}, info["gemm_kernels"])
+	assert.Equal(t, map[string]any{"backend": k.Backend, "core": k.Core, "source": k.Source,
+		"thread_timeout": float64(k.ThreadTimeout), "thread_timeout_source": k.ThreadTimeoutSource, "fallback": k.Fallback}, info["gemm_kernels"])
 	limits := info["limits"].(map[string]any)
 	assert.Equal(t, float64(DefaultMaxOpBytes), limits["max_op_bytes"])
 	assert.Equal(t, float64(MaxTimeEntries), limits["max_time_entries"])
