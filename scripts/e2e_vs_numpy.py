@@ -7,9 +7,13 @@ against numpy's matmul alone on the same shape, in the same process and environm
 Every round times, for each shape, one numpy matmul (into a preallocated output) and one
 op through the server (one connection, TCP_NODELAY, the frame sent with one sendmsg from
 the arrays' own memory, the answer read into a preallocated buffer), alternating which
-goes first. It prints a Markdown table of the medians over the rounds and the median of
-the per-round ratios end-to-end / numpy (pairing a round's two samples cancels slow
-changes of machine load).
+goes first, each sample after a pause of PAUSE_S (0.2 s): OpenBLAS's idle pool threads
+poll for work with sched_yield for up to 2^28 TSC ticks (≈ 0.1 s at 2.6 GHz) after a call
+unless told otherwise (numpy's are; sstemu bounds its own, docs/gemm.md), and a sample
+taken while the other side's threads still spin runs on one core where it had two. It
+prints a Markdown table of the medians over the rounds and the median of the per-round
+ratios end-to-end / numpy (pairing a round's two samples cancels slow changes of machine
+load).
 """
 import json
 import socket
@@ -23,6 +27,7 @@ import numpy as np
 MAGIC = 0xDEADBEEF
 OP_GEMM = 0x01
 SHAPES = ["1024x1024x1024", "2048x2048x2048", "128x11008x4096"]
+PAUSE_S = 0.2  # longer than OpenBLAS's default idle spin at a TSC of 2 GHz or more
 
 
 class Client:
@@ -94,6 +99,7 @@ def main():
                 e2e[s].append(time.perf_counter() - t0)
 
             for f in ((time_numpy, time_e2e) if r % 2 == 0 else (time_e2e, time_numpy)):
+                time.sleep(PAUSE_S)
                 f()
             print(f"round {r + 1} {s}: numpy {npy[s][-1] * 1e3:.1f} ms, end to end {e2e[s][-1] * 1e3:.1f} ms",
                   file=sys.stderr, flush=True)
