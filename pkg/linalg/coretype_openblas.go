@@ -30,12 +30,19 @@ package linalg
 #include <stdlib.h>
 #include <cblas.h>
 
-// Keep in step with autoThreadTimeout below.
-#define SSTEMU_AUTO_THREAD_TIMEOUT "24"
+// The OPENBLAS_THREAD_TIMEOUT sstemu sets (autoThreadTimeout in Go).
+#define SSTEMU_AUTO_THREAD_TIMEOUT 24
+#define SSTEMU_STR_(x) #x
+#define SSTEMU_STR(x) SSTEMU_STR_(x)
+
+// Who chose a setting: nobody (OpenBLAS's own choice or default), the user, sstemu.
+#define SSTEMU_SOURCE_OPENBLAS 0
+#define SSTEMU_SOURCE_USER 1
+#define SSTEMU_SOURCE_AUTO 2
 
 static const char *sstemu_core_auto;
 static const char *sstemu_core_user;
-static int sstemu_timeout_source; // 1: the user's, 2: sstemu's, 0: none (OpenBLAS's default)
+static int sstemu_timeout_source = SSTEMU_SOURCE_OPENBLAS;
 
 // OpenBLAS's own: the OPENBLAS_THREAD_TIMEOUT it read at load (atoi; 0 when unset).
 extern unsigned int openblas_thread_timeout(void);
@@ -43,9 +50,9 @@ extern unsigned int openblas_thread_timeout(void);
 __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 	const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
 	if (timeout != NULL && timeout[0] != '\0') {
-		sstemu_timeout_source = 1;
-	} else if (setenv("OPENBLAS_THREAD_TIMEOUT", SSTEMU_AUTO_THREAD_TIMEOUT, 1) == 0) {
-		sstemu_timeout_source = 2;
+		sstemu_timeout_source = SSTEMU_SOURCE_USER;
+	} else if (setenv("OPENBLAS_THREAD_TIMEOUT", SSTEMU_STR(SSTEMU_AUTO_THREAD_TIMEOUT), 1) == 0) {
+		sstemu_timeout_source = SSTEMU_SOURCE_AUTO;
 	}
 	const char *user = getenv("OPENBLAS_CORETYPE");
 	if (user != NULL && user[0] != '\0') { // an empty value: OpenBLAS ignores it too, so choose
@@ -72,14 +79,14 @@ __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 
 static const char *sstemu_core_choice(int *source) {
 	if (sstemu_core_user != NULL) {
-		*source = 1;
+		*source = SSTEMU_SOURCE_USER;
 		return sstemu_core_user;
 	}
 	if (sstemu_core_auto != NULL) {
-		*source = 2;
+		*source = SSTEMU_SOURCE_AUTO;
 		return sstemu_core_auto;
 	}
-	*source = 0;
+	*source = SSTEMU_SOURCE_OPENBLAS;
 	return "";
 }
 
@@ -91,7 +98,7 @@ static void sstemu_core_unset(void) {
 	if (sstemu_core_auto != NULL) {
 		unsetenv("OPENBLAS_CORETYPE");
 	}
-	if (sstemu_timeout_source == 2) {
+	if (sstemu_timeout_source == SSTEMU_SOURCE_AUTO) {
 		unsetenv("OPENBLAS_THREAD_TIMEOUT");
 	}
 }
@@ -103,7 +110,7 @@ import "C"
 // gaps between back-to-back calls (a benchmark's loop, a MATMUL's batch, streamed K-blocks
 // a few ms apart), which would otherwise pay a wake-up each, and frees the core soon after
 // the last one.
-const autoThreadTimeout = 24
+const autoThreadTimeout = C.SSTEMU_AUTO_THREAD_TIMEOUT
 
 // OpenBLAS's bounds and default of OPENBLAS_THREAD_TIMEOUT (driver/others/blas_server.c:
 // the value is clamped to [4, 30]; 0, i.e. unset or not a number, keeps THREAD_TIMEOUT).
@@ -118,14 +125,7 @@ const (
 // user's value OpenBLAS cannot read as a number runs its default, still the user's.
 func threadTimeout() (exponent int, source string) {
 	v := int(C.openblas_thread_timeout())
-	switch C.sstemu_thread_timeout_source() {
-	case 1:
-		source = CoreUser
-	case 2:
-		source = CoreAuto
-	default:
-		source = CoreOpenBLAS
-	}
+	source = sourceName(C.sstemu_thread_timeout_source())
 	if v == 0 {
 		return openBLASDefaultThreadTimeout, source
 	}
@@ -133,20 +133,28 @@ func threadTimeout() (exponent int, source string) {
 }
 
 // coreChoice is what the constructor did: the OPENBLAS_CORETYPE OpenBLAS read and who
-// set it (CoreUser, CoreAuto, or CoreOpenBLAS with an empty value). It also removes an
-// automatic choice from the C environment, which OpenBLAS read at load and never reads
-// again.
+// set it (CoreUser, CoreAuto, or CoreOpenBLAS with an empty value). It also removes the
+// constructor's automatic choices (the kernels, the idle-spin bound) from the C
+// environment, which OpenBLAS read at load and never reads again.
 func coreChoice() (requested, source string) {
 	var src C.int
 	requested = C.GoString(C.sstemu_core_choice(&src))
 	C.sstemu_core_unset()
+	if source = sourceName(src); source == CoreOpenBLAS {
+		requested = ""
+	}
+	return requested, source
+}
+
+// sourceName names the constructor's SSTEMU_SOURCE_* value.
+func sourceName(src C.int) string {
 	switch src {
-	case 1:
-		return requested, CoreUser
-	case 2:
-		return requested, CoreAuto
+	case C.SSTEMU_SOURCE_USER:
+		return CoreUser
+	case C.SSTEMU_SOURCE_AUTO:
+		return CoreAuto
 	default:
-		return "", CoreOpenBLAS
+		return CoreOpenBLAS
 	}
 }
 
