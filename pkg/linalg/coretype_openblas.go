@@ -94,7 +94,7 @@ static int sstemu_thread_timeout_source(void) {
 	return sstemu_timeout_source;
 }
 
-static void sstemu_core_unset(void) {
+static void sstemu_auto_unset(void) {
 	if (sstemu_core_auto != NULL) {
 		unsetenv("OPENBLAS_CORETYPE");
 	}
@@ -139,7 +139,7 @@ func threadTimeout() (exponent int, source string) {
 func coreChoice() (requested, source string) {
 	var src C.int
 	requested = C.GoString(C.sstemu_core_choice(&src))
-	C.sstemu_core_unset()
+	C.sstemu_auto_unset()
 	if source = sourceName(src); source == CoreOpenBLAS {
 		requested = ""
 	}

@@ -98,5 +98,5 @@ func checkBackend() KernelInfo {
 func backendName() string {
 	return fmt.Sprintf("openblas (cgo, static): %s; core=%s; threads=%d",
 		C.GoString(C.openblas_get_config()), C.GoString(C.openblas_get_corename()),
-		int(C.openblas_get_num_threads()))
+		openBLASThreads())
 }

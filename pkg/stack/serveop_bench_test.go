@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sstemu/sstemu/internal/cputime"
 	"github.com/sstemu/sstemu/pkg/deviceserver"
 	"github.com/sstemu/sstemu/pkg/loadgen"
 	"github.com/sstemu/sstemu/pkg/stack"
@@ -179,11 +180,11 @@ func BenchmarkServeSmallOp(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := cputime.Of(b)
 			if err := replaySmallOps(s.serve, b.N); err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
+			b.ReportMetric(float64(cputime.Of(b)-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
 		})
 	}
 }

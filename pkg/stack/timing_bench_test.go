@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sstemu/sstemu/internal/cputime"
 	"github.com/sstemu/sstemu/pkg/loadgen"
 	"github.com/sstemu/sstemu/pkg/optrace"
 	"github.com/sstemu/sstemu/pkg/stack"
@@ -91,7 +92,7 @@ func BenchmarkTIME(b *testing.B) {
 			var body []byte
 			var decode, timing, total float64
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := cputime.Of(b)
 			for b.Loop() {
 				if _, err := c.Write(frame); err != nil {
 					b.Fatal(err)
@@ -117,7 +118,7 @@ func BenchmarkTIME(b *testing.B) {
 				timing += us.Timing
 				total += us.Total
 			}
-			cpu := processCPU() - cpu0
+			cpu := cputime.Of(b) - cpu0
 			n := float64(b.N)
 			b.ReportMetric(entries*n/b.Elapsed().Seconds(), "entries/s")
 			// Server and client share the process: its CPU time per frame is both, and is

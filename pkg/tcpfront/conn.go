@@ -410,7 +410,7 @@ func (c *conn) serveTime(req *Request, start time.Time, decode time.Duration) bo
 	s.counters.opsByType[OpTime].Add(1)
 	s.counters.timeEntries.Add(uint64(len(recs)))
 	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
-	if err := c.writeJSONFrame(js, time.Now()); err != nil {
+	if err := c.writeJSONFrame(js); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: f.OpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false
@@ -434,7 +434,7 @@ func (c *conn) serveInfo(req *Request, start time.Time, decode time.Duration) bo
 	c.jbuf = js
 	s.counters.opsByType[OpInfo].Add(1)
 	s.counters.bytesOut.Add(uint64(LengthPrefixSize + len(js)))
-	if err := c.writeJSONFrame(js, time.Now()); err != nil {
+	if err := c.writeJSONFrame(js); err != nil {
 		c.fail(&FrameError{Kind: KindWrite, Field: "response", Reason: "writing the response failed",
 			OpID: req.InfoOpID, HasOpID: true, FrameSize: req.Size, Err: err}, zerolog.WarnLevel)
 		return false

@@ -311,10 +311,9 @@ func (s *Server) appendInfo(b []byte, opID int64) []byte {
 	return append(b, "}}"...)
 }
 
-// writeJSONFrame writes u32 BE len(js) | js in one write, which starts now: the answer to
-// TIME and INFO.
-func (c *conn) writeJSONFrame(js []byte, now time.Time) error {
-	c.armWriteDeadline(now)
+// writeJSONFrame writes u32 BE len(js) | js in one write: the answer to TIME and INFO.
+func (c *conn) writeJSONFrame(js []byte) error {
+	c.armWriteDeadline(time.Now())
 	var hdr [LengthPrefixSize]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(js)))
 	bufs := net.Buffers{hdr[:], js}

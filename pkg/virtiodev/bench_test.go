@@ -1,10 +1,9 @@
 package virtiodev
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/sstemu/sstemu/internal/cputime"
 	"github.com/sstemu/sstemu/pkg/protocol"
 	"github.com/sstemu/sstemu/pkg/virtqueue"
 )
@@ -33,7 +32,7 @@ func benchRoundTrips(b *testing.B, d Dialer, parallel bool) {
 		h.pairs <- p
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
+	cpu0 := cputime.Of(b)
 	b.ResetTimer()
 	if parallel {
 		b.SetParallelism(8)
@@ -48,7 +47,7 @@ func benchRoundTrips(b *testing.B, d Dialer, parallel bool) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((cputime.Of(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	if st := h.dev.Stats(); st.NoDevice != 0 || st.Errors != 0 {
 		b.Fatalf("stats %+v", st)
 	}
@@ -57,13 +56,3 @@ func benchRoundTrips(b *testing.B, d Dialer, parallel bool) {
 func BenchmarkRoundTripFake(b *testing.B) { benchRoundTrips(b, newFakeSST().dialer(), false) }
 
 func BenchmarkRoundTripFakeParallel(b *testing.B) { benchRoundTrips(b, newFakeSST().dialer(), true) }
-
-// cpuTime is the CPU time (user and system) the process has used: unlike wall time it
-// does not grow when other processes share the machine.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
