@@ -40,9 +40,9 @@ func BenchmarkSgemmBlocked(b *testing.B) {
 func benchGEMM(b *testing.B, fn func(m, n, k int, a, b, c []float32)) {
 	for _, s := range benchShapes {
 		b.Run(fmt.Sprintf("%dx%dx%d", s.M, s.N, s.K), func(b *testing.B) {
-			x := randSlice(1, s.M*s.K)
-			y := randSlice(2, s.K*s.N)
-			c := make([]float32, s.M*s.N)
+			x, y, c := benchFloats(b, s.M*s.K), benchFloats(b, s.K*s.N), benchFloats(b, s.M*s.N)
+			fillRand(1, x)
+			fillRand(2, y)
 			b.ResetTimer()
 			for b.Loop() {
 				fn(s.M, s.N, s.K, x, y, c)

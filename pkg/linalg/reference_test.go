@@ -10,12 +10,17 @@ import (
 
 // randSlice returns n values uniform in [-1, 1) from a fixed seed, so failures reproduce.
 func randSlice(seed uint64, n int) []float32 {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s := make([]float32, n)
+	fillRand(seed, s)
+	return s
+}
+
+// fillRand fills s with randSlice's values for seed.
+func fillRand(seed uint64, s []float32) {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	for i := range s {
 		s[i] = 2*r.Float32() - 1
 	}
-	return s
 }
 
 // requireClose checks every element against the float64 reference within withinBound's

@@ -9,6 +9,8 @@ For every round and shape it runs one BenchmarkSgemm sample and one numpy sample
 over the rounds and the median of the per-round ratios (pairing the two samples of a round
 cancels slow changes of machine load). Run it from the repository root, in the
 environment to be compared (OPENBLAS_CORETYPE and friends are inherited by both).
+Operands of 4 MiB or more are on transparent huge pages on both sides, as numpy allocates
+them; SSTEMU_BENCH_PAGES=4k puts both on 4 KiB pages (numpy's advice turned off).
 """
 import os
 import re
@@ -17,6 +19,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PAGES = os.environ.get("SSTEMU_BENCH_PAGES") or "huge"  # the Go side reads it too
 SHAPES = ["1024x1024x1024", "2048x2048x2048", "32x4096x4096",
           "128x11008x4096", "1x4096x4096"]
 
@@ -31,7 +34,8 @@ def go_sample(binary, shape):
 
 def numpy_sample(shape):
     out = subprocess.run(
-        [sys.executable, os.path.join(HERE, "numpy_bench.py"), "--repeats", "1", shape],
+        [sys.executable, os.path.join(HERE, "numpy_bench.py"), "--repeats", "1",
+         "--pages", PAGES, shape],
         check=True, capture_output=True, text=True).stdout
     return float(re.search(r"median ([\d.]+) GFLOPS", out).group(1))
 
@@ -48,6 +52,7 @@ def main():
             npy[s].append(numpy_sample(s))
             print(f"round {r + 1} {s}: go {go[s][-1]:.1f} numpy {npy[s][-1]:.1f}",
                   file=sys.stderr, flush=True)
+    print(f"operands of 4 MiB or more on {PAGES} pages on both sides", file=sys.stderr)
     print("| shape M×N×K | Go Sgemm GFLOPS | numpy GFLOPS | ratio of medians | median paired ratio |")
     print("|---|---:|---:|---:|---:|")
     for s in shapes:

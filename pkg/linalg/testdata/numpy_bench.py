@@ -6,13 +6,17 @@ Run with the system interpreter, whose numpy uses the same Debian OpenBLAS as th
     /usr/bin/python3 pkg/linalg/testdata/numpy_bench.py [--repeats N] [MxNxK ...]
 
 With no shapes it measures all five. Each sample runs the matmul repeatedly for at least
-MIN_SECONDS; the line per shape gives the median and every sample.
+MIN_SECONDS; the line per shape gives the median and every sample. --pages 4k turns off
+numpy's advice of transparent huge pages for arrays of 4 MiB or more (its default on Linux,
+"huge"), as SSTEMU_BENCH_PAGES=4k does for the Go benchmarks.
 """
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
+from numpy.core import multiarray
 
 SHAPES = ["1024x1024x1024", "2048x2048x2048", "32x4096x4096",
           "128x11008x4096", "1x4096x4096"]
@@ -33,8 +37,13 @@ def sample(a, b, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pages", choices=["huge", "4k"], default="huge")
     parser.add_argument("shapes", nargs="*", default=SHAPES)
     args = parser.parse_args()
+    if hasattr(multiarray, "_set_madvise_hugepage"):
+        multiarray._set_madvise_hugepage(args.pages == "huge")
+    elif args.pages == "4k":
+        sys.exit("this numpy has no _set_madvise_hugepage: it cannot turn its huge pages off")
     rng = np.random.default_rng(1)
     for shape in args.shapes:
         m, n, k = (int(d) for d in shape.split("x"))
