@@ -1,8 +1,15 @@
 package linalg
 
 import (
+	"bufio"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // benchShapes are the large GEMMs whose speed is compared with numpy (docs/gemm.md): square
@@ -50,4 +57,72 @@ func benchGEMM(b *testing.B, fn func(m, n, k int, a, b, c []float32)) {
 			b.ReportMetric(s.FLOPs()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})
 	}
+}
+
+// sgemmWorkerEnv makes TestSgemmWorker the Go side of testdata/compare.py.
+const sgemmWorkerEnv = "SSTEMU_SGEMM_WORKER"
+
+// TestSgemmWorker serves samples of Sgemm to testdata/compare.py, which alternates them
+// with numpy's (numpy_bench.py --worker) so that every pair sees the same machine load
+// without a process start between them. Each stdin line "MxNxK seconds" is answered on
+// stdout by "gflops G": Sgemm on that shape run back to back for at least that long, on
+// operands allocated as BenchmarkSgemm's and kept per shape.
+func TestSgemmWorker(t *testing.T) {
+	if os.Getenv(sgemmWorkerEnv) != "1" {
+		t.Skipf("testdata/compare.py's sample server; runs with %s=1", sgemmWorkerEnv)
+	}
+	type operands struct{ a, b, c []float32 }
+	kept := map[GEMMShape]operands{}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var s GEMMShape
+		var seconds float64
+		if _, err := fmt.Sscanf(in.Text(), "%dx%dx%d %g", &s.M, &s.N, &s.K, &seconds); err != nil {
+			t.Fatalf("request %q: %v (want \"MxNxK seconds\")", in.Text(), err)
+		}
+		op, ok := kept[s]
+		if !ok {
+			op = operands{benchFloats(t, s.M*s.K), benchFloats(t, s.K*s.N), benchFloats(t, s.M*s.N)}
+			fillRand(1, op.a)
+			fillRand(2, op.b)
+			Sgemm(s.M, s.N, s.K, op.a, op.b, op.c) // warm-up: page faults, the thread pool
+			kept[s] = op
+		}
+		calls, start := 0, time.Now()
+		for time.Since(start).Seconds() < seconds {
+			Sgemm(s.M, s.N, s.K, op.a, op.b, op.c)
+			calls++
+		}
+		fmt.Printf("gflops %.3f\n", s.FLOPs()*float64(calls)/time.Since(start).Seconds()/1e9)
+	}
+	if err := in.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSgemmWorkerAnswers runs TestSgemmWorker as compare.py does: a sample per request
+// line, and a bad request fails the worker instead of being answered.
+func TestSgemmWorkerAnswers(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
+	cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
+	cmd.Stdin = strings.NewReader("16x8x4 0.01\n16x8x4 0.01\n1x64x32 0.01\n")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Len(t, lines, 4, "%s", out)
+	for _, l := range lines[:3] {
+		var g float64
+		_, err := fmt.Sscanf(l, "gflops %g", &g)
+		require.NoError(t, err, "answer %q", l)
+		require.Greater(t, g, 0.0, "answer %q", l)
+	}
+	require.Equal(t, "PASS", lines[3])
+
+	cmd = exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
+	cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
+	cmd.Stdin = strings.NewReader("16x8 0.01\n")
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.NotContains(t, string(out), "gflops")
+	require.Contains(t, string(out), `want "MxNxK seconds"`)
 }
