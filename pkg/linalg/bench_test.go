@@ -80,6 +80,9 @@ func TestSgemmWorker(t *testing.T) {
 		if _, err := fmt.Sscanf(in.Text(), "%dx%dx%d %g", &s.M, &s.N, &s.K, &seconds); err != nil {
 			t.Fatalf("request %q: %v (want \"MxNxK seconds\")", in.Text(), err)
 		}
+		if s.M <= 0 || s.N <= 0 || s.K <= 0 || !(seconds > 0) {
+			t.Fatalf("request %q: want positive dimensions and seconds", in.Text())
+		}
 		op, ok := kept[s]
 		if !ok {
 			op = operands{benchFloats(t, s.M*s.K), benchFloats(t, s.K*s.N), benchFloats(t, s.M*s.N)}
@@ -118,11 +121,20 @@ func TestSgemmWorkerAnswers(t *testing.T) {
 	}
 	require.Equal(t, "PASS", lines[3])
 
-	cmd = exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
-	cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
-	cmd.Stdin = strings.NewReader("16x8 0.01\n")
-	out, err = cmd.CombinedOutput()
-	require.Error(t, err, "%s", out)
-	require.NotContains(t, string(out), "gflops")
-	require.Contains(t, string(out), `want "MxNxK seconds"`)
+	for _, bad := range []struct{ request, want string }{
+		{"16x8 0.01", `want "MxNxK seconds"`},
+		{"16x-8x4 0.01", "want positive dimensions and seconds"},
+		{"16x8x0 0.01", "want positive dimensions and seconds"},
+		{"16x8x4 0", "want positive dimensions and seconds"},
+	} {
+		t.Run(bad.request, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
+			cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
+			cmd.Stdin = strings.NewReader(bad.request + "\n")
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "%s", out)
+			require.NotContains(t, string(out), "gflops")
+			require.Contains(t, string(out), bad.want)
+		})
+	}
 }

@@ -54,7 +54,13 @@ def serve():
     """The --worker loop: one sample per request line, until stdin ends."""
     kept = {}
     for line in sys.stdin:
-        shape, seconds = line.split()
+        try:
+            shape, seconds = line.split()
+            dims, seconds = [int(d) for d in shape.split("x")], float(seconds)
+            if len(dims) != 3 or min(dims) <= 0 or not seconds > 0:
+                raise ValueError
+        except ValueError:
+            sys.exit(f"request {line!r}: want \"MxNxK seconds\", positive")
         if shape not in kept:
             kept[shape] = operands(shape)
         print(f"gflops {gflops(*kept[shape], float(seconds)):.3f}", flush=True)
