@@ -47,9 +47,7 @@ func BenchmarkSgemmBlocked(b *testing.B) {
 func benchGEMM(b *testing.B, fn func(m, n, k int, a, b, c []float32)) {
 	for _, s := range benchShapes {
 		b.Run(fmt.Sprintf("%dx%dx%d", s.M, s.N, s.K), func(b *testing.B) {
-			x, y, c := benchFloats(b, s.M*s.K), benchFloats(b, s.K*s.N), benchFloats(b, s.M*s.N)
-			fillRand(1, x)
-			fillRand(2, y)
+			x, y, c := benchOperands(b, s)
 			b.ResetTimer()
 			for b.Loop() {
 				fn(s.M, s.N, s.K, x, y, c)
@@ -57,6 +55,15 @@ func benchGEMM(b *testing.B, fn func(m, n, k int, a, b, c []float32)) {
 			b.ReportMetric(s.FLOPs()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})
 	}
+}
+
+// benchOperands returns A, B (randSlice's values for seeds 1 and 2) and C of shape s,
+// allocated by benchFloats: the operands of BenchmarkSgemm and of TestSgemmWorker.
+func benchOperands(tb testing.TB, s GEMMShape) (a, b, c []float32) {
+	a, b, c = benchFloats(tb, s.M*s.K), benchFloats(tb, s.K*s.N), benchFloats(tb, s.M*s.N)
+	fillRand(1, a)
+	fillRand(2, b)
+	return a, b, c
 }
 
 // sgemmWorkerEnv makes TestSgemmWorker the Go side of testdata/compare.py.
@@ -85,9 +92,7 @@ func TestSgemmWorker(t *testing.T) {
 		}
 		op, ok := kept[s]
 		if !ok {
-			op = operands{benchFloats(t, s.M*s.K), benchFloats(t, s.K*s.N), benchFloats(t, s.M*s.N)}
-			fillRand(1, op.a)
-			fillRand(2, op.b)
+			op.a, op.b, op.c = benchOperands(t, s)
 			Sgemm(s.M, s.N, s.K, op.a, op.b, op.c) // warm-up: page faults, the thread pool
 			kept[s] = op
 		}
@@ -106,10 +111,7 @@ func TestSgemmWorker(t *testing.T) {
 // TestSgemmWorkerAnswers runs TestSgemmWorker as compare.py does: a sample per request
 // line, and a bad request fails the worker instead of being answered.
 func TestSgemmWorkerAnswers(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
-	cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
-	cmd.Stdin = strings.NewReader("16x8x4 0.01\n16x8x4 0.01\n1x64x32 0.01\n")
-	out, err := cmd.CombinedOutput()
+	out, err := runSgemmWorker("16x8x4 0.01\n16x8x4 0.01\n1x64x32 0.01\n")
 	require.NoError(t, err, "%s", out)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	require.Len(t, lines, 4, "%s", out)
@@ -128,13 +130,19 @@ func TestSgemmWorkerAnswers(t *testing.T) {
 		{"16x8x4 0", "want positive dimensions and seconds"},
 	} {
 		t.Run(bad.request, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
-			cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
-			cmd.Stdin = strings.NewReader(bad.request + "\n")
-			out, err := cmd.CombinedOutput()
+			out, err := runSgemmWorker(bad.request + "\n")
 			require.Error(t, err, "%s", out)
 			require.NotContains(t, string(out), "gflops")
 			require.Contains(t, string(out), bad.want)
 		})
 	}
+}
+
+// runSgemmWorker runs TestSgemmWorker in this test binary again with requests on its
+// stdin, and returns what it printed.
+func runSgemmWorker(requests string) ([]byte, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSgemmWorker$", "-test.count=1")
+	cmd.Env = append(os.Environ(), sgemmWorkerEnv+"=1")
+	cmd.Stdin = strings.NewReader(requests)
+	return cmd.CombinedOutput()
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/stretchr/testify/require"
 )
 
 // numpyHugePageBytes is the size from which numpy advises an array's memory for
@@ -118,28 +120,37 @@ func hugePageKiB(tb testing.TB, p unsafe.Pointer) int {
 }
 
 // TestBenchFloatsPages checks that benchFloats gives large operands huge pages, as numpy
-// gives its arrays, where the kernel has transparent huge pages for advised memory.
+// gives its arrays, where the kernel has transparent huge pages for advised memory; and,
+// where only advised memory gets them (madvise mode), that small operands and
+// SSTEMU_BENCH_PAGES=4k stay on 4 KiB pages.
 func TestBenchFloatsPages(t *testing.T) {
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil || strings.Contains(string(mode), "[never]") {
 		t.Skipf("no transparent huge pages for advised memory (%q, %v)", mode, err)
 	}
-	t.Setenv(benchPagesEnv, "")
-	const n = 16 << 20 / 4 // 16 MiB: at least one aligned 2 MiB page whatever the address
-	s := benchFloats(t, n)
-	if len(s) != n {
-		t.Fatalf("len = %d, want %d", len(s), n)
-	}
-	fillRand(1, s)
-	if kib := hugePageKiB(t, unsafe.Pointer(&s[0])); kib < 2048 {
-		t.Fatalf("AnonHugePages of a 16 MiB operand: %d KiB, want at least one 2 MiB page", kib)
-	}
-	small := benchFloats(t, numpyHugePageBytes/4-1)
-	if len(small) != numpyHugePageBytes/4-1 {
-		t.Fatalf("len = %d", len(small))
-	}
-	t.Setenv(benchPagesEnv, "4k")
-	if s := benchFloats(t, n); len(s) != n {
-		t.Fatalf("4k: len = %d", len(s))
+	onlyAdvised := strings.Contains(string(mode), "[madvise]")
+	const large = 16 << 20 / 4 // 16 MiB: at least one aligned 2 MiB page whatever the address
+	for _, tc := range []struct {
+		name, pages string
+		n           int
+		huge        bool
+	}{
+		{"large", "", large, true},
+		{"below numpy's 4 MiB", "", numpyHugePageBytes/4 - 1, false},
+		{"large with 4k", "4k", large, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(benchPagesEnv, tc.pages)
+			s := benchFloats(t, tc.n)
+			require.Len(t, s, tc.n)
+			fillRand(1, s)
+			kib := hugePageKiB(t, unsafe.Pointer(&s[0]))
+			switch {
+			case tc.huge:
+				require.GreaterOrEqual(t, kib, 2048, "AnonHugePages (KiB) of the operand's mapping")
+			case onlyAdvised:
+				require.Zero(t, kib, "AnonHugePages (KiB) of the operand's mapping")
+			}
+		})
 	}
 }
