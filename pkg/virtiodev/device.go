@@ -156,7 +156,9 @@ func (d *Device) NegotiatedFeatures() protocol.Feature {
 // layout is accepted for it), interrupt the used-buffer notification the device raises
 // for a queue. interrupt may be nil (a polling driver); it may be called from several
 // device goroutines at once, must not block for long and must not call Attach, Reset,
-// Shutdown or Close. Each queue is at most protocol.QueueSize entries.
+// Shutdown or Close. With a Config.Handler, Attach serves chains already on the request
+// queue itself, interrupt included, so interrupt must not need a lock held around Attach.
+// Each queue is at most protocol.QueueSize entries.
 func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]virtqueue.Layout, interrupt func(queue int)) error {
 	if d.closing.Load() {
 		return ErrClosed
@@ -164,6 +166,24 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]
 	if interrupt == nil {
 		interrupt = func(int) {}
 	}
+	if err := d.attach(mem, layouts, interrupt); err != nil {
+		return err
+	}
+	// The device looks once at rings the driver filled before DRIVER_OK. With a Handler it
+	// does so here, as it serves every kick on the kicking goroutine: had the device
+	// goroutine done it, a Notify racing that look would be left to it and answered after
+	// Notify returned.
+	if d.cfg.Handler != nil {
+		d.kickRequests()
+	} else {
+		d.signal(protocol.QueueRequest)
+	}
+	d.signal(protocol.QueueEvent)
+	return nil
+}
+
+// attach validates the layouts and installs the queues under attMu.
+func (d *Device) attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]virtqueue.Layout, interrupt func(queue int)) error {
 	d.attMu.Lock()
 	defer d.attMu.Unlock()
 	if d.att != nil {
@@ -187,8 +207,6 @@ func (d *Device) Attach(mem *virtqueue.GuestMemory, layouts [protocol.NumQueues]
 	}
 	d.gen++
 	d.att = &attachment{gen: d.gen, req: queues[protocol.QueueRequest], evt: queues[protocol.QueueEvent], interrupt: interrupt}
-	d.signal(protocol.QueueRequest)
-	d.signal(protocol.QueueEvent)
 	return nil
 }
 

@@ -99,6 +99,59 @@ func TestDirectAnswersOnNotify(t *testing.T) {
 	assert.Equal(t, uint64(3), st.Responses)
 }
 
+// TestAttachServesPostedChains checks that chains the driver placed before DRIVER_OK
+// (with no kick) are served at Attach: with a Handler before Attach returns, on the
+// attaching goroutine, as it serves kicks; over the link by the device goroutine.
+func TestAttachServesPostedChains(t *testing.T) {
+	cases := []struct {
+		name   string
+		cfg    func() Config
+		inline bool // answered when Attach returns
+	}{
+		{"handler", func() Config { return Config{Handler: &fakeHandler{}} }, true},
+		{"link", func() Config { return fastConfig(newFakeSST().dialer()) }, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.cfg(), harnessOpts{})
+			eventually(t, "link up", func() bool { return h.dev.Stats().LinkUp })
+			h.dev.Reset()
+			require.NoError(t, h.dev.AckFeatures(protocol.BaseFeatures|protocol.TransportFeatures))
+			h.newQueues()
+			type posted struct {
+				ch <-chan virtqueue.UsedElem
+				p  bufPair
+				r  *protocol.Request
+			}
+			var chains []posted
+			for i := range 3 {
+				p, r := writeGEMM(t, h, uint64(300+i), 5)
+				ch, _ := h.post([]virtqueue.Buffer{
+					{Addr: p.reqAddr, Len: protocol.RequestSize},
+					{Addr: p.respAddr, Len: protocol.ResponseSize, Writable: true},
+				})
+				chains = append(chains, posted{ch, p, r})
+			}
+			require.NoError(t, h.dev.Attach(h.mem, h.layouts, h.interrupt))
+			for i, c := range chains {
+				var u virtqueue.UsedElem
+				if tc.inline {
+					select {
+					case u = <-c.ch:
+					default:
+						t.Fatalf("chain %d was not answered when Attach returned", i)
+					}
+				} else {
+					u = h.wait(c.ch)
+				}
+				assert.Equal(t, uint32(protocol.ResponseSize), u.Len)
+				assert.Equal(t, fakeAnswer(c.r), h.readResponse(c.p.respAddr))
+			}
+			assert.Equal(t, uint64(3), h.dev.Stats().Forwarded)
+		})
+	}
+}
+
 // TestDirectLayouts checks the answer of a forwarded request for the buffer layouts a
 // driver may choose: layer 5 works in guest memory itself only when the request and the
 // response each lie in one descriptor, apart; every other layout is copied, and answered

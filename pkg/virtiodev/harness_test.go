@@ -86,6 +86,14 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 // attach sets up fresh driver queues and attaches them.
 func (h *harness) attach() {
 	h.t.Helper()
+	h.newQueues()
+	require.NoError(h.t, h.dev.Attach(h.mem, h.layouts, h.interrupt))
+}
+
+// newQueues sets up fresh driver queues without attaching them, so that a test can post
+// buffers before the driver's DRIVER_OK.
+func (h *harness) newQueues() {
+	h.t.Helper()
 	f := virtqueue.FeaturesFromBits(uint64(h.dev.NegotiatedFeatures()))
 	var layouts [protocol.NumQueues]virtqueue.Layout
 	for q := range layouts {
@@ -103,7 +111,6 @@ func (h *harness) attach() {
 	h.waiters = map[uint16]chan virtqueue.UsedElem{}
 	h.evHeads = map[uint16]uint64{}
 	h.mu.Unlock()
-	require.NoError(h.t, h.dev.Attach(h.mem, layouts, h.interrupt))
 }
 
 // interrupt is the driver's interrupt handler.
@@ -172,6 +179,17 @@ func (h *harness) collectEvents() {
 // element.
 func (h *harness) submit(bufs []virtqueue.Buffer) <-chan virtqueue.UsedElem {
 	h.t.Helper()
+	ch, notify := h.post(bufs)
+	if notify {
+		h.dev.Notify(protocol.QueueRequest)
+	}
+	return ch
+}
+
+// post places a chain without kicking the device and reports whether the device asked
+// to be notified; the returned channel receives the chain's used element.
+func (h *harness) post(bufs []virtqueue.Buffer) (<-chan virtqueue.UsedElem, bool) {
+	h.t.Helper()
 	ch := make(chan virtqueue.UsedElem, 1)
 	h.mu.Lock()
 	head, err := h.req.Add(bufs)
@@ -183,10 +201,7 @@ func (h *harness) submit(bufs []virtqueue.Buffer) <-chan virtqueue.UsedElem {
 	notify, err := h.req.Publish()
 	h.mu.Unlock()
 	require.NoError(h.t, err)
-	if notify {
-		h.dev.Notify(protocol.QueueRequest)
-	}
-	return ch
+	return ch, notify
 }
 
 // wait returns the used element of a submitted chain or fails the test.
