@@ -65,6 +65,8 @@ __attribute__((constructor(101))) static void sstemu_choose_core(void) {
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
 	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
 	    __builtin_cpu_supports("avx512cd")) {
+		// 0.3.21 does not look the name Cooperlake up (its table stops at SkylakeX) and
+		// falls back on its feature list, which gives Cooperlake where BF16 is (docs/gemm.md).
 		core = __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
 	} else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
 		core = "Haswell";
